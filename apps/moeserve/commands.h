@@ -1,0 +1,11 @@
+// The subcommands of the one `moeserve` binary. Each takes the arguments after its name (argv[0] is
+// the subcommand's name) and returns the process exit code; user errors are thrown as
+// moeserve::Error, which main() prints and turns into exit code 1.
+#pragma once
+
+namespace moeserve::cli {
+
+int cmd_types(int argc, char** argv);
+int cmd_devices(int argc, char** argv);
+
+}  // namespace moeserve::cli

@@ -1,0 +1,55 @@
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string_view>
+
+#include "commands.h"
+#include "core/error.h"
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  int (*run)(int argc, char** argv);
+  const char* summary;
+};
+
+constexpr Subcommand kSubcommands[] = {
+    {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
+    {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
+};
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, "usage: moeserve <command> [options]\n\ncommands:\n");
+  for (const Subcommand& c : kSubcommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  std::fprintf(out, "\n`moeserve <command> --help` describes a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    print_usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (std::strcmp(argv[1], "--version") == 0) {
+    std::printf("moeserve %s\n", MOESERVE_VERSION);
+    return 0;
+  }
+  const std::string_view name = argv[1];
+  for (const Subcommand& c : kSubcommands) {
+    if (name != c.name) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const moeserve::Error& e) {
+      std::fprintf(stderr, "moeserve %s: error: %s\n", c.name, e.what());
+      return 1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "moeserve %s: internal error: %s\n", c.name, e.what());
+      return 3;
+    }
+  }
+  std::fprintf(stderr, "moeserve: unknown command '%s'\n\n", argv[1]);
+  print_usage(stderr);
+  return 2;
+}
