@@ -12,3 +12,8 @@ foreach(vocab qwen3 llama2)
                    --work ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(tokenizer_reference_${vocab} PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 300)
 endforeach()
+# The hand-written pre-tokenizers against the original patterns run by V8's regex engine.
+add_test(NAME pretokenizer_reference
+         COMMAND ${MOESERVE_NODE} ${CMAKE_CURRENT_SOURCE_DIR}/scripts/pretokenizer_reference.mjs
+                 --checker $<TARGET_FILE:tokenizer_reference_check> --work ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(pretokenizer_reference PROPERTIES LABELS unit TIMEOUT 300)

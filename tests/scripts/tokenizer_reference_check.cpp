@@ -1,7 +1,9 @@
-// Checks moeserve's tokenizer against ids a reference tokenizer produced (see
-// tokenizer_reference.mjs): for every case, identical ids; decode(ids) == text where the case
-// round-trips; the streaming decoder's output (valid UTF-8 in every chunk) equals decode(ids).
-// Also checks special tokens' ids and types given by the spec. Prints "N passed, M failed".
+// Checks moeserve's tokenizer against what reference implementations produced:
+// - tokenizer_reference.mjs: for every case, identical ids; decode(ids) == text where the case
+//   round-trips; the streaming decoder's output (valid UTF-8 in every chunk) equals decode(ids);
+//   special tokens' ids and types given by the spec.
+// - pretokenizer_reference.mjs: identical pieces from each pre-tokenizer.
+// Prints "N passed, M failed".
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab_hf.h"
@@ -52,6 +55,30 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
+int check_pre_tokenizers(const nlohmann::json& cases) {
+  size_t passed = 0, failed = 0;
+  std::vector<std::string_view> pieces;
+  for (const auto& c : cases) {
+    const std::string name = c["pre"];
+    const std::string text = c["text"];
+    const std::vector<std::string> want = c["pieces"];
+    tk::pre_tokenize(tk::pre_tokenizer_from_name(name, "test"), text, pieces);
+    if (std::equal(pieces.begin(), pieces.end(), want.begin(), want.end())) {
+      ++passed;
+      continue;
+    }
+    if (failed++ < 25) {
+      std::string w, g;
+      for (const auto& p : want) w += "[" + escaped(p) + "]";
+      for (const auto& p : pieces) g += "[" + escaped(std::string(p)) + "]";
+      std::printf("FAIL %s pieces of \"%s\"\n  want %s\n  got  %s\n", name.c_str(), escaped(text).c_str(),
+                  w.c_str(), g.c_str());
+    }
+  }
+  std::printf("%zu passed, %zu failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -64,6 +91,7 @@ int main(int argc, char** argv) {
     std::stringstream buf;
     buf << in.rdbuf();
     const nlohmann::json doc = nlohmann::json::parse(buf.str());
+    if (doc.contains("pre_tokenizer_cases")) return check_pre_tokenizers(doc["pre_tokenizer_cases"]);
     const std::string tokenizer_json = doc["tokenizer_json"];
     const tk::Tokenizer tok(tk::load_hf_vocab(tokenizer_json), tokenizer_json);
     tk::EncodeOptions options;
