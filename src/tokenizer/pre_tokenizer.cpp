@@ -14,9 +14,10 @@ struct Chars {
   std::vector<uint32_t> cp;
   std::vector<uint16_t> cls;
   std::vector<uint32_t> offset;
+  std::vector<uint32_t> space_end;  // per character: end of the whitespace run from it (on request)
   size_t n = 0;
 
-  explicit Chars(std::string_view text) {
+  Chars(std::string_view text, bool with_space_runs) {
     cp.reserve(text.size());
     cls.reserve(text.size());
     offset.reserve(text.size() + 1);
@@ -31,12 +32,20 @@ struct Chars {
     }
     n = cp.size();
     offset.push_back(uint32_t(text.size()));
+    if (with_space_runs) {
+      space_end.resize(n);
+      for (size_t i = n; i-- > 0;)
+        space_end[i] = (cls[i] & kSpace) ? (i + 1 < n ? space_end[i + 1] : uint32_t(n)) : uint32_t(i);
+    }
   }
 
   bool has(size_t i, size_t end, uint16_t mask) const { return i < end && (cls[i] & mask) != 0; }
   size_t run(size_t i, size_t end, uint16_t mask) const {  // end of the run of `mask` from i
     while (i < end && (cls[i] & mask)) ++i;
     return i;
+  }
+  size_t run_upto(size_t i, size_t end, uint16_t mask, size_t max) const {  // at most `max` long
+    return run(i, std::min(end, i + max), mask);
   }
   size_t run_not(size_t i, size_t end, uint16_t mask) const {
     while (i < end && !(cls[i] & mask)) ++i;
@@ -110,7 +119,7 @@ size_t match_qwen2_llama3(const Chars& c, size_t pos, size_t end) {
   const uint16_t k0 = c.cls[pos];
   if (!(k0 & (kCrLf | kLetter | kNumber)) && c.has(pos + 1, end, kLetter)) return c.run(pos + 1, end, kLetter) - pos;
   if (k0 & kLetter) return c.run(pos, end, kLetter) - pos;
-  if (k0 & kNumber) return std::min(kMaxDigits, c.run(pos, end, kNumber) - pos);
+  if (k0 & kNumber) return c.run_upto(pos, end, kNumber, kMaxDigits) - pos;
   size_t p = pos;
   if (c.cp[pos] == ' ' && pos + 1 < end && !(c.cls[pos + 1] & (kSpace | kLetter | kNumber))) p = pos + 1;
   if (!(c.cls[p] & (kSpace | kLetter | kNumber))) {
@@ -152,7 +161,7 @@ size_t match_gpt4o(const Chars& c, size_t pos, size_t end) {
     const size_t w_end = c.run(u_end, end, kLowerish);
     return w_end + contraction(c, w_end, end) - pos;
   }
-  if (c.cls[pos] & kNumber) return std::min<size_t>(3, c.run(pos, end, kNumber) - pos);
+  if (c.cls[pos] & kNumber) return c.run_upto(pos, end, kNumber, 3) - pos;
   size_t p = pos;
   if (c.cp[pos] == ' ' && pos + 1 < end && !(c.cls[pos + 1] & (kSpace | kLetter | kNumber))) p = pos + 1;
   if (!(c.cls[p] & (kSpace | kLetter | kNumber))) {
@@ -165,7 +174,7 @@ size_t match_gpt4o(const Chars& c, size_t pos, size_t end) {
 
 // \p{N}{1,3}
 size_t match_digits_1_3(const Chars& c, size_t pos, size_t end) {
-  return std::min<size_t>(3, c.run(pos, end, kNumber) - pos);
+  return c.run_upto(pos, end, kNumber, 3) - pos;
 }
 
 // \p{N}+
@@ -259,9 +268,10 @@ size_t match_optional_space_then(const Chars& c, size_t pos, size_t end) {
   return e == p ? 0 : e - pos;
 }
 
-// \s+$ (the end of the piece being split)
+// \s+$ (the end of the piece being split). The precomputed run ends keep a long run of
+// whitespace before other text linear rather than rescanned from every position.
 size_t match_trailing_space(const Chars& c, size_t pos, size_t end) {
-  return c.run(pos, end, kSpace) == end ? end - pos : 0;
+  return (c.cls[pos] & kSpace) && c.space_end[pos] >= end ? end - pos : 0;
 }
 
 size_t match_deepseek_llm_cjk(const Chars& c, size_t pos, size_t end) {
@@ -308,7 +318,7 @@ const char* pre_tokenizer_name(PreTokenizer kind) {
 void pre_tokenize(PreTokenizer kind, std::string_view text, std::vector<std::string_view>& pieces) {
   pieces.clear();
   if (text.empty()) return;
-  const Chars c(text);
+  const Chars c(text, kind == PreTokenizer::DeepseekLlm);
   std::vector<Range> ranges{{0, c.n}}, next;
   for (Matcher m : patterns(kind)) {
     split(c, m, ranges, next);

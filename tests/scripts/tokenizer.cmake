@@ -19,3 +19,8 @@ add_test(NAME pretokenizer_reference
          COMMAND ${MOESERVE_NODE} ${CMAKE_CURRENT_SOURCE_DIR}/scripts/pretokenizer_reference.mjs
                  --checker $<TARGET_FILE:tokenizer_reference_check> --work ${CMAKE_CURRENT_BINARY_DIR})
 set_tests_properties(pretokenizer_reference PROPERTIES LABELS unit TIMEOUT 300)
+# The `moeserve tokenize` command against the same reference.
+add_test(NAME tokenize_cli
+         COMMAND ${MOESERVE_NODE} ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tokenize_cli.mjs
+                 --binary $<TARGET_FILE:moeserve> --work ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(tokenize_cli PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 120)

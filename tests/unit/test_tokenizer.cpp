@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab_hf.h"
@@ -148,6 +149,42 @@ TEST(StreamDecoder, ReplacesBytesThatCannotBecomeUtf8) {
   for (TokenId id : tok->encode("a\xff" "b\xe2\x82")) out += stream.push(id);
   EXPECT_EQ(out, "a\xEF\xBF\xBD" "b");     // 0xFF can never start a character
   EXPECT_EQ(stream.finish(), "\xEF\xBF\xBD");  // the cut-short character at the end
+}
+
+// Inputs built to be worst cases for a pattern matcher that rescans or backtracks: each must split
+// in linear time (a quadratic one would run for minutes on these and hit the test timeout) and
+// cover the text exactly.
+TEST(PreTokenizer, LongRunsCoverTheTextInOnePass) {
+  const std::string spaces(200000, ' ');
+  const std::string cases[] = {
+      spaces + "\xe4\xb8\xad",           // whitespace before CJK, which no earlier pattern takes
+      spaces + "x" + spaces,
+      std::string(200000, 'A'),           // o200k: an "upper" run with nothing "lower" to back off to
+      "a" + std::string(200000, '\t') + "\n",
+      std::string(100000, '1'),
+  };
+  std::string combining;
+  for (int i = 0; i < 50000; ++i) combining += "\xcc\x81";  // U+0301 after U+0301 ...
+  std::vector<std::string_view> pieces;
+  for (PreTokenizer kind : {PreTokenizer::Qwen2, PreTokenizer::Llama3, PreTokenizer::Gpt4o,
+                            PreTokenizer::DeepseekLlm, PreTokenizer::DeepseekV3}) {
+    for (const std::string& text : cases) {
+      pre_tokenize(kind, text, pieces);
+      std::string joined;
+      for (std::string_view p : pieces) joined += p;
+      EXPECT_EQ(joined, text) << pre_tokenizer_name(kind);
+    }
+    pre_tokenize(kind, combining, pieces);
+    EXPECT_FALSE(pieces.empty());
+  }
+}
+
+TEST(Tokenizer, LongPiecesUseTheHeapMergePath) {
+  REQUIRE_QWEN3();
+  const std::string letters(300000, 'a');  // one pre-tokenized piece of 300,000 bytes
+  const std::vector<TokenId> ids = tok->encode(letters);
+  EXPECT_LT(ids.size(), letters.size() / 4);
+  EXPECT_EQ(tok->decode(ids), letters);
 }
 
 nlohmann::json tiny_tokenizer_json() {
