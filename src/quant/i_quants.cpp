@@ -161,7 +161,8 @@ void dequantize_iq(const void* blocks, float* out, int64_t n) {
   IqDecoded dec;
   for (int64_t i = 0; i < n / QK_K; ++i, out += QK_K) {
     decode(b[i], dec);
-    for (int e = 0; e < QK_K; ++e) out[e] = dec.d * float(dec.scale[e / 16] * dec.value[e]) * frac;
+    // Scale first, then value, as ggml does: the order only shows in the sign of a zero scale.
+    for (int e = 0; e < QK_K; ++e) out[e] = dec.d * float(dec.scale[e / 16]) * frac * float(dec.value[e]);
   }
 }
 

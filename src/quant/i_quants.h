@@ -1,7 +1,7 @@
 // Internal: i-quant super-blocks decoded to integers, shared by the dequantizers and the dot
 // products. Every i-quant value is d * scale * value * frac with small integers scale and value
 // and a power-of-two frac, so (as in ggml, where the products are exact too) the float result
-// does not depend on the order of the multiplications.
+// does not depend on the order of the multiplications, except for the sign of a zero.
 #pragma once
 
 #include <cstdint>
