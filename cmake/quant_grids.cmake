@@ -2,20 +2,21 @@
 # header at configure time, so the tables live in one place and no .cpp carries a copy.
 # Re-runs when a .txt changes (CMAKE_CONFIGURE_DEPENDS).
 
-# name:C++ element type:entry count:literal suffix
+# name:C++ element type:entry count:first 16 hex digits of the file's sha256 (from the spec's
+# grids/README.md):literal suffix
 set(MOESERVE_GRID_TABLES
-  "iq2xxs_grid:uint64_t:256:ull"
-  "iq2xs_grid:uint64_t:512:ull"
-  "iq2s_grid:uint64_t:1024:ull"
-  "iq3xxs_grid:uint32_t:256:u"
-  "iq3s_grid:uint32_t:512:u"
-  "iq1s_grid:uint64_t:2048:ull"
-  "iq1s_grid_gpu:uint32_t:2048:u"
-  "ksigns_iq2xs:uint8_t:128:"
-  "kmask_iq2xs:uint8_t:8:"
-  "ksigns64:uint64_t:128:ull"
-  "kvalues_iq4nl:int8_t:16:"
-  "kvalues_fp4:int8_t:16:")
+  "iq2xxs_grid:uint64_t:256:24f3c08dc3ded198:ull"
+  "iq2xs_grid:uint64_t:512:dfe163fffb1df95f:ull"
+  "iq2s_grid:uint64_t:1024:a44ea975337294b4:ull"
+  "iq3xxs_grid:uint32_t:256:1a5cdcdc683b7214:u"
+  "iq3s_grid:uint32_t:512:4af655e61ddd6cdb:u"
+  "iq1s_grid:uint64_t:2048:4adc51f7aa164eea:ull"
+  "iq1s_grid_gpu:uint32_t:2048:62fcd546796f9765:u"
+  "ksigns_iq2xs:uint8_t:128:ea9acf1293e1ed1b:"
+  "kmask_iq2xs:uint8_t:8:6f9ce7287bc4c230:"
+  "ksigns64:uint64_t:128:02ad4757f0586b37:ull"
+  "kvalues_iq4nl:int8_t:16:2d6a4f3d3a9ee36b:"
+  "kvalues_fp4:int8_t:16:1bd6290c46284993:")
 
 function(moeserve_generate_grid_header grid_dir out_file)
   set(body "")
@@ -24,16 +25,22 @@ function(moeserve_generate_grid_header grid_dir out_file)
     list(GET spec 0 name)
     list(GET spec 1 ctype)
     list(GET spec 2 count)
+    list(GET spec 3 sha_prefix)
     list(LENGTH spec fields)
     set(suffix "")
-    if(fields EQUAL 4)
-      list(GET spec 3 suffix)
+    if(fields EQUAL 5)
+      list(GET spec 4 suffix)
     endif()
     set(txt "${grid_dir}/${name}.txt")
     if(NOT EXISTS "${txt}")
       message(FATAL_ERROR "quant grids: missing ${txt}")
     endif()
     set_property(DIRECTORY "${CMAKE_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${txt}")
+    file(SHA256 "${txt}" sha)
+    string(SUBSTRING "${sha}" 0 16 sha)
+    if(NOT sha STREQUAL sha_prefix)
+      message(FATAL_ERROR "quant grids: ${txt} has sha256 ${sha}..., expected ${sha_prefix}...")
+    endif()
     file(STRINGS "${txt}" values)
     list(LENGTH values n)
     if(NOT n EQUAL count)
