@@ -3,6 +3,8 @@
 // tables (value sets, kgrid ordering, sign parity, the GPU packing of the IQ1 grid).
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <bit>
 #include <vector>
 
@@ -30,6 +32,8 @@ struct LevelCase {
   size_t entries;
   std::vector<int> magnitudes;  // README's value set per grid, ascending
 };
+
+void PrintTo(const LevelCase& c, std::ostream* os) { *os << c.name; }
 
 class GridLevelsTest : public ::testing::TestWithParam<LevelCase> {};
 

@@ -2,6 +2,8 @@
 // quantize(dequantize(q)) == q for the formats whose quantizer reproduces its own output.
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <cstring>
 
 #include "quant_test_util.h"
@@ -36,6 +38,8 @@ constexpr ErrorCase kErrorCases[] = {
     {GgmlType::Q3_K, 0.192, 0.171},  // 0.1530 / 0.1363
     {GgmlType::Q2_K, 0.380, 0.350},  // 0.3036 / 0.2796
 };
+
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << type_name(c.type); }
 
 class QuantError : public ::testing::TestWithParam<ErrorCase> {};
 

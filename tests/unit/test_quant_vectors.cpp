@@ -2,6 +2,8 @@
 // floats ggml's own dequantize_row_* produced from them.
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -15,6 +17,8 @@ struct VectorFile {
   GgmlType type;
   const char* stem;
 };
+
+void PrintTo(const VectorFile& f, std::ostream* os) { *os << f.stem; }
 
 class SpecVectors : public ::testing::TestWithParam<VectorFile> {};
 
