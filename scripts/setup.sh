@@ -23,6 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# npm packages the tests compare against (tests/clients/package.json): reinstalled only when the
+# lock file changed since the last install.
+if [ -f tests/clients/package-lock.json ] &&
+   [ ! tests/clients/node_modules/.package-lock.json -nt tests/clients/package-lock.json ]; then
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 build_type="${MOESERVE_BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" ${MOESERVE_CMAKE_ARGS:-} >/dev/null
 cmake --build build --parallel "$(nproc)"
