@@ -82,6 +82,7 @@ int cmd_tokenize(int argc, char** argv) {
     };
     if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
+      std::printf("\nCharacter classes of the pre-tokenizers: Unicode %s.\n", tokenizer::unicode_version());
       return 0;
     } else if (arg == "-m" || arg == "--model") {
       model_path = value();

@@ -10,13 +10,7 @@ constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool special) : tokenizer_(&tokenizer), special_(special) {}
 
 std::string StreamDecoder::push(TokenId id) {
-  const std::string& p = tokenizer_->piece(id, special_);
-  // Same rule as Tokenizer::decode: the space a SentencePiece encoder prefixed goes at the start.
-  const bool strip = at_start_ && tokenizer_->vocab().model == "llama" && tokenizer_->vocab().add_space_prefix;
-  if (!p.empty()) {
-    pending_.append(p, strip && p[0] == ' ' ? 1 : 0);
-    at_start_ = false;
-  }
+  pending_ += tokenizer_->piece(id, special_);
   return take_complete(false);
 }
 

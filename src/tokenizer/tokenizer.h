@@ -57,7 +57,8 @@ class Tokenizer {
 
 // Turns a stream of generated ids into text that is always valid UTF-8: bytes of a character
 // split across tokens are held back until it is complete; bytes that cannot become valid UTF-8
-// come out as U+FFFD.
+// come out as U+FFFD. The text continues a prompt, so pieces are kept whole (a SentencePiece
+// token's leading space included, as llama-server streams it).
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool special = false);
@@ -71,7 +72,6 @@ class StreamDecoder {
 
   const Tokenizer* tokenizer_;
   bool special_;
-  bool at_start_ = true;
   std::string pending_;
 };
 

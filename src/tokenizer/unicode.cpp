@@ -14,26 +14,31 @@ constexpr uint32_t kMaxCodePoint = 0x10FFFF;
 constexpr uint32_t kBlockBits = 8;
 constexpr uint32_t kBlockSize = 1u << kBlockBits;
 
-uint16_t class_of_category(UnicodeCategory c) {
-  using C = UnicodeCategory;
+// General categories in the generated table's order.
+enum Category : uint8_t {
+  Lu, Ll, Lt, Lm, Lo, Mn, Mc, Me, Nd, Nl, No,
+  Pc, Pd, Ps, Pe, Pi, Pf, Po, Sm, Sc, Sk, So,
+  Zs, Zl, Zp, Cc, Cf, Cs, Co, Cn,
+};
+
+uint16_t class_of_category(uint8_t c) {
   switch (c) {
-    case C::Lu: case C::Lt: return kLetter | kUpperish;
-    case C::Ll: return kLetter | kLowerish;
-    case C::Lm: case C::Lo: return kLetter | kUpperish | kLowerish;
-    case C::Mn: case C::Mc: case C::Me: return kMark | kUpperish | kLowerish;
-    case C::Nd: case C::Nl: case C::No: return kNumber;
-    case C::Pc: case C::Pd: case C::Ps: case C::Pe: case C::Pi: case C::Pf: case C::Po: return kPunct;
-    case C::Sm: case C::Sc: case C::Sk: case C::So: return kSymbol;
+    case Lu: case Lt: return kLetter | kUpperish;
+    case Ll: return kLetter | kLowerish;
+    case Lm: case Lo: return kLetter | kUpperish | kLowerish;
+    case Mn: case Mc: case Me: return kMark | kUpperish | kLowerish;
+    case Nd: case Nl: case No: return kNumber;
+    case Pc: case Pd: case Ps: case Pe: case Pi: case Pf: case Po: return kPunct;
+    case Sm: case Sc: case Sk: case So: return kSymbol;
     default: return 0;
   }
 }
 
-// Two-level lookup (block index per 256 code points, deduplicated blocks) for categories and
-// class bits; built once from the generated range list.
+// Two-level lookup (block index per 256 code points, deduplicated blocks) of class bits; built
+// once from the generated range list.
 struct Tables {
-  std::vector<uint16_t> block_of;           // (kMaxCodePoint + 1) >> kBlockBits entries
-  std::vector<uint8_t> categories;          // blocks of kBlockSize
-  std::vector<uint16_t> classes;            // blocks of kBlockSize, parallel to `categories`
+  std::vector<uint16_t> block_of;  // (kMaxCodePoint + 1) >> kBlockBits entries
+  std::vector<uint16_t> classes;   // blocks of kBlockSize
 
   Tables() {
     std::vector<uint8_t> cat(kMaxCodePoint + 1);
@@ -59,11 +64,9 @@ struct Tables {
       if (inserted) {
         for (uint32_t j = 0; j < kBlockSize; ++j) {
           const uint32_t cp = (b << kBlockBits) | j;
-          const auto c = UnicodeCategory(cat[cp]);
-          uint16_t cls = class_of_category(c);
+          uint16_t cls = class_of_category(cat[cp]);
           if (space[cp]) cls |= kSpace;
           if (cp == '\r' || cp == '\n') cls |= kCrLf;
-          categories.push_back(uint8_t(c));
           classes.push_back(cls);
         }
       }
@@ -108,12 +111,6 @@ const ByteMap& byte_map() {
 }
 
 }  // namespace
-
-UnicodeCategory unicode_category(uint32_t cp) {
-  if (cp > kMaxCodePoint) return UnicodeCategory::Cn;
-  const Tables& t = tables();
-  return UnicodeCategory(t.categories[size_t(t.block_of[cp >> kBlockBits]) * kBlockSize + (cp & (kBlockSize - 1))]);
-}
 
 uint16_t char_class(uint32_t cp) {
   static const std::array<uint16_t, 128> ascii = make_ascii_classes();

@@ -9,13 +9,6 @@
 
 namespace moeserve::tokenizer {
 
-// Unicode general categories, in the order of the generated table.
-enum class UnicodeCategory : uint8_t {
-  Lu, Ll, Lt, Lm, Lo, Mn, Mc, Me, Nd, Nl, No,
-  Pc, Pd, Ps, Pe, Pi, Pf, Po, Sm, Sc, Sk, So,
-  Zs, Zl, Zp, Cc, Cf, Cs, Co, Cn,
-};
-
 // Class bits of one code point, as the pre-tokenizer patterns use them.
 enum CharClass : uint16_t {
   kLetter = 1 << 0,       // \p{L}
@@ -32,7 +25,6 @@ enum CharClass : uint16_t {
 // A code point that stands for one byte of invalid UTF-8: outside Unicode, so no class matches it.
 constexpr uint32_t kInvalidByte = 0x110000;
 
-UnicodeCategory unicode_category(uint32_t cp);  // Cn for kInvalidByte
 uint16_t char_class(uint32_t cp);               // 0 for kInvalidByte
 const char* unicode_version();                  // of the generated tables, e.g. "17.0"
 

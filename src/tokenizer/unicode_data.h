@@ -8,7 +8,8 @@ namespace moeserve::tokenizer::unicode_data {
 
 extern const char kUnicodeVersion[];
 // Sorted (first code point << 5) | category index; a range runs to the next entry's first code
-// point. Category indices follow enum UnicodeCategory in unicode.h.
+// point. Category indices: Lu Ll Lt Lm Lo Mn Mc Me Nd Nl No Pc Pd Ps Pe Pi Pf Po Sm Sc Sk So Zs Zl
+// Zp Cc Cf Cs Co Cn (scripts/gen_unicode_data.mjs lists them).
 extern const uint32_t kCategoryRanges[];
 extern const size_t kCategoryRangeCount;
 // Code points with the White_Space property, sorted.

@@ -3,6 +3,48 @@
 #include "core/error.h"
 
 namespace moeserve::tokenizer {
+namespace {
+
+struct IdKey {
+  const char* key;
+  TokenId Vocab::*id;
+};
+constexpr IdKey kIdKeys[] = {
+    {"tokenizer.ggml.bos_token_id", &Vocab::bos},         {"tokenizer.ggml.eos_token_id", &Vocab::eos},
+    {"tokenizer.ggml.eot_token_id", &Vocab::eot},         {"tokenizer.ggml.eom_token_id", &Vocab::eom},
+    {"tokenizer.ggml.unknown_token_id", &Vocab::unk},     {"tokenizer.ggml.padding_token_id", &Vocab::pad},
+    {"tokenizer.ggml.seperator_token_id", &Vocab::sep},   {"tokenizer.ggml.mask_token_id", &Vocab::mask},
+    {"tokenizer.ggml.fim_pre_token_id", &Vocab::fim_pre}, {"tokenizer.ggml.fim_suf_token_id", &Vocab::fim_suf},
+    {"tokenizer.ggml.fim_mid_token_id", &Vocab::fim_mid}, {"tokenizer.ggml.fim_pad_token_id", &Vocab::fim_pad},
+    {"tokenizer.ggml.fim_rep_token_id", &Vocab::fim_rep}, {"tokenizer.ggml.fim_sep_token_id", &Vocab::fim_sep},
+};
+
+}  // namespace
+
+std::vector<std::pair<std::string, gguf::Value>> vocab_to_gguf_metadata(const Vocab& v) {
+  using gguf::Value;
+  std::vector<std::pair<std::string, Value>> md;
+  md.emplace_back("tokenizer.ggml.model", Value::string(v.model));
+  if (!v.pre.empty()) md.emplace_back("tokenizer.ggml.pre", Value::string(v.pre));
+  md.emplace_back("tokenizer.ggml.tokens", Value::string_array(v.tokens));
+  if (!v.scores.empty()) {
+    std::vector<Value> scores;
+    scores.reserve(v.scores.size());
+    for (float s : v.scores) scores.push_back(Value::f32(s));
+    md.emplace_back("tokenizer.ggml.scores", Value::array(gguf::ValueType::FLOAT32, std::move(scores)));
+  }
+  std::vector<Value> types;
+  types.reserve(v.types.size());
+  for (TokenType t : v.types) types.push_back(Value::i32(int32_t(t)));
+  md.emplace_back("tokenizer.ggml.token_type", Value::array(gguf::ValueType::INT32, std::move(types)));
+  if (!v.merges.empty()) md.emplace_back("tokenizer.ggml.merges", Value::string_array(v.merges));
+  for (const IdKey& k : kIdKeys)
+    if (v.*k.id != kNoToken) md.emplace_back(k.key, Value::u32(uint32_t(v.*k.id)));
+  md.emplace_back("tokenizer.ggml.add_bos_token", Value::boolean(v.add_bos));
+  md.emplace_back("tokenizer.ggml.add_eos_token", Value::boolean(v.add_eos));
+  if (v.model == "llama") md.emplace_back("tokenizer.ggml.add_space_prefix", Value::boolean(v.add_space_prefix));
+  return md;
+}
 
 Vocab vocab_from_gguf(const gguf::GgufFile& file) {
   const std::string& source = file.path();
@@ -28,24 +70,11 @@ Vocab vocab_from_gguf(const gguf::GgufFile& file) {
   v.scores = file.get_f32_array("tokenizer.ggml.scores");
   v.merges = file.get_string_array("tokenizer.ggml.merges");
 
-  struct Id {
-    const char* key;
-    TokenId* id;
-  };
-  const Id ids[] = {
-      {"tokenizer.ggml.bos_token_id", &v.bos},       {"tokenizer.ggml.eos_token_id", &v.eos},
-      {"tokenizer.ggml.eot_token_id", &v.eot},       {"tokenizer.ggml.eom_token_id", &v.eom},
-      {"tokenizer.ggml.unknown_token_id", &v.unk},   {"tokenizer.ggml.padding_token_id", &v.pad},
-      {"tokenizer.ggml.seperator_token_id", &v.sep}, {"tokenizer.ggml.mask_token_id", &v.mask},
-      {"tokenizer.ggml.fim_pre_token_id", &v.fim_pre}, {"tokenizer.ggml.fim_suf_token_id", &v.fim_suf},
-      {"tokenizer.ggml.fim_mid_token_id", &v.fim_mid}, {"tokenizer.ggml.fim_pad_token_id", &v.fim_pad},
-      {"tokenizer.ggml.fim_rep_token_id", &v.fim_rep}, {"tokenizer.ggml.fim_sep_token_id", &v.fim_sep},
-  };
-  for (const Id& k : ids) {
+  for (const IdKey& k : kIdKeys) {
     if (const auto value = file.get_uint(k.key)) {
       if (*value >= v.tokens.size())
         fail(source, ": ", k.key, " = ", *value, " is out of range (", v.tokens.size(), " tokens)");
-      *k.id = TokenId(*value);
+      v.*k.id = TokenId(*value);
     }
   }
 

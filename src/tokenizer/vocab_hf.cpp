@@ -98,6 +98,19 @@ void find_metaspace(const json& node, bool& metaspace, bool& prefix) {
   }
 }
 
+// Added tokens the HF -> GGUF converter makes CONTROL although tokenizer.json does not mark them
+// special: "<|...|>" and "<｜...｜>" forms, "<unused...>", and a few known texts. llama.cpp agrees
+// (it treats such tokens as control when loading), so Qwen's <|fim_prefix|>, <|repo_name|> and
+// <|file_sep|> are CONTROL while <think> and <tool_call> stay USER_DEFINED.
+bool looks_special(std::string_view t) {
+  auto wrapped = [&](std::string_view open, std::string_view close) {
+    return t.size() >= open.size() + close.size() && t.substr(0, open.size()) == open &&
+           t.substr(t.size() - close.size()) == close;
+  };
+  return t == "<pad>" || t == "<mask>" || t == "<2mass>" || t == "[@BOS@]" || wrapped("<|", "|>") ||
+         wrapped("<\xef\xbd\x9c", "\xef\xbd\x9c>") || wrapped("<unused", ">");
+}
+
 // A special-token entry of tokenizer_config.json: a string or {"content": ...}.
 std::string token_content(const json& v) {
   if (v.is_string()) return v.get<std::string>();
@@ -171,7 +184,7 @@ Vocab vocab_from_hf_json(const json& tok, const json& tok_config, const json& co
       auto added = added_special.find(id);
       if (added == added_special.end()) {
         v.types[id] = TokenType::Normal;
-      } else if (added->second) {
+      } else if (added->second || looks_special(it->second)) {
         v.types[id] = TokenType::Control;
       } else {
         v.types[id] = TokenType::UserDefined;
@@ -230,12 +243,6 @@ Vocab vocab_from_hf_json(const json& tok, const json& tok_config, const json& co
     }
 
     // Special ids: tokenizer_config.json names them by text, config.json by id.
-    auto id_of = [&](const std::string& text) -> TokenId {
-      if (text.empty()) return kNoToken;
-      for (size_t i = 0; i < v.tokens.size(); ++i)
-        if (v.tokens[i] == text) return TokenId(i);
-      return kNoToken;
-    };
     struct Special {
       const char* name;
       TokenId* id;
@@ -251,7 +258,8 @@ Vocab vocab_from_hf_json(const json& tok, const json& tok_config, const json& co
     };
     for (const Special& s : specials) {
       if (tok_config.is_object() && tok_config.contains(s.name)) {
-        const TokenId id = id_of(token_content(tok_config[s.name]));
+        const std::string text = token_content(tok_config[s.name]);
+        const TokenId id = text.empty() ? kNoToken : v.find(text);
         if (id != kNoToken) *s.id = id;
       }
       if (*s.id == kNoToken && s.config_key && config.is_object() && config.contains(s.config_key)) {

@@ -1,7 +1,7 @@
 // A Vocab from a Hugging Face tokenizer.json (and tokenizer_config.json / config.json when
 // given), mapped the way an HF -> GGUF converter maps it: tokens in id order including added
-// tokens (ids with no token become "[PAD<id>]", UNUSED), added tokens CONTROL when `special`,
-// USER_DEFINED otherwise, merges as "left right", special ids from the configs, and the
+// tokens (ids with no token become "[PAD<id>]", UNUSED), added tokens CONTROL when `special` or
+// when they look like control tokens ("<|...|>"), USER_DEFINED otherwise, merges as "left right", special ids from the configs, and the
 // pre-tokenizer name recognised from the Split patterns.
 #pragma once
 

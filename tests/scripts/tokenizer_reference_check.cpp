@@ -1,6 +1,7 @@
 // Checks moeserve's tokenizer against what reference implementations produced:
 // - tokenizer_reference.mjs: for every case, identical ids; decode(ids) == text where the case
-//   round-trips; the streaming decoder's output (valid UTF-8 in every chunk) equals decode(ids);
+//   round-trips; decode(ids) == the reference's decoding; the streaming decoder's output (valid
+//   UTF-8 in every chunk) equals the pieces;
 //   special tokens' ids and types given by the spec.
 // - pretokenizer_reference.mjs: identical pieces from each pre-tokenizer.
 // Prints "N passed, M failed".
@@ -111,21 +112,33 @@ int main(int argc, char** argv) {
         report("ids for \"" + escaped(text) + "\"\n  want " + ids_text(want) + "\n  got  " + ids_text(got));
         ok = false;
       }
+      if (tok.decode(got, true) != c["decoded"].get<std::string>()) {
+        report("decode of \"" + escaped(text) + "\" gave \"" + escaped(tok.decode(got, true)) + "\", the reference \"" +
+               escaped(c["decoded"]) + "\"");
+        ok = false;
+      }
+      if (c["decoded_skip"].is_string() && tok.decode(got, false) != c["decoded_skip"].get<std::string>()) {
+        report("decode without specials of \"" + escaped(text) + "\" gave \"" + escaped(tok.decode(got, false)) +
+               "\", the reference \"" + escaped(c["decoded_skip"]) + "\"");
+        ok = false;
+      }
       const std::string decoded = tok.decode(got, /*special=*/!options.add_special);
       if (c["roundtrip"].get<bool>() && decoded != text) {
         report("decode(encode(s)) for \"" + escaped(text) + "\" gave \"" + escaped(decoded) + "\"");
         ok = false;
       }
+      // Streaming gives the pieces as they are (no start-of-text space removal).
       tk::StreamDecoder stream(tok, /*special=*/!options.add_special);
-      std::string streamed;
+      std::string streamed, pieces;
       bool chunks_valid = true;
       for (tk::TokenId id : got) {
         const std::string chunk = stream.push(id);
         chunks_valid = chunks_valid && valid_utf8(chunk);
         streamed += chunk;
+        pieces += tok.piece(id, !options.add_special);
       }
       streamed += stream.finish();
-      if (!chunks_valid || streamed != decoded) {
+      if (!chunks_valid || streamed != pieces) {
         report("streaming decode for \"" + escaped(text) + "\" gave \"" + escaped(streamed) + "\"" +
                (chunks_valid ? "" : " (a chunk was not valid UTF-8)"));
         ok = false;

@@ -34,9 +34,9 @@ std::vector<std::pair<std::string, Value>> tokenizer_metadata(const Vocab& v) {
       {"tokenizer.ggml.merges", Value::string_array(v.merges)},
       {"tokenizer.ggml.eos_token_id", Value::u32(uint32_t(v.eos))},
       {"tokenizer.ggml.padding_token_id", Value::u32(uint32_t(v.pad))},
-      {"tokenizer.ggml.bos_token_id", Value::u32(151643)},
       {"tokenizer.ggml.add_bos_token", Value::boolean(false)},
   };
+  if (v.bos != kNoToken) md.emplace_back("tokenizer.ggml.bos_token_id", Value::u32(uint32_t(v.bos)));
   return md;
 }
 
@@ -57,7 +57,8 @@ std::string open_error(const std::vector<std::pair<std::string, Value>>& md, con
 
 TEST(VocabGguf, Qwen3VocabularyRoundTripsThroughGguf) {
   if (!fs::exists(kQwen3Json)) GTEST_SKIP() << kQwen3Json << " is missing: run scripts/setup.sh (npm ci)";
-  const Vocab hf = load_hf_vocab(kQwen3Json, {151936});  // config.json's vocab_size
+  Vocab hf = load_hf_vocab(kQwen3Json, {151936});  // config.json's vocab_size
+  hf.bos = 151643;                                  // config.json's bos_token_id (spec §5.1)
   const fs::path path = temp_file("qwen3_vocab.gguf");
   gguf::GgufWriter::write_file(path.string(), tokenizer_metadata(hf), {});
   const Vocab v = vocab_from_gguf(gguf::GgufFile::open(path.string()));
