@@ -15,7 +15,6 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "the GGUF reader assumes a little-endian host");
 
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
-constexpr uint32_t kDefaultAlignment = 32;
 constexpr size_t kMaxNameBytes = 63;               // GGML_MAX_NAME (64) including the NUL
 constexpr uint64_t kMaxStringBytes = 1ull << 30;   // ggml's limit
 constexpr uint64_t kMaxArrayItems = 1ull << 30;    // ggml's limit
@@ -285,7 +284,8 @@ ParsedPart parse_part(const uint8_t* bytes, size_t size, const std::string& name
     }
     if (t.n_bytes > 0) spans.push_back({begin, end, i});
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.index < b.index; });
   for (size_t i = 1; i < spans.size(); ++i) {
     const Span& prev = spans[i - 1];
     const Span& cur = spans[i];

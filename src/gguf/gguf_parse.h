@@ -13,7 +13,7 @@ namespace moeserve::gguf::detail {
 
 struct ParsedPart {
   uint32_t version = 3;
-  uint32_t alignment = 32;
+  uint32_t alignment = 32;  // general.alignment, or the default of 32
   uint64_t data_offset = 0;  // absolute offset of the data section
   std::vector<std::pair<std::string, Value>> metadata;
   std::vector<TensorInfo> tensors;  // data points into the bytes, or is null when cut short

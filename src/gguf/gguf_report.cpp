@@ -178,7 +178,6 @@ std::string report_text(const GgufFile& file, const ReportOptions& options) {
   for (const auto& [key, value] : file.metadata()) key_width = std::max(key_width, printable(key).size());
   for (const auto& [key, value] : file.metadata()) {
     out += "  " + pad_right(printable(key), key_width) + "  " + pad_right(type_label(value), 14) + "  ";
-    if (value.type == ValueType::ARRAY) out += str_cat(value.as_array().items.size(), " items: ");
     out += value_text(value, options.all_metadata, kPreviewStringBytes) + "\n";
   }
 
