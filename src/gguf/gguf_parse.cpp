@@ -19,9 +19,9 @@ constexpr size_t kMaxNameBytes = 63;               // GGML_MAX_NAME (64) includi
 constexpr uint64_t kMaxStringBytes = 1ull << 30;   // ggml's limit
 constexpr uint64_t kMaxArrayItems = 1ull << 30;    // ggml's limit
 // Each decoded value costs ~48 bytes of memory against as little as 1 byte of file, so a file
-// could ask for 48x its size. Real models hold < 2M values (vocabularies of ~250k tokens, merges,
-// scores); refusing more than 64M bounds what a hostile file can make us allocate.
-constexpr uint64_t kMaxMetadataValues = 1ull << 26;
+// could ask for 48x its size. Real models hold < 2M values (vocabularies of ~260k tokens, their
+// merges, scores and types); refusing more than 16M bounds a hostile file to ~800 MiB of values.
+constexpr uint64_t kMaxMetadataValues = 1ull << 24;
 // ggml rejects nested arrays; we read them, but bounded so a file cannot exhaust the stack.
 constexpr int kMaxArrayDepth = 8;
 // Smallest encodings, used to reject counts that the remaining bytes cannot hold before any
@@ -119,6 +119,7 @@ Value read_value(Reader& r, ValueType type, int depth, uint64_t& n_values) {
     r.error("array of ", count, " ", value_type_name(elem), " items cannot fit in the ", r.left(),
             " bytes left in the file");
   }
+  if (count > kMaxMetadataValues - n_values) r.error("metadata holds more than ", kMaxMetadataValues, " values");
   auto array = std::make_shared<Array>();
   array->elem_type = elem;
   array->items.reserve(size_t(count));
