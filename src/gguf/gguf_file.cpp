@@ -146,8 +146,6 @@ struct GgufFile::Impl {
            tensors.size(), " tensors");
     }
   }
-
-  const Value& value_or_throw(std::string_view key) const;
 };
 
 GgufFile::GgufFile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -13,6 +13,8 @@ seconds=${4:-20}
 for tool in clang-14 clang++-14; do
   command -v "$tool" >/dev/null || { echo "gguf_fuzz: $tool not found (Debian packages clang, libclang-rt-14-dev)"; exit 1; }
 done
+# Paths under the source dir hash relative to it, so a fresh clone elsewhere (CI) still hits ccache.
+export CCACHE_BASEDIR="$(cd "$src" && pwd)"
 if [ ! -f "$dir/build.ninja" ]; then
   CC=clang-14 CXX=clang++-14 cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOESERVE_CUDA=OFF -DMOESERVE_FUZZ=ON -DMOESERVE_SANITIZE=ON >/dev/null
