@@ -6,13 +6,11 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "gguf/gguf_file.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
-#include "tokenizer/vocab_hf.h"
-#ifndef MOESERVE_NO_GGUF_READER
-#include "gguf/gguf_file.h"
 #include "tokenizer/vocab_gguf.h"
-#endif
+#include "tokenizer/vocab_hf.h"
 
 namespace moeserve::cli {
 namespace {
@@ -113,12 +111,8 @@ int cmd_tokenize(int argc, char** argv) {
     vocab = tokenizer::load_hf_vocab(json_path);
     source = json_path;
   } else {
-#ifdef MOESERVE_NO_GGUF_READER
-    fail("-m: this build has no GGUF reader; use --tokenizer-json");
-#else
     vocab = tokenizer::vocab_from_gguf(gguf::GgufFile::open(model_path));
     source = model_path;
-#endif
   }
   const tokenizer::Tokenizer tok(std::move(vocab), source);
   const std::vector<tokenizer::TokenId> ids = tok.encode(text, options);

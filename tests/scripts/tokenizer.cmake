@@ -8,19 +8,16 @@ add_executable(tokenizer_reference_check ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tok
 target_link_libraries(tokenizer_reference_check PRIVATE moeserve_lib)
 moeserve_warnings(tokenizer_reference_check)
 # The same cases also go through a GGUF vocabulary and are compared with llama.cpp itself (its
-# prebuilt library from @node-llama-cpp/linux-x64), where the GGUF reader is in the tree.
-set(llamacpp_check_args)
-if(NOT MOESERVE_NO_GGUF_READER)
-  add_executable(tokenizer_llamacpp_check ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tokenizer_llamacpp_check.cpp)
-  target_link_libraries(tokenizer_llamacpp_check PRIVATE moeserve_lib ${CMAKE_DL_LIBS})
-  moeserve_warnings(tokenizer_llamacpp_check)
-  set(llamacpp_check_args --llamacpp-checker $<TARGET_FILE:tokenizer_llamacpp_check>)
-endif()
+# prebuilt library from @node-llama-cpp/linux-x64).
+add_executable(tokenizer_llamacpp_check ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tokenizer_llamacpp_check.cpp)
+target_link_libraries(tokenizer_llamacpp_check PRIVATE moeserve_lib ${CMAKE_DL_LIBS})
+moeserve_warnings(tokenizer_llamacpp_check)
 foreach(vocab qwen3 llama2)
   add_test(NAME tokenizer_reference_${vocab}
            COMMAND ${MOESERVE_NODE} ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tokenizer_reference.mjs
                    --vocab ${vocab} --checker $<TARGET_FILE:tokenizer_reference_check>
-                   --work ${CMAKE_CURRENT_BINARY_DIR} ${llamacpp_check_args})
+                   --work ${CMAKE_CURRENT_BINARY_DIR}
+                   --llamacpp-checker $<TARGET_FILE:tokenizer_llamacpp_check>)
   set_tests_properties(tokenizer_reference_${vocab} PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 300)
 endforeach()
 # The hand-written pre-tokenizers against the original patterns run by V8's regex engine.
