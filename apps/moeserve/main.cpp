@@ -19,6 +19,8 @@ constexpr Subcommand kSubcommands[] = {
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
     {"tokenize", moeserve::cli::cmd_tokenize, "turn text into token ids with a model's vocabulary"},
     {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
+    {"convert", moeserve::cli::cmd_convert, "convert a Hugging Face checkpoint to GGUF"},
+    {"synth", moeserve::cli::cmd_synth, "write a random GGUF with a real model's shapes (benchmarks, tests)"},
 };
 
 void print_usage(std::FILE* out) {
