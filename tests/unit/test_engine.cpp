@@ -73,7 +73,7 @@ class EngineArch : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(EngineArch, PromptAtOnceTokenByTokenAndChunksAgree) {
-  Loaded m = load(model_path(config()), make_cpu_backend(2));
+  Loaded m = load(model_path(config()), make_cpu_backend(1));
   EngineOptions o;
   o.n_ctx = 128;
   o.n_batch = 80;
@@ -145,7 +145,7 @@ TEST_P(EngineArch, SequencesInOneBatchEqualEachAlone) {
 }
 
 TEST_P(EngineArch, SaveRestoreAndCopyAreExact) {
-  Loaded m = load(model_path(config()), make_cpu_backend(2));
+  Loaded m = load(model_path(config()), make_cpu_backend(1));
   EngineOptions o;
   o.n_ctx = 64;
   o.n_seq = 2;
@@ -168,7 +168,7 @@ TEST_P(EngineArch, SaveRestoreAndCopyAreExact) {
 }
 
 TEST_P(EngineArch, QuantizedKvAndFlashStayClose) {
-  Loaded m = load(model_path(config()), make_cpu_backend(2));
+  Loaded m = load(model_path(config()), make_cpu_backend(1));
   const std::vector<int32_t> tokens = prompt_tokens(40, m.model->hparams().n_vocab);
   auto logits_with = [&](GgmlType k, GgmlType v, FlashMode fa) {
     EngineOptions o;
