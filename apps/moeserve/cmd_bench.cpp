@@ -117,7 +117,7 @@ int cmd_bench(int argc, char** argv) {
   if (n_prompt == 0 && n_gen == 0) fail("nothing to measure: -p and -n are both 0");
 
   LoadedModel m = load_model(args);
-  EngineOptions options = args.engine_options();
+  EngineOptions options = args.engine_options(m.model->hparams());
   options.n_ctx = depth + std::max(n_prompt, n_gen);
   Engine engine(*m.model, *m.backend, options);
   std::mt19937 rng(42);

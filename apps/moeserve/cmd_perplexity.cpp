@@ -68,7 +68,7 @@ int cmd_perplexity(int argc, char** argv) {
   if (args.n_ctx < 4) fail("option -c: perplexity needs a context of at least 4 tokens");
 
   LoadedModel m = load_model(args);
-  EngineOptions options = args.engine_options();
+  EngineOptions options = args.engine_options(m.model->hparams());
   options.n_batch = std::min(args.n_batch, args.n_ctx);
   Engine engine(*m.model, *m.backend, options);
   const int64_t n_ctx = engine.n_ctx(), n_vocab = engine.n_vocab();

@@ -61,7 +61,7 @@ int cmd_run(int argc, char** argv) {
 
   LoadedModel m = load_model(args);
   const HParams& hp = m.model->hparams();
-  EngineOptions options = args.engine_options();
+  EngineOptions options = args.engine_options(hp);
   Engine engine(*m.model, *m.backend, options);
   std::fprintf(stderr, "model: %s, %d layers, %s; loaded in %.2f s\nplacement: %s\nbackend: %s\nmemory: %s\n",
                hp.arch.c_str(), int(hp.n_layer), format_bytes(m.model->placement().total_bytes()).c_str(), m.load_seconds,

@@ -1,5 +1,6 @@
 #include "engine_args.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -95,16 +96,16 @@ bool EngineArgs::parse(int argc, char** argv, int& i) {
 const char* EngineArgs::help() {
   return "  -m, --model FILE       GGUF model (first part of a split model)\n"
          "  -t, --threads N        CPU threads (default: one per core)\n"
-         "  -c, --ctx-size N       context size in tokens (default 4096; 0 = the model's)\n"
+         "  -c, --ctx-size N       context size in tokens (default 4096 or the model's if smaller; 0 = the model's)\n"
          "  -b, --batch-size N     most tokens per step (default 512)\n"
          "  -fa, --flash-attn M    flash attention: on, off or auto (default auto = on)\n"
          "  -ctk, --cache-type-k T K cache type: f16 (default), f32, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl\n"
          "  -ctv, --cache-type-v T V cache type (same choices)\n";
 }
 
-EngineOptions EngineArgs::engine_options() const {
+EngineOptions EngineArgs::engine_options(const HParams& hp) const {
   EngineOptions o;
-  o.n_ctx = n_ctx;
+  o.n_ctx = n_ctx >= 0 ? n_ctx : std::min<int64_t>(4096, hp.n_ctx_train);
   o.n_batch = n_batch;
   o.flash = flash;
   o.type_k = type_k;

@@ -18,7 +18,7 @@ namespace moeserve::cli {
 struct EngineArgs {
   std::string model;
   int threads = 0;  // 0: one per core
-  int64_t n_ctx = 4096;
+  int64_t n_ctx = -1;  // -1: min(4096, the model's context length)
   int64_t n_batch = 512;
   FlashMode flash = FlashMode::automatic;
   GgmlType type_k = GgmlType::F16;
@@ -28,7 +28,7 @@ struct EngineArgs {
   bool parse(int argc, char** argv, int& i);
   // Help lines for the shared flags.
   static const char* help();
-  EngineOptions engine_options() const;
+  EngineOptions engine_options(const HParams& hp) const;
 };
 
 // The next argument as the value of `flag` (error when missing).

@@ -62,6 +62,19 @@ class TinyModelWriter {
       md_.push_back({a + ".full_attention_interval", Value::u32(4)});
     }
 
+    // A minimal byte-level BPE vocabulary (token texts, types, no merges), so that other GGUF
+    // readers (llama.cpp, as a reference) accept the file too.
+    std::vector<std::string> texts;
+    for (int64_t i = 0; i < c_.n_vocab; ++i) texts.push_back("<t" + std::to_string(i) + ">");
+    std::vector<Value> types(static_cast<size_t>(c_.n_vocab), Value::i32(1));
+    md_.push_back({"tokenizer.ggml.model", Value::string("gpt2")});
+    md_.push_back({"tokenizer.ggml.pre", Value::string("qwen2")});
+    md_.push_back({"tokenizer.ggml.tokens", Value::string_array(texts)});
+    md_.push_back({"tokenizer.ggml.token_type", Value::array(gguf::ValueType::INT32, types)});
+    md_.push_back({"tokenizer.ggml.merges", Value::string_array({})});
+    md_.push_back({"tokenizer.ggml.bos_token_id", Value::u32(0)});
+    md_.push_back({"tokenizer.ggml.eos_token_id", Value::u32(1)});
+
     const int64_t E = c_.n_embd;
     matrix("token_embd.weight", {E, c_.n_vocab}, 1.0f);
     norm("output_norm.weight", E);
