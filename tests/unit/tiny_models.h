@@ -16,6 +16,7 @@ namespace moeserve::test {
 
 struct TinyConfig {
   std::string arch = "qwen3next";
+  // n_rot: qwen3next rotates part of each head; the others rotate it whole (llama.cpp insists).
   int64_t n_embd = 64, n_layer = 4, n_head = 4, n_head_kv = 2, head_dim = 32, n_rot = 16, n_vocab = 96;
   int64_t n_ff = 48, n_expert = 8, n_expert_used = 3, n_ff_exp = 32, n_ff_shexp = 24;
   int64_t ssm_nk = 2, ssm_nv = 4, ssm_dk = 16, ssm_dv = 16, conv_kernel = 4;
@@ -42,7 +43,7 @@ class TinyModelWriter {
     md_.push_back({a + ".attention.head_count_kv", Value::u32(uint32_t(c_.n_head_kv))});
     md_.push_back({a + ".attention.key_length", Value::u32(uint32_t(c_.head_dim))});
     md_.push_back({a + ".attention.value_length", Value::u32(uint32_t(c_.head_dim))});
-    md_.push_back({a + ".rope.dimension_count", Value::u32(uint32_t(c_.n_rot))});
+    md_.push_back({a + ".rope.dimension_count", Value::u32(uint32_t(a == "qwen3next" ? c_.n_rot : c_.head_dim))});
     md_.push_back({a + ".rope.freq_base", Value::f32(a == "qwen3next" ? 5e6f : 1e6f)});
     md_.push_back({a + ".attention.layer_norm_rms_epsilon", Value::f32(1e-6f)});
     md_.push_back({a + ".feed_forward_length", Value::u32(uint32_t(c_.n_ff))});
