@@ -1,8 +1,10 @@
 // Our engine against llama.cpp itself on the same GGUF files: the prebuilt libllama from the npm
 // package @node-llama-cpp/linux-x64 (tests/clients, installed by scripts/setup.sh), driven through
-// its C API. Tiny random models of each architecture, F32 weights, F16 KV cache on both sides; the
-// logits of every prompt position must agree within 1e-4 of their scale (the engines differ in
-// summation order and in the L2-norm epsilon form, qwen3next.md §8).
+// its C API. Tiny random models of each architecture, F32 weights and F32 KV caches on both sides
+// (llama.cpp's F16 paths round attention probabilities to F16), llama.cpp without flash
+// attention, ours with and without; the logits of every prompt position must agree within 1e-4
+// of their scale (the engines differ in summation order and in the L2-norm epsilon form,
+// qwen3next.md §8).
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
@@ -32,7 +34,10 @@ struct LlamaBatch {
 };
 struct Params {
   alignas(16) unsigned char bytes[1024];
+  int32_t& i32(size_t offset) { return *reinterpret_cast<int32_t*>(bytes + offset); }
 };
+// Offsets in this build's llama_context_params, checked against its defaults before use.
+constexpr size_t kNCtx = 0, kFlashAttnType = 52, kTypeK = 104, kTypeV = 108;
 
 class LlamaCpp {
  public:
@@ -47,8 +52,12 @@ class LlamaCpp {
     const Params mp = model_default_params_();
     void* model = model_load_(path.c_str(), mp);
     if (!model) throw std::runtime_error("llama.cpp could not load " + path);
-    const Params cp = context_default_params_();
-    void* ctx = init_from_model_(model, cp);
+    Params cp = context_default_params_();
+    if (cp.i32(kNCtx) != 512 || cp.i32(kFlashAttnType) != -1 || cp.i32(kTypeK) != 1 || cp.i32(kTypeV) != 1) {
+      throw std::runtime_error("unexpected llama_context_params layout (another llama.cpp version?)");
+    }
+    cp.i32(kFlashAttnType) = 0;  // disabled
+    cp.i32(kTypeK) = cp.i32(kTypeV) = 0;  // F32
     if (!ctx) throw std::runtime_error("llama.cpp could not create a context");
     set_n_threads_(ctx, 1, 1);
     const int32_t n = int32_t(tokens.size());
@@ -133,18 +142,23 @@ TEST_P(MatchesLlamaCpp, PromptLogits) {
   for (int i = 0; i < 40; ++i) tokens.push_back(int32_t((i * 37 + 11) % c.n_vocab));
   const auto expected = ref.logits(path, tokens);
 
-  auto backend = make_cpu_backend(1);
+  auto backend = make_cpu_backend(2);
   auto model = load_model(std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(path)), *backend);
-  EngineOptions o;
-  o.n_ctx = 64;
-  o.n_batch = 64;
-  Engine e(*model, *backend, o);
-  std::vector<BatchToken> batch;
-  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], int32_t(i), 0, true});
-  e.decode(batch);
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    EXPECT_LT(rel_error(std::vector<float>(e.logits(int64_t(i)), e.logits(int64_t(i)) + e.n_vocab()), expected[i]), 1e-4)
-        << "position " << i;
+  for (FlashMode fa : {FlashMode::off, FlashMode::on}) {
+    EngineOptions o;
+    o.n_ctx = 64;
+    o.n_batch = 64;
+    o.type_k = o.type_v = GgmlType::F32;
+    o.flash = fa;
+    Engine e(*model, *backend, o);
+    std::vector<BatchToken> batch;
+    for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], int32_t(i), 0, true});
+    e.decode(batch);
+    double worst = 0;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      worst = std::max(worst, rel_error(std::vector<float>(e.logits(int64_t(i)), e.logits(int64_t(i)) + e.n_vocab()), expected[i]));
+    }
+    EXPECT_LT(worst, 1e-4) << "flash " << int(fa);
   }
 }
 
