@@ -58,6 +58,7 @@ class LlamaCpp {
     }
     cp.i32(kFlashAttnType) = 0;  // disabled
     cp.i32(kTypeK) = cp.i32(kTypeV) = 0;  // F32
+    void* ctx = init_from_model_(model, cp);
     if (!ctx) throw std::runtime_error("llama.cpp could not create a context");
     set_n_threads_(ctx, 1, 1);
     const int32_t n = int32_t(tokens.size());
