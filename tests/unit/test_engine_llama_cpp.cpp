@@ -131,14 +131,21 @@ class LlamaCpp {
   void (*model_free_)(void*) = nullptr;
 };
 
-class MatchesLlamaCpp : public ::testing::TestWithParam<std::string> {};
+struct Case {
+  std::string arch;
+  GgmlType weights;
+};
+
+class MatchesLlamaCpp : public ::testing::TestWithParam<Case> {};
 
 TEST_P(MatchesLlamaCpp, PromptLogits) {
   LlamaCpp& ref = LlamaCpp::get();
   ASSERT_TRUE(ref.error().empty()) << ref.error();
   TinyConfig c;
-  c.arch = GetParam();
-  const std::string path = TinyModelWriter(c).write("moeserve_llama_cpp_" + c.arch + ".gguf");
+  c.arch = GetParam().arch;
+  c.matrix_type = GetParam().weights;
+  const std::string path =
+      TinyModelWriter(c).write("moeserve_llama_cpp_" + c.arch + "_" + type_name(c.matrix_type) + ".gguf");
   std::vector<int32_t> tokens;
   for (int i = 0; i < 40; ++i) tokens.push_back(int32_t((i * 37 + 11) % c.n_vocab));
   const auto expected = ref.logits(path, tokens);
@@ -163,7 +170,14 @@ TEST_P(MatchesLlamaCpp, PromptLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Arch, MatchesLlamaCpp, ::testing::Values("qwen3next", "qwen3moe", "qwen3", "llama"));
+// Quantized weights: both engines quantize the activations to Q8_0 the same way and sum blocks
+// exactly in integers, so the tolerance stays the same.
+INSTANTIATE_TEST_SUITE_P(Arch, MatchesLlamaCpp,
+                         ::testing::Values(Case{"qwen3next", GgmlType::F32}, Case{"qwen3moe", GgmlType::F32},
+                                           Case{"qwen3", GgmlType::F32}, Case{"llama", GgmlType::F32},
+                                           Case{"qwen3next", GgmlType::Q8_0}, Case{"qwen3next", GgmlType::Q4_0},
+                                           Case{"qwen3moe", GgmlType::Q4_1}),
+                         [](const auto& info) { return info.param.arch + "_" + type_name(info.param.weights); });
 
 }  // namespace
 }  // namespace moeserve::test
