@@ -18,7 +18,7 @@ struct TinyConfig {
   std::string arch = "qwen3next";
   // n_rot: qwen3next rotates part of each head; the others rotate it whole (llama.cpp insists).
   int64_t n_embd = 64, n_layer = 4, n_head = 4, n_head_kv = 2, head_dim = 32, n_rot = 16, n_vocab = 96;
-  int64_t n_ff = 48, n_expert = 8, n_expert_used = 3, n_ff_exp = 32, n_ff_shexp = 24;
+  int64_t n_ff = 48, n_expert = 8, n_expert_used = 3, n_ff_exp = 32, n_ff_shexp = 32;
   int64_t ssm_nk = 2, ssm_nv = 4, ssm_dk = 16, ssm_dv = 16, conv_kernel = 4;
   int64_t n_ctx_train = 512;
   bool legacy_ssm_in = false;  // qwen3next: fused ssm_in instead of attn_qkv + attn_gate
