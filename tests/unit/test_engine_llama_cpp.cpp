@@ -167,15 +167,16 @@ TEST_P(MatchesLlamaCpp, PromptLogits) {
     for (size_t i = 0; i < tokens.size(); ++i) {
       errors.push_back(rel_error(std::vector<float>(e.logits(int64_t(i)), e.logits(int64_t(i)) + e.n_vocab()), expected[i]));
     }
-    std::sort(errors.begin(), errors.end());
     if (c.matrix_type == GgmlType::F32) {
-      EXPECT_LT(errors.back(), 1e-4) << "flash " << int(fa);
+      EXPECT_LT(*std::max_element(errors.begin(), errors.end()), 1e-4) << "flash " << int(fa);
     } else {
-      // Quantized matrices: a last-bit difference in a router score can swap two experts that
-      // nearly tie (random tiny routers do tie), which moves that position's logits visibly. All
-      // but a few positions must match as tightly as F32; none may be far off.
-      EXPECT_LT(errors[errors.size() * 9 / 10], 1e-4) << "flash " << int(fa);
-      EXPECT_LT(errors.back(), 0.1) << "flash " << int(fa);
+      // Quantized matrices: activations are rounded to int8 blocks, which hides last-bit float
+      // differences (the first positions match exactly) until one input lands on the other side
+      // of a rounding boundary: that element moves by one step (1/127 of its block's largest
+      // value), the logits by about 1e-2, and the recurrent state and KV carry it on. Bound the
+      // whole prompt by a few such steps; the start must match as tightly as F32.
+      EXPECT_LT(errors[0], 1e-4) << "flash " << int(fa);
+      EXPECT_LT(*std::max_element(errors.begin(), errors.end()), 5e-2) << "flash " << int(fa);
     }
   }
 }
