@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,7 @@ class LlamaCpp {
 struct Case {
   std::string arch;
   GgmlType weights;
+  friend void PrintTo(const Case& c, std::ostream* os) { *os << c.arch << " " << type_name(c.weights); }
 };
 
 class MatchesLlamaCpp : public ::testing::TestWithParam<Case> {};
