@@ -21,6 +21,9 @@ constexpr Subcommand kSubcommands[] = {
     {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
     {"convert", moeserve::cli::cmd_convert, "convert a Hugging Face checkpoint to GGUF"},
     {"synth", moeserve::cli::cmd_synth, "write a random GGUF with a real model's shapes (benchmarks, tests)"},
+    {"run", moeserve::cli::cmd_run, "run a prompt through a model and generate tokens"},
+    {"perplexity", moeserve::cli::cmd_perplexity, "perplexity of a model on a token sequence (llama-perplexity's method)"},
+    {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
 };
 
 void print_usage(std::FILE* out) {

@@ -1,0 +1,115 @@
+// Every SIMD kernel the CPU backend installs against the scalar table (the registry's reference
+// conversions and dot products): quantizers and dequantizers bit for bit, dot products within
+// float summation-order error, on random rows of several lengths.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+
+namespace moeserve::cpu {
+namespace {
+
+std::vector<float> random_row(int64_t n, std::mt19937& gen, float scale) {
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+std::vector<Isa> simd_levels() {
+  std::vector<Isa> levels;
+  if (detect_isa() != Isa::scalar) levels.push_back(Isa::avx2);
+  return levels;
+}
+
+TEST(CpuKernels, QuantizersAndDequantizersBitExact) {
+  const Kernels ref = make_kernels(Isa::scalar);
+  std::mt19937 gen(5);
+  for (Isa isa : simd_levels()) {
+    const Kernels k = make_kernels(isa);
+    for (size_t slot = 0; slot < kTypeSlots; ++slot) {
+      const TypeTraits* t = find_type(int32_t(slot));
+      if (!t) continue;
+      for (int64_t blocks : {1, 3, 8}) {
+        const int64_t n = t->block_size * blocks;
+        for (float scale : {1.0f, 1e-3f, 300.0f}) {
+          std::vector<float> x = random_row(n, gen, scale);
+          // Values on rounding boundaries: exact halves of the Q8 step of a block whose max is 127.
+          if (n >= 32) {
+            x[0] = 127.0f;
+            for (int j = 1; j < 8; ++j) x[size_t(j)] = float(j) + 0.5f;
+            x[9] = -2.5f;
+          }
+          const size_t bytes = row_bytes(t->type, n);
+          if (k.quantize[slot] != ref.quantize[slot]) {
+            std::vector<uint8_t> a(bytes), b(bytes);
+            ref.quantize[slot](x.data(), a.data(), n);
+            k.quantize[slot](x.data(), b.data(), n);
+            EXPECT_EQ(a, b) << "quantize " << t->name << " " << isa_name(isa) << " n=" << n;
+          }
+          if (k.dequantize[slot] != ref.dequantize[slot] && ref.quantize[slot]) {
+            std::vector<uint8_t> q(bytes);
+            ref.quantize[slot](x.data(), q.data(), n);
+            std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+            ref.dequantize[slot](q.data(), a.data(), n);
+            k.dequantize[slot](q.data(), b.data(), n);
+            EXPECT_EQ(a, b) << "dequantize " << t->name << " " << isa_name(isa);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, DotProductsMatchReference) {
+  const Kernels ref = make_kernels(Isa::scalar);
+  std::mt19937 gen(6);
+  for (Isa isa : simd_levels()) {
+    const Kernels k = make_kernels(isa);
+    int checked = 0;
+    for (size_t slot = 0; slot < kTypeSlots; ++slot) {
+      const TypeTraits* t = find_type(int32_t(slot));
+      if (!t || !ref.vec_dot[slot] || k.vec_dot[slot] == ref.vec_dot[slot]) continue;
+      ASSERT_TRUE(t->quantize) << t->name;
+      ++checked;
+      const GgmlType act = t->vec_dot_type;
+      for (int64_t blocks : {1, 2, 7, 16}) {
+        const int64_t n = std::max(t->block_size, type_traits(act).block_size) * blocks;
+        const std::vector<float> wf = random_row(n, gen, 1.0f), xf = random_row(n, gen, 2.0f);
+        std::vector<uint8_t> w(row_bytes(t->type, n)), x(row_bytes(act, n));
+        t->quantize(wf.data(), w.data(), n);
+        ref.quantize[size_t(act)](xf.data(), x.data(), n);
+        const float expect = ref.vec_dot[slot](n, w.data(), x.data());
+        // Bound of reordering float sums: n * 2^-24 * sum |w_i x_i| (here <= 2n).
+        EXPECT_NEAR(k.vec_dot[slot](n, w.data(), x.data()), expect, 2.0 * double(n) * n * 6e-8 + 1e-6)
+            << t->name << " " << isa_name(isa) << " n=" << n;
+      }
+    }
+    EXPECT_GE(checked, 5) << isa_name(isa);  // F32, F16, Q8_0, Q4_0, Q4_K at least
+  }
+}
+
+TEST(CpuKernels, FloatHelpers) {
+  const Kernels ref = make_kernels(Isa::scalar);
+  std::mt19937 gen(7);
+  for (Isa isa : simd_levels()) {
+    const Kernels k = make_kernels(isa);
+    for (int64_t n : {1, 7, 8, 17, 64, 129}) {
+      const std::vector<float> a = random_row(n, gen, 1.0f), b = random_row(n, gen, 1.0f);
+      EXPECT_NEAR(k.dot_f32(n, a.data(), b.data()), ref.dot_f32(n, a.data(), b.data()), 1e-5 * double(n));
+      std::vector<float> y1 = b, y2 = b;
+      ref.axpy_f32(n, 0.7f, a.data(), y1.data());
+      k.axpy_f32(n, 0.7f, a.data(), y2.data());
+      for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y2[size_t(i)], y1[size_t(i)], 1e-6);
+      ref.scale_f32(n, 1.3f, y1.data());
+      k.scale_f32(n, 1.3f, y2.data());
+      for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y2[size_t(i)], y1[size_t(i)], 1e-6);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moeserve::cpu
