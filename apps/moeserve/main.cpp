@@ -17,6 +17,7 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
+    {"template", moeserve::cli::cmd_template, "render a chat template for a list of messages"},
 };
 
 void print_usage(std::FILE* out) {
