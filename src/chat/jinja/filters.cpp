@@ -404,6 +404,7 @@ Value call_named_filter(Interpreter& interp, const std::string& name, const Valu
 
 Value f_map(Interpreter& interp, const Value& v, CallArgs& call) {
   std::vector<Value> out;
+  if (!truthy(v)) return iterator({});  // jinja2 yields nothing for a falsy input (None included)
   if (call.positional.empty()) {
     Value attribute, fallback;
     bool have_attribute = false, have_default = false;
@@ -468,6 +469,7 @@ bool call_named_test(Interpreter& interp, const std::string& name, const Value& 
 }
 
 Value select_reject(Interpreter& interp, const Value& v, CallArgs& call, bool select, bool by_attribute) {
+  if (!truthy(v)) return iterator({});  // jinja2 yields nothing for a falsy input (None included)
   Value attribute;
   size_t next = 0;
   if (by_attribute) {

@@ -798,7 +798,8 @@ Value Interpreter::binary_op(BinOp op, const Value& a, const Value& b) {
     case BinOp::Add: {
       if (ints) {
         int64_t r = 0;
-        return Value::integer(checked(__builtin_add_overflow(a.as_int(), b.as_int(), &r), r));
+        const bool overflow = __builtin_add_overflow(a.as_int(), b.as_int(), &r);
+        return Value::integer(checked(overflow, r));
       }
       if (nums) return Value::number(a.as_float() + b.as_float());
       if (a.is_string() && b.is_string()) {
@@ -825,14 +826,16 @@ Value Interpreter::binary_op(BinOp op, const Value& a, const Value& b) {
     case BinOp::Sub:
       if (ints) {
         int64_t r = 0;
-        return Value::integer(checked(__builtin_sub_overflow(a.as_int(), b.as_int(), &r), r));
+        const bool overflow = __builtin_sub_overflow(a.as_int(), b.as_int(), &r);
+        return Value::integer(checked(overflow, r));
       }
       if (nums) return Value::number(a.as_float() - b.as_float());
       unsupported("-", a, b);
     case BinOp::Mul: {
       if (ints) {
         int64_t r = 0;
-        return Value::integer(checked(__builtin_mul_overflow(a.as_int(), b.as_int(), &r), r));
+        const bool overflow = __builtin_mul_overflow(a.as_int(), b.as_int(), &r);
+        return Value::integer(checked(overflow, r));
       }
       if (nums) return Value::number(a.as_float() * b.as_float());
       const Value* seq = nullptr;
