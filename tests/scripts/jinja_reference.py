@@ -8,6 +8,7 @@ and where jinja2 raises, moeserve must fail too.
 usage: jinja_reference.py --binary PATH --templates DIR [--templates DIR ...] --cases FILE [--verbose]
 """
 import argparse
+import copy
 import datetime
 import difflib
 import json
@@ -77,6 +78,9 @@ def reference_render(env, source, case):
     """(output, None) or (None, error text)."""
     try:
         template = compile_cached(env, source)
+        # jinja2 can modify inputs in place (indent's `s += "\n"` extends a list), so each render
+        # gets its own copy.
+        case = copy.deepcopy(case)
         variables = dict(case.get("kwargs", {}))
         variables.setdefault("bos_token", BOS)
         variables.setdefault("eos_token", EOS)

@@ -25,6 +25,31 @@ Value soft_str(const Value& v) {
 
 Value iterator(std::vector<Value> items) { return Value::list(std::move(items), SeqKind::Iterator); }
 
+// Filters that call str methods on their input directly (no str() conversion) fail for others.
+const Value& require_str(const Value& v, const char* filter) {
+  if (v.is_string()) return v;
+  if (v.is_undefined()) raise_undefined(v);
+  throw RuntimeError(std::string(filter) + ": expected a string, got '" + type_name(v) + "'");
+}
+
+// Filters that are generators in jinja2: they produce into `out`, and an error becomes the
+// iterator's deferred error (raised only if the template reads that far).
+using GeneratorFn = void (*)(Interpreter& interp, const Value& subject, CallArgs& args, std::vector<Value>& out);
+
+template <GeneratorFn Fn>
+Value generator(Interpreter& interp, const Value& subject, CallArgs& args) {
+  std::vector<Value> out;
+  std::exception_ptr error;
+  try {
+    Fn(interp, subject, args, out);
+  } catch (const RuntimeError&) {
+    error = std::current_exception();
+  }
+  Value v = iterator(std::move(out));
+  v.seq().deferred_error = error;
+  return v;
+}
+
 std::string lower_key(const Value& v) { return pystr::lower(v.str()); }
 
 // Sort/compare key: strings lower-cased unless case_sensitive (jinja2's ignore_case postprocess).
@@ -83,11 +108,11 @@ Value f_attr(Interpreter& interp, const Value& v, CallArgs& call) {
   return Value::undefined("'" + type_name(v) + " object' has no attribute '" + name + "'");
 }
 
-Value f_batch(Interpreter& interp, const Value& v, CallArgs& call) {
+void f_batch(Interpreter& interp, const Value& v, CallArgs& call, std::vector<Value>& out) {
   Args a(call, "batch", {"linecount", "fill_with"});
   const int64_t n = a.integer(0, 0);
   if (n <= 0) throw RuntimeError("batch size must be positive");
-  std::vector<Value> out, tmp;
+  std::vector<Value> tmp;
   for (Value& item : iterate(v)) {
     interp.step();
     if (int64_t(tmp.size()) == n) {
@@ -101,7 +126,7 @@ Value f_batch(Interpreter& interp, const Value& v, CallArgs& call) {
       while (int64_t(tmp.size()) < n) tmp.push_back(*a.get(1));
     out.push_back(Value::list(std::move(tmp)));
   }
-  return iterator(std::move(out));
+  return;
 }
 
 Value f_capitalize(Interpreter&, const Value& v, CallArgs& call) {
@@ -161,6 +186,7 @@ Value f_first(Interpreter&, const Value& v, CallArgs& call) {
   if (v.is_seq() && v.seq().kind == SeqKind::Iterator) {
     SeqData& s = v.seq();
     if (s.consumed < s.items.size()) return s.items[s.consumed++];
+    if (s.deferred_error) std::rethrow_exception(s.deferred_error);
   } else if (v.is_seq() && !v.seq().items.empty()) {
     return v.seq().items.front();
   } else if (v.is_dict() && v.dict().size()) {
@@ -269,6 +295,7 @@ bool parse_int(const std::string& text, int64_t base, int64_t& out) {
 
 Value f_float(Interpreter&, const Value& v, CallArgs& call) {
   Args a(call, "float", {"default"});
+  if (v.is_undefined()) raise_undefined(v);  // float(Undefined) raises UndefinedError
   if (v.is_number()) return Value::number(v.as_float());
   double d;
   if (v.is_string() && parse_float(v.str(), d)) return Value::number(d);
@@ -278,6 +305,7 @@ Value f_float(Interpreter&, const Value& v, CallArgs& call) {
 Value f_int(Interpreter&, const Value& v, CallArgs& call) {
   Args a(call, "int", {"default", "base"});
   const Value fallback = a.get_or(0, Value::integer(0));
+  if (v.is_undefined()) raise_undefined(v);  // int(Undefined) raises UndefinedError
   if (v.is_int() || v.is_bool()) return Value::integer(v.as_int());
   if (v.is_float()) {
     const double d = v.as_float();
@@ -326,7 +354,7 @@ Value f_indent(Interpreter& interp, const Value& v, CallArgs& call) {
     interp.check_size(size_t(std::max<int64_t>(0, w)));
     indention.assign(size_t(std::max<int64_t>(0, w)), ' ');
   }
-  const Value s = soft_str(v);
+  const Value s = require_str(v, "indent");
   const std::string text = s.str() + "\n";
   const std::vector<std::string> lines = pystr::splitlines(text, false);
   std::string rv;
@@ -348,13 +376,12 @@ Value f_indent(Interpreter& interp, const Value& v, CallArgs& call) {
   return Value::string(std::move(rv), s.safe());
 }
 
-Value f_items(Interpreter&, const Value& v, CallArgs& call) {
+void f_items(Interpreter&, const Value& v, CallArgs& call, std::vector<Value>& out) {
   Args a(call, "items", {});
-  if (v.is_undefined()) return iterator({});
+  if (v.is_undefined()) return;
   if (!v.is_dict()) throw RuntimeError("Can only get item pairs from a mapping.");
-  std::vector<Value> out;
   for (const auto& kv : v.dict().items) out.push_back(Value::tuple({kv.first, kv.second}));
-  return iterator(std::move(out));
+  return;
 }
 
 Value f_join(Interpreter& interp, const Value& v, CallArgs& call) {
@@ -402,9 +429,8 @@ Value call_named_filter(Interpreter& interp, const std::string& name, const Valu
   return f(interp, item, args);
 }
 
-Value f_map(Interpreter& interp, const Value& v, CallArgs& call) {
-  std::vector<Value> out;
-  if (!truthy(v)) return iterator({});  // jinja2 yields nothing for a falsy input (None included)
+void f_map(Interpreter& interp, const Value& v, CallArgs& call, std::vector<Value>& out) {
+  if (!truthy(v)) return;  // jinja2 yields nothing for a falsy input (None included)
   if (call.positional.empty()) {
     Value attribute, fallback;
     bool have_attribute = false, have_default = false;
@@ -424,7 +450,7 @@ Value f_map(Interpreter& interp, const Value& v, CallArgs& call) {
       interp.step();
       out.push_back(attr_path(interp, item, attribute, have_default && !fallback.is_none() ? &fallback : nullptr));
     }
-    return iterator(std::move(out));
+    return;
   }
   const std::string name = to_str(call.positional[0]);
   CallArgs rest;
@@ -434,7 +460,7 @@ Value f_map(Interpreter& interp, const Value& v, CallArgs& call) {
     interp.step();
     out.push_back(call_named_filter(interp, name, item, rest));
   }
-  return iterator(std::move(out));
+  return;
 }
 
 Value min_max(Interpreter& interp, const Value& v, CallArgs& call, bool want_max) {
@@ -468,8 +494,9 @@ bool call_named_test(Interpreter& interp, const std::string& name, const Value& 
   return t(interp, item, args);
 }
 
-Value select_reject(Interpreter& interp, const Value& v, CallArgs& call, bool select, bool by_attribute) {
-  if (!truthy(v)) return iterator({});  // jinja2 yields nothing for a falsy input (None included)
+void select_reject(Interpreter& interp, const Value& v, CallArgs& call, bool select, bool by_attribute,
+                   std::vector<Value>& out) {
+  if (!truthy(v)) return;  // jinja2 yields nothing for a falsy input (None included)
   Value attribute;
   size_t next = 0;
   if (by_attribute) {
@@ -488,20 +515,19 @@ Value select_reject(Interpreter& interp, const Value& v, CallArgs& call, bool se
   } else if (!call.keyword.empty()) {
     throw RuntimeError("unexpected keyword argument");
   }
-  std::vector<Value> out;
   for (Value& item : iterate(v)) {
     interp.step();
     const Value subject = by_attribute ? attr_path(interp, item, attribute, nullptr) : item;
     const bool ok = has_test ? call_named_test(interp, test_name, subject, test_args) : truthy(subject);
     if (ok == select) out.push_back(std::move(item));
   }
-  return iterator(std::move(out));
+  return;
 }
 
-Value f_select(Interpreter& i, const Value& v, CallArgs& c) { return select_reject(i, v, c, true, false); }
-Value f_reject(Interpreter& i, const Value& v, CallArgs& c) { return select_reject(i, v, c, false, false); }
-Value f_selectattr(Interpreter& i, const Value& v, CallArgs& c) { return select_reject(i, v, c, true, true); }
-Value f_rejectattr(Interpreter& i, const Value& v, CallArgs& c) { return select_reject(i, v, c, false, true); }
+void f_select(Interpreter& i, const Value& v, CallArgs& c, std::vector<Value>& out) { select_reject(i, v, c, true, false, out); }
+void f_reject(Interpreter& i, const Value& v, CallArgs& c, std::vector<Value>& out) { select_reject(i, v, c, false, false, out); }
+void f_selectattr(Interpreter& i, const Value& v, CallArgs& c, std::vector<Value>& out) { select_reject(i, v, c, true, true, out); }
+void f_rejectattr(Interpreter& i, const Value& v, CallArgs& c, std::vector<Value>& out) { select_reject(i, v, c, false, true, out); }
 
 Value f_replace(Interpreter& interp, const Value& v, CallArgs& call) {
   Args a(call, "replace", {"old", "new", "count"});
@@ -568,7 +594,7 @@ Value f_safe(Interpreter&, const Value& v, CallArgs& call) {
   return Value::string(to_str(v), true);
 }
 
-Value f_slice(Interpreter& interp, const Value& v, CallArgs& call) {
+void f_slice(Interpreter& interp, const Value& v, CallArgs& call, std::vector<Value>& out) {
   Args a(call, "slice", {"slices", "fill_with"});
   const int64_t slices = a.integer(0, 0);
   if (slices <= 0) throw RuntimeError("slices must be positive");
@@ -578,7 +604,6 @@ Value f_slice(Interpreter& interp, const Value& v, CallArgs& call) {
   const int64_t items_per_slice = length / slices;
   const int64_t slices_with_extra = length % slices;
   int64_t offset = 0;
-  std::vector<Value> out;
   for (int64_t i = 0; i < slices; ++i) {
     const int64_t start = offset + i * items_per_slice;
     if (i < slices_with_extra) ++offset;
@@ -587,7 +612,7 @@ Value f_slice(Interpreter& interp, const Value& v, CallArgs& call) {
     if (a.has(1) && !a.get(1)->is_none() && i >= slices_with_extra) tmp.push_back(*a.get(1));
     out.push_back(Value::list(std::move(tmp)));
   }
-  return iterator(std::move(out));
+  return;
 }
 
 Value f_sort(Interpreter& interp, const Value& v, CallArgs& call) {
@@ -695,25 +720,26 @@ Value f_trim(Interpreter&, const Value& v, CallArgs& call) {
 
 Value f_truncate(Interpreter&, const Value& v, CallArgs& call) {
   Args a(call, "truncate", {"length", "killwords", "end", "leeway"});
-  const std::string s = to_str(v);
   const int64_t len = a.integer(0, 255);
   const std::string end = a.text(2, "...");
   const int64_t leeway = a.has(3) && !a.get(3)->is_none() ? a.integer(3, 5) : 5;
   const int64_t end_len = int64_t(utf8::length(end));
   if (len < end_len) throw RuntimeError("expected length >= " + std::to_string(end_len) + ", got " + std::to_string(len));
   if (leeway < 0) throw RuntimeError("expected leeway >= 0, got " + std::to_string(leeway));
-  const int64_t n = int64_t(utf8::length(s));
-  if (n <= len + leeway) return Value::string(s);
+  // jinja2 measures the value with len() and only then treats it as a string.
+  if (length(v) <= len + leeway) return v;
+  if (!v.is_string()) throw RuntimeError("'" + type_name(v) + "' object has no attribute 'rsplit'");
+  const std::string& s = v.str();
   const std::string head = s.substr(0, utf8::byte_offset(s, size_t(len - end_len)));
   if (a.flag(1, false)) return Value::string(head + end);
   const size_t space = head.rfind(' ');
   return Value::string((space == std::string::npos ? head : head.substr(0, space)) + end);
 }
 
-Value f_unique(Interpreter& interp, const Value& v, CallArgs& call) {
+void f_unique(Interpreter& interp, const Value& v, CallArgs& call, std::vector<Value>& out) {
   Args a(call, "unique", {"case_sensitive", "attribute"});
   const bool case_sensitive = a.flag(0, false);
-  std::vector<Value> out, seen;
+  std::vector<Value> seen;
   for (Value& item : iterate(v)) {
     Value key = sort_key(a.has(1) ? attr_path(interp, item, *a.get(1), nullptr) : item, case_sensitive);
     if (!hashable(key)) throw RuntimeError("unhashable type: '" + type_name(key) + "'");
@@ -729,7 +755,7 @@ Value f_unique(Interpreter& interp, const Value& v, CallArgs& call) {
     seen.push_back(std::move(key));
     out.push_back(std::move(item));
   }
-  return iterator(std::move(out));
+  return;
 }
 
 Value f_wordcount(Interpreter&, const Value& v, CallArgs& call) {
@@ -807,7 +833,7 @@ bool t_sequence(Interpreter&, const Value& v, CallArgs& c) {
 
 bool t_callable(Interpreter&, const Value& v, CallArgs& c) {
   Args a(c, "callable", {});
-  return v.is_callable_kind() || (v.is_object() && v.object().is_callable());
+  return v.is_undefined() || v.is_callable_kind() || (v.is_object() && v.object().is_callable());
 }
 
 bool t_sameas(Interpreter&, const Value& v, CallArgs& c) {
@@ -905,17 +931,17 @@ struct TestEntry {
 };
 
 constexpr FilterEntry kFilters[] = {
-    {"abs", f_abs},           {"attr", f_attr},         {"batch", f_batch},         {"capitalize", f_capitalize},
+    {"abs", f_abs},           {"attr", f_attr},         {"batch", generator<f_batch>},         {"capitalize", f_capitalize},
     {"center", f_center},     {"count", f_length},      {"d", f_default},           {"default", f_default},
     {"dictsort", f_dictsort}, {"e", f_escape},          {"escape", f_escape},       {"first", f_first},
     {"float", f_float},       {"forceescape", f_forceescape}, {"format", f_format}, {"indent", f_indent},
-    {"int", f_int},           {"items", f_items},       {"join", f_join},           {"last", f_last},
-    {"length", f_length},     {"list", f_list},         {"lower", f_lower},         {"map", f_map},
-    {"max", f_max},           {"min", f_min},           {"reject", f_reject},       {"rejectattr", f_rejectattr},
+    {"int", f_int},           {"items", generator<f_items>},       {"join", f_join},           {"last", f_last},
+    {"length", f_length},     {"list", f_list},         {"lower", f_lower},         {"map", generator<f_map>},
+    {"max", f_max},           {"min", f_min},           {"reject", generator<f_reject>},       {"rejectattr", generator<f_rejectattr>},
     {"replace", f_replace},   {"reverse", f_reverse},   {"round", f_round},         {"safe", f_safe},
-    {"select", f_select},     {"selectattr", f_selectattr}, {"slice", f_slice},     {"sort", f_sort},
+    {"select", generator<f_select>},     {"selectattr", generator<f_selectattr>}, {"slice", generator<f_slice>},     {"sort", f_sort},
     {"string", f_string},     {"striptags", f_striptags}, {"sum", f_sum},           {"title", f_title},
-    {"tojson", f_tojson},     {"trim", f_trim},         {"truncate", f_truncate},   {"unique", f_unique},
+    {"tojson", f_tojson},     {"trim", f_trim},         {"truncate", f_truncate},   {"unique", generator<f_unique>},
     {"upper", f_upper},       {"wordcount", f_wordcount},
 };
 

@@ -584,7 +584,9 @@ Value Interpreter::eval_slice(const Value& subject, const Expr& slice, const std
   const bool is_str = subject.is_string();
   const bool is_seq = subject.is_seq() && (subject.seq().kind == SeqKind::List || subject.seq().kind == SeqKind::Tuple ||
                                           subject.seq().kind == SeqKind::Range);
-  if (!is_str && !is_seq) return Value::undefined(object_type_repr(subject) + " has no element slice");
+  // jinja2 compiles slices to plain Python subscription (not the sandbox's getitem), so errors raise.
+  if (subject.is_dict()) throw RuntimeError("unhashable type: 'slice'");
+  if (!is_str && !is_seq) throw RuntimeError("'" + type_name(subject) + "' object is not subscriptable");
   int64_t stride = 1;
   if (!parts[2].is_undefined() && !parts[2].is_none()) stride = slice_index(parts[2], "step");
   if (stride == 0) throw RuntimeError("slice step cannot be zero");
@@ -623,9 +625,15 @@ Value Interpreter::eval_slice(const Value& subject, const Expr& slice, const std
     for (size_t i : picks) out += chars[i];
     return Value::string(utf8::from_u32(out), subject.safe());
   }
+  const SeqData& seq = subject.seq();
+  if (seq.kind == SeqKind::Range) {
+    // range slicing gives a range: start + i*step for the adjusted slice bounds.
+    return Value::range(seq.range_start + start * seq.range_step, seq.range_start + stop * seq.range_step,
+                        seq.range_step * stride);
+  }
   std::vector<Value> out;
-  for (size_t i : picks) out.push_back(subject.seq().items[i]);
-  return Value::list(std::move(out), subject.seq().kind == SeqKind::Tuple ? SeqKind::Tuple : SeqKind::List);
+  for (size_t i : picks) out.push_back(seq.items[i]);
+  return Value::list(std::move(out), seq.kind == SeqKind::Tuple ? SeqKind::Tuple : SeqKind::List);
 }
 
 Value Interpreter::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
@@ -757,6 +765,7 @@ bool contains(const Value& container, const Value& item) {
       if (s.kind == SeqKind::Iterator) {
         while (s.consumed < s.items.size())
           if (equals(s.items[s.consumed++], item)) return true;
+        if (s.deferred_error) std::rethrow_exception(s.deferred_error);
         return false;
       }
       if (s.kind == SeqKind::DictItems || s.kind == SeqKind::DictKeys) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 
 #include "chat/jinja/error.h"
@@ -117,16 +119,33 @@ class Lexer {
  private:
   [[noreturn]] void fail(size_t offset, const std::string& message) {
     Token t;
+    pos_offset_ = SIZE_MAX;  // recompute from the line table
     set_pos(t, offset);
     throw TemplateError(message, t.line, t.column);
   }
 
-  void set_pos(Token& t, size_t offset) const {
-    auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset);
-    const size_t line_index = size_t(it - line_starts_.begin()) - 1;
-    t.line = int(line_index + 1);
-    const size_t line_start = line_starts_[line_index];
-    t.column = int(utf8::length(std::string_view(src_).substr(line_start, offset - line_start)) + 1);
+  // Line and column of `offset`. Tokens come in source order, so positions advance from the last
+  // one (keeping long single-line templates linear); earlier offsets are found from the line table.
+  void set_pos(Token& t, size_t offset) {
+    if (offset < pos_offset_) {
+      auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset);
+      const size_t line_index = size_t(it - line_starts_.begin()) - 1;
+      t.line = int(line_index + 1);
+      const size_t line_start = line_starts_[line_index];
+      t.column = int(utf8::length(std::string_view(src_).substr(line_start, offset - line_start)) + 1);
+      return;
+    }
+    for (; pos_offset_ < offset && pos_offset_ < src_.size(); ++pos_offset_) {
+      const unsigned char c = static_cast<unsigned char>(src_[pos_offset_]);
+      if (c == '\n') {
+        ++pos_line_;
+        pos_column_ = 1;
+      } else if ((c & 0xC0) != 0x80) {
+        ++pos_column_;
+      }
+    }
+    t.line = pos_line_;
+    t.column = pos_column_;
   }
 
   size_t find_tag(size_t pos) const {
@@ -515,6 +534,9 @@ class Lexer {
   std::string src_;
   std::vector<size_t> line_starts_;
   std::vector<Token> tokens_;
+  size_t pos_offset_ = 0;
+  int pos_line_ = 1;
+  int pos_column_ = 1;
 };
 
 }  // namespace

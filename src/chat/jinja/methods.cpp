@@ -37,22 +37,25 @@ std::optional<int64_t> opt_index(const Args& a, size_t i) {
   return a.integer(i, 0);
 }
 
-// A string argument of a Markup method is escaped first (markupsafe's rule).
-std::string markup_arg(const Value& self, const Value& arg, const char* method) {
+// A string argument of a str method. Markup escapes the arguments that end up in its result
+// (`escape`: replace's new text, fill characters), as markupsafe 3 does.
+std::string str_arg(const Value& self, const Value& arg, const char* method, bool escape = false) {
   if (!arg.is_string()) {
     if (arg.is_undefined()) raise_undefined(arg);
     throw RuntimeError(std::string(method) + "() argument must be str, not " + type_name(arg));
   }
-  return (self.safe() && !arg.safe()) ? html_escape(arg.str()) : arg.str();
+  return (escape && self.safe() && !arg.safe()) ? html_escape(arg.str()) : arg.str();
 }
 
-char32_t fill_char(const Args& a, size_t index, const char* method) {
+// The fill character; Markup escapes it first, so only a character escaping leaves alone fits.
+char32_t fill_char(const Value& self, const Args& a, size_t index, const char* method) {
   const Value* v = a.get(index);
   if (!v) return ' ';
-  if (!v->is_string() || utf8::length(v->str()) != 1)
+  const std::string fill = v->is_string() ? str_arg(self, *v, method, true) : std::string();
+  if (!v->is_string() || utf8::length(fill) != 1)
     throw RuntimeError(std::string("The fill character must be exactly one character long (") + method + ")");
   size_t i = 0;
-  return utf8::decode(v->str(), i);
+  return utf8::decode(fill, i);
 }
 
 template <typename Pred>
@@ -82,14 +85,14 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
     Args a(call, name, {"chars"});
     std::string chars;
     const bool have = a.has(0) && !a.get(0)->is_none();
-    if (have) chars = markup_arg(self, *a.get(0), name.c_str());
+    if (have) chars = str_arg(self, *a.get(0), name.c_str());
     return result(pystr::strip(s, have ? &chars : nullptr, name != "rstrip", name != "lstrip"));
   }
   if (name == "split" || name == "rsplit") {
     Args a(call, name, {"sep", "maxsplit"});
     std::string sep;
     const bool have = a.has(0) && !a.get(0)->is_none();
-    if (have) sep = markup_arg(self, *a.get(0), name.c_str());
+    if (have) sep = str_arg(self, *a.get(0), name.c_str());
     const int64_t maxsplit = a.integer(1, -1);
     interp.step(1 + s.size() / 256);
     return str_list(self, name == "split" ? pystr::split(s, have ? &sep : nullptr, maxsplit)
@@ -119,7 +122,7 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
   if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
     Args a(call, name, {"sub", "start", "end"});
     if (!a.has(0)) throw RuntimeError(name + "() takes at least 1 argument (0 given)");
-    const std::string sub = markup_arg(self, *a.get(0), name.c_str());
+    const std::string sub = str_arg(self, *a.get(0), name.c_str());
     const auto start = opt_index(a, 1), end = opt_index(a, 2);
     if (name == "count") {
       if (start || end) {
@@ -142,7 +145,7 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
   if (name == "replace") {
     Args a(call, name, {"old", "new", "count"});
     if (!a.has(0) || !a.has(1)) throw RuntimeError("replace() takes at least 2 arguments");
-    return result(pystr::replace(s, markup_arg(self, *a.get(0), "replace"), markup_arg(self, *a.get(1), "replace"),
+    return result(pystr::replace(s, str_arg(self, *a.get(0), "replace"), str_arg(self, *a.get(1), "replace", true),
                                  a.integer(2, -1)));
   }
   if (name == "upper") return Args(call, name, {}), result(pystr::upper(s));
@@ -155,7 +158,7 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
     if (!a.has(0)) throw RuntimeError(name + "() takes at least 1 argument (0 given)");
     const int64_t width = a.integer(0, 0);
     interp.check_size(size_t(std::max<int64_t>(0, width)) * 4);
-    const char32_t fill = fill_char(a, 1, name.c_str());
+    const char32_t fill = fill_char(self, a, 1, name.c_str());
     return result(name == "center" ? pystr::center(s, width, fill)
                                    : name == "ljust" ? pystr::ljust(s, width, fill) : pystr::rjust(s, width, fill));
   }
@@ -171,10 +174,11 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
     std::string out;
     size_t index = 0;
     for (const Value& item : iterate(*a.get(0))) {
-      if (!item.is_string())
+      // Markup.join escapes each item (any value, via str()); str.join wants strings.
+      if (!item.is_string() && !safe)
         throw RuntimeError("sequence item " + std::to_string(index) + ": expected str instance, " + type_name(item) + " found");
       if (index++ > 0) out += s;
-      out += (safe && !item.safe()) ? html_escape(item.str()) : item.str();
+      out += (safe && !(item.is_string() && item.safe())) ? html_escape(to_str(item)) : item.str();
       interp.check_size(out.size());
     }
     return result(std::move(out));
@@ -182,7 +186,7 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
   if (name == "partition" || name == "rpartition") {
     Args a(call, name, {"sep"});
     if (!a.has(0)) throw RuntimeError(name + "() takes exactly one argument (0 given)");
-    const std::string sep = markup_arg(self, *a.get(0), name.c_str());
+    const std::string sep = str_arg(self, *a.get(0), name.c_str());
     if (sep.empty()) throw RuntimeError("empty separator");
     const size_t at = name == "partition" ? s.find(sep) : s.rfind(sep);
     if (at == std::string::npos)
@@ -193,7 +197,7 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
   if (name == "removeprefix" || name == "removesuffix") {
     Args a(call, name, {"affix"});
     if (!a.has(0)) throw RuntimeError(name + "() takes exactly one argument (0 given)");
-    const std::string affix = markup_arg(self, *a.get(0), name.c_str());
+    const std::string affix = str_arg(self, *a.get(0), name.c_str());
     if (name == "removeprefix")
       return result(s.compare(0, affix.size(), affix) == 0 ? s.substr(affix.size()) : s);
     return result(s.size() >= affix.size() && s.compare(s.size() - affix.size(), affix.size(), affix) == 0
@@ -312,7 +316,7 @@ MethodLookup find_method(const Value& self, std::string_view name) {
       if (self.seq().kind == SeqKind::List) {
         if (listed(name, kListSafe)) return MethodLookup::Safe;
         if (listed(name, kListUnsafe)) return MethodLookup::Unsafe;
-      } else if (self.seq().kind == SeqKind::Tuple && listed(name, kTupleSafe)) {
+      } else if ((self.seq().kind == SeqKind::Tuple || self.seq().kind == SeqKind::Range) && listed(name, kTupleSafe)) {
         return MethodLookup::Safe;
       }
       return MethodLookup::None;

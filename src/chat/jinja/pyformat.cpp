@@ -379,9 +379,13 @@ std::string percent_format(const std::string& fmt, const Value& args, bool escap
     (void)numeric;
     out += pad(body, width, left ? '<' : '>', ' ');
   }
-  if (!mapping && next_arg < positional.size()) throw RuntimeError("not all arguments converted during string formatting");
-  if (mapping && !used_mapping && args.is_seq_kind(SeqKind::Tuple) && next_arg < positional.size())
-    throw RuntimeError("not all arguments converted during string formatting");
+  // Python skips this check when the single argument supports subscription (a "mapping" to
+  // str.__mod__): dicts, but also lists, ranges and jinja2's Undefined.
+  const bool mapping_like = !args.is_seq_kind(SeqKind::Tuple) &&
+                            (args.is_dict() || args.is_undefined() || args.is_seq_kind(SeqKind::List) ||
+                             args.is_seq_kind(SeqKind::Range));
+  (void)used_mapping;
+  if (!mapping_like && next_arg < positional.size()) throw RuntimeError("not all arguments converted during string formatting");
   return out;
 }
 

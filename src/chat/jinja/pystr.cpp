@@ -211,41 +211,50 @@ std::string upper(std::string_view s) {
   return utf8::from_u32(out);
 }
 
+namespace {
+
+// Lower-cases u[i]; a capital sigma takes its final form at the end of a word, as Python does.
+void append_lower_at(std::u32string& out, const std::u32string& u, size_t i) {
+  if (u[i] != 0x3A3) {
+    utf8::append_lower(out, u[i]);
+    return;
+  }
+  auto ignorable = [](char32_t c) { return c == '\'' || c == 0x2019 || c == 0xAD || c == '.' || c == ':'; };
+  bool before = false, after = false;
+  for (size_t k = i; k-- > 0;) {
+    if (is_cased(u[k])) {
+      before = true;
+      break;
+    }
+    if (!ignorable(u[k])) break;
+  }
+  for (size_t k = i + 1; k < u.size(); ++k) {
+    if (is_cased(u[k])) {
+      after = true;
+      break;
+    }
+    if (!ignorable(u[k])) break;
+  }
+  out += (before && !after) ? char32_t(0x3C2) : char32_t(0x3C3);
+}
+
+}  // namespace
+
 std::string lower(std::string_view s) {
   const std::u32string u = utf8::to_u32(s);
   std::u32string out;
-  for (size_t i = 0; i < u.size(); ++i) {
-    if (u[i] == 0x3A3) {  // capital sigma: final form at the end of a word
-      bool before = false, after = false;
-      for (size_t k = i; k-- > 0;) {
-        if (is_cased(u[k])) {
-          before = true;
-          break;
-        }
-        if (u[k] != '\'' && u[k] != 0x2019 && u[k] != 0xAD) break;
-      }
-      for (size_t k = i + 1; k < u.size(); ++k) {
-        if (is_cased(u[k])) {
-          after = true;
-          break;
-        }
-        if (u[k] != '\'' && u[k] != 0x2019 && u[k] != 0xAD) break;
-      }
-      out += (before && !after) ? char32_t(0x3C2) : char32_t(0x3C3);
-      continue;
-    }
-    utf8::append_lower(out, u[i]);
-  }
+  for (size_t i = 0; i < u.size(); ++i) append_lower_at(out, u, i);
   return utf8::from_u32(out);
 }
 
 std::string title(std::string_view s) {
+  const std::u32string u = utf8::to_u32(s);
   std::u32string out;
   bool previous_cased = false;
-  for (size_t i = 0; i < s.size();) {
-    const char32_t c = utf8::decode(s, i);
+  for (size_t i = 0; i < u.size(); ++i) {
+    const char32_t c = u[i];
     if (is_cased(c)) {
-      if (previous_cased) utf8::append_lower(out, c);
+      if (previous_cased) append_lower_at(out, u, i);
       else utf8::append_upper(out, c);
       previous_cased = true;
     } else {
@@ -257,13 +266,11 @@ std::string title(std::string_view s) {
 }
 
 std::string capitalize(std::string_view s) {
+  const std::u32string u = utf8::to_u32(s);
   std::u32string out;
-  bool first = true;
-  for (size_t i = 0; i < s.size();) {
-    const char32_t c = utf8::decode(s, i);
-    if (first) utf8::append_upper(out, c);
-    else utf8::append_lower(out, c);
-    first = false;
+  for (size_t i = 0; i < u.size(); ++i) {
+    if (i == 0) utf8::append_upper(out, u[i]);
+    else append_lower_at(out, u, i);
   }
   return utf8::from_u32(out);
 }

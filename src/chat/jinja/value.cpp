@@ -133,9 +133,11 @@ Value NamespaceObject::get_attr(Interpreter&, std::string_view name) {
   return Value::undefined("'Namespace' object has no attribute '" + std::string(name) + "'");
 }
 
-std::string NamespaceObject::repr() const {
-  return "<Namespace " + jinja::repr(Value::dict(std::make_shared<DictData>(attrs))) + ">";
+namespace {
+std::string repr_dict(const DictData& d);
 }
+
+std::string NamespaceObject::repr() const { return "<Namespace " + repr_dict(attrs) + ">"; }
 
 // ---------------------------------------------------------------------------------------------
 // dict
@@ -382,6 +384,21 @@ std::string repr_string(std::string_view s) {
 
 namespace {
 
+// Python's repr guards: a container met again while being printed shows as [...] or {...} (only
+// namespaces can close such a cycle), and runaway depth raises instead of exhausting the stack.
+thread_local std::vector<const void*> repr_active;
+
+struct ReprGuard {
+  explicit ReprGuard(const void* p) : recursive(false) {
+    for (const void* a : repr_active)
+      if (a == p) recursive = true;
+    if (repr_active.size() > 2000) throw RuntimeError("maximum recursion depth exceeded while getting the repr of an object");
+    repr_active.push_back(p);
+  }
+  ~ReprGuard() { repr_active.pop_back(); }
+  bool recursive;
+};
+
 void join_repr(std::string& out, const std::vector<Value>& items, size_t from = 0) {
   for (size_t i = from; i < items.size(); ++i) {
     if (i > from) out += ", ";
@@ -390,6 +407,8 @@ void join_repr(std::string& out, const std::vector<Value>& items, size_t from = 
 }
 
 std::string repr_seq(const SeqData& s) {
+  ReprGuard guard(&s);
+  if (guard.recursive) return s.kind == SeqKind::Tuple ? "(...)" : "[...]";
   std::string out;
   switch (s.kind) {
     case SeqKind::List:
@@ -422,6 +441,8 @@ std::string repr_seq(const SeqData& s) {
 }
 
 std::string repr_dict(const DictData& d) {
+  ReprGuard guard(&d);
+  if (guard.recursive) return "{...}";
   std::string out = "{";
   bool first = true;
   for (const auto& kv : d.items) {
@@ -500,6 +521,7 @@ std::vector<Value> iterate(const Value& v) {
       if (s.kind != SeqKind::Iterator) return s.items;
       std::vector<Value> out(s.items.begin() + std::ptrdiff_t(s.consumed), s.items.end());
       s.consumed = s.items.size();
+      if (s.deferred_error) std::rethrow_exception(s.deferred_error);
       return out;
     }
     case Kind::Dict: {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -111,6 +112,9 @@ struct SeqData : HeapObject {
   uint32_t depth = 1;
   std::vector<Value> items;
   size_t consumed = 0;  // iterators: items a previous read already took
+  // Generators run eagerly here; an error they hit is raised only when a reader gets past the
+  // items produced before it, as with Python's lazy generators.
+  std::exception_ptr deferred_error;
   int64_t range_start = 0, range_stop = 0, range_step = 1;
 };
 
