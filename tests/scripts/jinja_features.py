@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 
+import jinja2
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jinja_reference import BOS, EOS, FIXED_NOW, first_difference, make_environment  # noqa: E402
 
@@ -58,11 +60,16 @@ def main():
             template_path = os.path.join(workdir, "t.jinja")
             with open(template_path, "w", encoding="utf-8", newline="") as f:
                 f.write(source)
+            syntax_line = None
             try:
                 expected = env.from_string(source).render(
                     messages=[], tools=None, documents=None, add_generation_prompt=True,
                     bos_token=BOS, eos_token=EOS, **copy.deepcopy(context))
                 error = None
+            except jinja2.TemplateSyntaxError as e:
+                # Syntax errors must point at the same line as jinja2's.
+                expected, error = None, f"{type(e).__name__}: {e} (line {e.lineno})"
+                syntax_line = e.lineno
             except Exception as e:
                 expected, error = None, f"{type(e).__name__}: {e}"
             r = subprocess.run(
@@ -72,7 +79,7 @@ def main():
                 capture_output=True, timeout=60)
             err = r.stderr.decode("utf-8", "replace").strip()
             if error is not None:
-                if r.returncode == 1 and "error" in err:
+                if r.returncode == 1 and "error" in err and (syntax_line is None or f"line {syntax_line}," in err):
                     print(f"ok   {name} (both raise: {error} | {err})")
                 else:
                     failures.append(f"{name}: jinja2 raised ({error}) but moeserve exited {r.returncode}: "

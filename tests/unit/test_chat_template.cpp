@@ -100,7 +100,8 @@ TEST(ChatTemplate, WorkIsBounded) {
                jinja::TemplateError);
   EXPECT_THROW(render("{% for i in range(100000) %}{{ range(100000)|list|length }}{% endfor %}", kNoVars, limits),
                jinja::TemplateError);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  // Generous: sanitizer builds on a loaded machine are ~30x slower; a hang would not finish at all.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(120));
 }
 
 TEST(ChatTemplate, RecursionIsBounded) {

@@ -1,4 +1,4 @@
-// jinja2's built-in filters and tests, with transformers' `tojson` (json.dumps with
+// jinja2's built-in filters, with transformers' `tojson` (json.dumps with
 // ensure_ascii=False, indent, separators and sort_keys passed through).
 #include <algorithm>
 #include <cmath>
@@ -588,6 +588,32 @@ Value f_round(Interpreter&, const Value& v, CallArgs& call) {
   return Value::number(r / scale);
 }
 
+Value f_groupby(Interpreter& interp, const Value& v, CallArgs& call) {
+  Args a(call, "groupby", {"attribute", "default", "case_sensitive"});
+  if (!a.has(0)) throw RuntimeError("sync_do_groupby() missing 1 required positional argument: 'attribute'");
+  const Value attribute = *a.get(0);
+  const Value* fallback = a.has(1) && !a.get(1)->is_none() ? a.get(1) : nullptr;
+  const bool case_sensitive = a.flag(2, false);
+  std::vector<Value> items = iterate(v);
+  interp.step(1 + items.size());
+  std::vector<std::pair<Value, Value>> keyed;
+  for (Value& item : items) keyed.emplace_back(sort_key(attr_path(interp, item, attribute, fallback), case_sensitive), item);
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& x, const auto& y) { return compare_checked(x.first, y.first) < 0; });
+  std::vector<Value> out;
+  for (size_t i = 0; i < keyed.size();) {
+    size_t j = i;
+    std::vector<Value> group;
+    while (j < keyed.size() && equals(keyed[j].first, keyed[i].first)) group.push_back(keyed[j++].second);
+    // The group is named by the first member's own (not lower-cased) value.
+    Value grouper = case_sensitive ? keyed[i].first : attr_path(interp, group[0], attribute, fallback);
+    Value t = Value::tuple({std::move(grouper), Value::list(std::move(group))});
+    t.seq().group_tuple = true;
+    out.push_back(std::move(t));
+    i = j;
+  }
+  return Value::list(std::move(out));
+}
+
 Value f_safe(Interpreter&, const Value& v, CallArgs& call) {
   Args a(call, "safe", {});
   if (v.is_string()) return Value::string(v.str(), true);
@@ -803,138 +829,17 @@ Value f_striptags(Interpreter&, const Value& v, CallArgs& call) {
   return Value::string(std::move(joined));
 }
 
-// ---- tests ----
-
-bool t_defined(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "defined", {}), !v.is_undefined(); }
-bool t_undefined(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "undefined", {}), v.is_undefined(); }
-bool t_none(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "none", {}), v.is_none(); }
-bool t_boolean(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "boolean", {}), v.is_bool(); }
-bool t_false(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "false", {}), v.is_bool() && !v.as_bool(); }
-bool t_true(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "true", {}), v.is_bool() && v.as_bool(); }
-bool t_integer(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "integer", {}), v.is_int(); }
-bool t_float(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "float", {}), v.is_float(); }
-bool t_number(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "number", {}), v.is_number(); }
-bool t_string(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "string", {}), v.is_string(); }
-bool t_mapping(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "mapping", {}), v.is_dict(); }
-bool t_escaped(Interpreter&, const Value& v, CallArgs& c) { return Args(c, "escaped", {}), v.is_string() && v.safe(); }
-
-bool t_iterable(Interpreter&, const Value& v, CallArgs& c) {
-  Args a(c, "iterable", {});
-  return v.is_undefined() || v.is_string() || v.is_seq() || v.is_dict();
-}
-
-bool t_sequence(Interpreter&, const Value& v, CallArgs& c) {
-  Args a(c, "sequence", {});
-  if (v.is_undefined() || v.is_string() || v.is_dict()) return true;
-  if (!v.is_seq()) return false;
-  const SeqKind k = v.seq().kind;
-  return k == SeqKind::List || k == SeqKind::Tuple || k == SeqKind::Range;
-}
-
-bool t_callable(Interpreter&, const Value& v, CallArgs& c) {
-  Args a(c, "callable", {});
-  return v.is_undefined() || v.is_callable_kind() || (v.is_object() && v.object().is_callable());
-}
-
-bool t_sameas(Interpreter&, const Value& v, CallArgs& c) {
-  Args a(c, "sameas", {"other"});
-  const Value other = a.get_or(0, Value::undefined());
-  if (v.kind() != other.kind()) return false;
-  switch (v.kind()) {
-    case Kind::None: return true;
-    case Kind::Bool: return v.as_bool() == other.as_bool();
-    case Kind::Int: return v.as_int() == other.as_int() && v.as_int() >= -5 && v.as_int() <= 256;
-    case Kind::Float: return false;
-    case Kind::String: return v.str_ptr() == other.str_ptr();
-    case Kind::Undefined: return false;
-    default: return v.heap() == other.heap();
-  }
-}
-
-bool t_in(Interpreter&, const Value& v, CallArgs& c) {
-  Args a(c, "in", {"seq"});
-  if (!a.has(0)) throw RuntimeError("test_in() missing 1 required positional argument: 'seq'");
-  return contains(*a.get(0), v);
-}
-
-bool compare_test(Interpreter& interp, const Value& v, CallArgs& c, const char* name, CmpOp op) {
-  Args a(c, name, {"other"});
-  if (!a.has(0)) throw RuntimeError(std::string(name) + "() missing 1 required positional argument: 'b'");
-  const Value& other = *a.get(0);
-  if (op == CmpOp::Eq) return equals(v, other);
-  if (op == CmpOp::Ne) return !equals(v, other);
-  const int r = compare(v, other);
-  if (r == 2) return false;
-  switch (op) {
-    case CmpOp::Lt: return r < 0;
-    case CmpOp::Le: return r <= 0;
-    case CmpOp::Gt: return r > 0;
-    case CmpOp::Ge: return r >= 0;
-    default: return false;
-  }
-  (void)interp;
-}
-
-bool t_eq(Interpreter& i, const Value& v, CallArgs& c) { return compare_test(i, v, c, "eq", CmpOp::Eq); }
-bool t_ne(Interpreter& i, const Value& v, CallArgs& c) { return compare_test(i, v, c, "ne", CmpOp::Ne); }
-bool t_lt(Interpreter& i, const Value& v, CallArgs& c) { return compare_test(i, v, c, "lt", CmpOp::Lt); }
-bool t_le(Interpreter& i, const Value& v, CallArgs& c) { return compare_test(i, v, c, "le", CmpOp::Le); }
-bool t_gt(Interpreter& i, const Value& v, CallArgs& c) { return compare_test(i, v, c, "gt", CmpOp::Gt); }
-bool t_ge(Interpreter& i, const Value& v, CallArgs& c) { return compare_test(i, v, c, "ge", CmpOp::Ge); }
-
-bool t_odd(Interpreter& interp, const Value& v, CallArgs& c) {
-  Args a(c, "odd", {});
-  return equals(interp.binary_op(BinOp::Mod, v, Value::integer(2)), Value::integer(1));
-}
-
-bool t_even(Interpreter& interp, const Value& v, CallArgs& c) {
-  Args a(c, "even", {});
-  return equals(interp.binary_op(BinOp::Mod, v, Value::integer(2)), Value::integer(0));
-}
-
-bool t_divisibleby(Interpreter& interp, const Value& v, CallArgs& c) {
-  Args a(c, "divisibleby", {"num"});
-  if (!a.has(0)) throw RuntimeError("test_divisibleby() missing 1 required positional argument: 'num'");
-  return equals(interp.binary_op(BinOp::Mod, v, *a.get(0)), Value::integer(0));
-}
-
-bool t_lower(Interpreter& interp, const Value& v, CallArgs& c) {
-  Args a(c, "lower", {});
-  CallArgs none;
-  return truthy(interp.call(bind_method(Value::string(to_str(v)), "islower"), none));
-}
-
-bool t_upper(Interpreter& interp, const Value& v, CallArgs& c) {
-  Args a(c, "upper", {});
-  CallArgs none;
-  return truthy(interp.call(bind_method(Value::string(to_str(v)), "isupper"), none));
-}
-
-bool t_filter(Interpreter&, const Value& v, CallArgs& c) {
-  Args a(c, "filter", {});
-  return v.is_string() && find_filter(v.str()) != nullptr;
-}
-
-bool t_test(Interpreter&, const Value& v, CallArgs& c) {
-  Args a(c, "test", {});
-  return v.is_string() && find_test(v.str()) != nullptr;
-}
-
 struct FilterEntry {
   const char* name;
   FilterFn fn;
 };
 
-struct TestEntry {
-  const char* name;
-  TestFn fn;
-};
 
 constexpr FilterEntry kFilters[] = {
     {"abs", f_abs},           {"attr", f_attr},         {"batch", generator<f_batch>},         {"capitalize", f_capitalize},
     {"center", f_center},     {"count", f_length},      {"d", f_default},           {"default", f_default},
     {"dictsort", f_dictsort}, {"e", f_escape},          {"escape", f_escape},       {"first", f_first},
-    {"float", f_float},       {"forceescape", f_forceescape}, {"format", f_format}, {"indent", f_indent},
+    {"float", f_float},       {"forceescape", f_forceescape}, {"format", f_format}, {"groupby", f_groupby},     {"indent", f_indent},
     {"int", f_int},           {"items", generator<f_items>},       {"join", f_join},           {"last", f_last},
     {"length", f_length},     {"list", f_list},         {"lower", f_lower},         {"map", generator<f_map>},
     {"max", f_max},           {"min", f_min},           {"reject", generator<f_reject>},       {"rejectattr", generator<f_rejectattr>},
@@ -945,18 +850,6 @@ constexpr FilterEntry kFilters[] = {
     {"upper", f_upper},       {"wordcount", f_wordcount},
 };
 
-constexpr TestEntry kTests[] = {
-    {"boolean", t_boolean}, {"callable", t_callable}, {"defined", t_defined},   {"divisibleby", t_divisibleby},
-    {"eq", t_eq},           {"equalto", t_eq},       {"==", t_eq},             {"escaped", t_escaped},
-    {"even", t_even},       {"false", t_false},      {"filter", t_filter},     {"float", t_float},
-    {"ge", t_ge},           {">=", t_ge},            {"gt", t_gt},             {"greaterthan", t_gt},
-    {">", t_gt},            {"in", t_in},            {"integer", t_integer},   {"iterable", t_iterable},
-    {"le", t_le},           {"<=", t_le},            {"lower", t_lower},       {"lt", t_lt},
-    {"lessthan", t_lt},     {"<", t_lt},             {"mapping", t_mapping},   {"ne", t_ne},
-    {"!=", t_ne},           {"none", t_none},        {"number", t_number},     {"odd", t_odd},
-    {"sameas", t_sameas},   {"sequence", t_sequence}, {"string", t_string},    {"test", t_test},
-    {"true", t_true},       {"undefined", t_undefined}, {"upper", t_upper},
-};
 
 }  // namespace
 
@@ -966,10 +859,5 @@ FilterFn find_filter(std::string_view name) {
   return nullptr;
 }
 
-TestFn find_test(std::string_view name) {
-  for (const TestEntry& t : kTests)
-    if (name == t.name) return t.fn;
-  return nullptr;
-}
 
 }  // namespace moeserve::jinja

@@ -311,19 +311,25 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, const std::shared_ptr<Scope>&
 }
 
 Interpreter::Flow Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, const Value& iterable, int64_t depth0) {
-  std::vector<Value> items = iterate(iterable);
-  if (s.cond) {
-    std::vector<Value> kept;
-    for (Value& item : items) {
-      step();
-      auto test_scope = std::make_shared<Scope>(scope);
-      assign(s.target, item, *test_scope);
-      if (truthy(eval(*s.cond, test_scope))) kept.push_back(std::move(item));
-    }
-    items = std::move(kept);
-  }
   auto loop = std::make_shared<LoopObject>();
-  loop->items = std::make_shared<const std::vector<Value>>(std::move(items));
+  const bool shareable = iterable.is_seq() && iterable.seq().kind != SeqKind::Iterator && !s.cond;
+  if (shareable) {
+    // Loop over the sequence's own items (kept alive by the alias) instead of a copy.
+    loop->items = std::shared_ptr<const std::vector<Value>>(iterable.heap(), &iterable.seq().items);
+  } else {
+    std::vector<Value> items = iterate(iterable);
+    if (s.cond) {
+      std::vector<Value> kept;
+      for (Value& item : items) {
+        step();
+        auto test_scope = std::make_shared<Scope>(scope);
+        assign(s.target, item, *test_scope);
+        if (truthy(eval(*s.cond, test_scope))) kept.push_back(std::move(item));
+      }
+      items = std::move(kept);
+    }
+    loop->items = std::make_shared<const std::vector<Value>>(std::move(items));
+  }
   loop->depth0 = depth0;
   if (s.recursive) {
     loop->recursive_stmt = &s;
@@ -487,6 +493,10 @@ Value Interpreter::get_attr(const Value& obj, std::string_view name) {
       return missing_attribute(obj, name);
     }
     case Kind::Object: return obj.object().get_attr(*this, name);
+    case Kind::Seq:
+      if (obj.seq().group_tuple && (name == "grouper" || name == "list"))
+        return obj.seq().items[name == "grouper" ? 0 : 1];
+      return method_or(obj, name, missing_attribute(obj, name));
     default: return method_or(obj, name, missing_attribute(obj, name));
   }
 }
@@ -531,7 +541,11 @@ Value Interpreter::get_item(const Value& obj, const Value& key) {
       return missing_item(obj, key);
     default: break;
   }
-  if (key.is_string() && !is_dunder(key.str())) return method_or(obj, key.str(), missing_item(obj, key));
+  if (key.is_string() && !is_dunder(key.str())) {
+    if (obj.is_seq() && obj.seq().group_tuple && (key.str() == "grouper" || key.str() == "list"))
+      return obj.seq().items[key.str() == "grouper" ? 0 : 1];
+    return method_or(obj, key.str(), missing_item(obj, key));
+  }
   return missing_item(obj, key);
 }
 

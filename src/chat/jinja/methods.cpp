@@ -148,11 +148,15 @@ Value str_method(Interpreter& interp, const Value& self, const std::string& name
     return result(pystr::replace(s, str_arg(self, *a.get(0), "replace"), str_arg(self, *a.get(1), "replace", true),
                                  a.integer(2, -1)));
   }
-  if (name == "upper") return Args(call, name, {}), result(pystr::upper(s));
-  if (name == "lower" || name == "casefold") return Args(call, name, {}), result(pystr::lower(s));
-  if (name == "title") return Args(call, name, {}), result(pystr::title(s));
-  if (name == "capitalize") return Args(call, name, {}), result(pystr::capitalize(s));
-  if (name == "swapcase") return Args(call, name, {}), result(pystr::swapcase(s));
+  if (name == "upper" || name == "lower" || name == "casefold" || name == "title" || name == "capitalize" ||
+      name == "swapcase") {
+    Args none(call, name, {});
+    if (name == "upper") return result(pystr::upper(s));
+    if (name == "title") return result(pystr::title(s));
+    if (name == "capitalize") return result(pystr::capitalize(s));
+    if (name == "swapcase") return result(pystr::swapcase(s));
+    return result(pystr::lower(s));
+  }
   if (name == "center" || name == "ljust" || name == "rjust") {
     Args a(call, name, {"width", "fillchar"});
     if (!a.has(0)) throw RuntimeError(name + "() takes at least 1 argument (0 given)");

@@ -115,6 +115,9 @@ struct SeqData : HeapObject {
   // Generators run eagerly here; an error they hit is raised only when a reader gets past the
   // items produced before it, as with Python's lazy generators.
   std::exception_ptr deferred_error;
+  // A tuple that is jinja2's _GroupTuple(grouper, list) from |groupby: prints as a tuple, and also
+  // has .grouper and .list.
+  bool group_tuple = false;
   int64_t range_start = 0, range_stop = 0, range_step = 1;
 };
 
