@@ -5,7 +5,8 @@ with trim_blocks, lstrip_blocks, the loopcontrols extension and a `generation` b
 raise_exception and strftime_now), and with `moeserve template`; the two must agree byte for byte,
 and where jinja2 raises, moeserve must fail too.
 
-usage: jinja_reference.py --binary PATH --templates DIR [--templates DIR ...] --cases FILE [--verbose]
+usage: jinja_reference.py --binary PATH --templates DIR [--templates DIR ...]
+                          (--cases FILE | --random N [--seed S]) [--verbose]
 """
 import argparse
 import copy
@@ -13,6 +14,7 @@ import datetime
 import difflib
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -118,6 +120,90 @@ def moeserve_render(binary, template_path, case, workdir):
     return r.returncode, r.stdout, r.stderr.decode("utf-8", "replace")
 
 
+WORDS = ["hello", "world", "Read", "main.c", "ok", "<b>bold</b>", "a & b", "it's", '"quoted"', "back\\slash", "tab\t",
+         "naïve", "日本語", "🚀", "Ωμέγα", "ΣΑΣ", "\u2028", "zero\u200bwidth", "{{ not_jinja }}", "{% raw %}", "<think>",
+         "</think>", "<tool_call>", "[INST]", "<|im_end|>", "  ", "\n", "\n\n", "x" * 40]
+
+
+def random_text(rng):
+    if rng.random() < 0.08:
+        return ""
+    return "".join(rng.choice(WORDS) + rng.choice([" ", "", "\n", ", "]) for _ in range(rng.randrange(1, 12)))
+
+
+def random_value(rng, depth=0):
+    k = rng.randrange(9 if depth < 2 else 6)
+    if k == 0:
+        return rng.randrange(-1000, 100000)
+    if k == 1:
+        return rng.choice([0.5, 2.0, -1.25, 1e-7, 3.14159, 1e16, 100.0, rng.uniform(-1e3, 1e3)])
+    if k == 2:
+        return rng.choice([True, False, None])
+    if k in (3, 4, 5):
+        return random_text(rng)
+    if k in (6, 7):
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
+    return {f"k{j}": random_value(rng, depth + 1) for j in range(rng.randrange(0, 4))}
+
+
+def random_case(rng, index):
+    """A random but well-formed conversation, with tools, calls and template variables."""
+    tool_names = ["get_weather", "read_file", "search_code", "run"]
+    tools = []
+    for name in rng.sample(tool_names, rng.randrange(0, 4)):
+        props = {}
+        for j in range(rng.randrange(0, 4)):
+            prop = {"type": rng.choice(["string", "integer", "number", "boolean", "array", "object"])}
+            if rng.random() < 0.7:
+                prop["description"] = random_text(rng)
+            if prop["type"] == "string" and rng.random() < 0.3:
+                prop["enum"] = ["a", "b"]
+            if prop["type"] == "array":
+                prop["items"] = {"type": rng.choice(["string", "integer"])}
+            props[f"p{j}"] = prop
+        fn = {"name": name, "description": random_text(rng) or "does things",
+              "parameters": {"type": "object", "properties": props, "required": list(props)[:1]}}
+        tools.append({"type": "function", "function": fn})
+    messages = []
+    if rng.random() < 0.6:
+        messages.append({"role": "system", "content": random_text(rng)})
+    for turn in range(rng.randrange(1, 5)):
+        messages.append({"role": "user", "content": random_text(rng) if rng.random() < 0.9 else
+                         [{"type": "text", "text": random_text(rng)}, {"type": "image"}]})
+        if turn == 0 and rng.random() < 0.3:
+            continue
+        msg = {"role": "assistant", "content": random_text(rng)}
+        if rng.random() < 0.3:
+            msg["reasoning_content"] = random_text(rng)
+        if tools and rng.random() < 0.5:
+            calls = []
+            for c in range(rng.randrange(1, 3)):
+                args = {f"p{j}": random_value(rng) for j in range(rng.randrange(0, 4))}
+                call_id = "".join(rng.choice("abcdefghij0123456789") for _ in range(9))
+                calls.append({"id": call_id, "type": "function", "function": {
+                    "name": rng.choice(tools)["function"]["name"],
+                    "arguments": json.dumps(args, ensure_ascii=False) if rng.random() < 0.4 else args}})
+            msg["tool_calls"] = calls
+            if rng.random() < 0.5:
+                msg["content"] = rng.choice([None, ""])
+            messages.append(msg)
+            for call in calls:
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": random_text(rng)})
+            continue
+        messages.append(msg)
+    case = {"name": f"random-{index}", "messages": messages, "add_generation_prompt": rng.random() < 0.8}
+    if tools or rng.random() < 0.3:
+        case["tools"] = tools
+    kwargs = {}
+    for key, choices in (("enable_thinking", [True, False]), ("reasoning_effort", ["low", "high"]),
+                         ("thinking", [True, False])):
+        if rng.random() < 0.3:
+            kwargs[key] = rng.choice(choices)
+    if kwargs:
+        case["kwargs"] = kwargs
+    return case
+
+
 def first_difference(expected, actual):
     n = min(len(expected), len(actual))
     i = next((k for k in range(n) if expected[k] != actual[k]), n)
@@ -129,13 +215,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
     ap.add_argument("--templates", action="append", required=True)
-    ap.add_argument("--cases", required=True)
+    ap.add_argument("--cases")
     ap.add_argument("--only", default="")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--random", type=int, default=0, help="use N random conversations instead of --cases")
+    ap.add_argument("--seed", type=int, default=1)
     opts = ap.parse_args()
 
-    with open(opts.cases, encoding="utf-8") as f:
-        cases = json.load(f)["cases"]
+    if opts.random:
+        rng = random.Random(opts.seed)
+        cases = [random_case(rng, i) for i in range(opts.random)]
+    else:
+        with open(opts.cases, encoding="utf-8") as f:
+            cases = json.load(f)["cases"]
     templates = []
     for d in opts.templates:
         for name in sorted(os.listdir(d)):
