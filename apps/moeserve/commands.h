@@ -7,6 +7,9 @@ namespace moeserve::cli {
 
 int cmd_types(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
+int cmd_inspect(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
+int cmd_synth(int argc, char** argv);
 int cmd_template(int argc, char** argv);
 
 }  // namespace moeserve::cli

@@ -17,6 +17,9 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
+    {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
+    {"convert", moeserve::cli::cmd_convert, "convert a Hugging Face checkpoint to GGUF"},
+    {"synth", moeserve::cli::cmd_synth, "write a random GGUF with a real model's shapes (benchmarks, tests)"},
     {"template", moeserve::cli::cmd_template, "render a chat template for a list of messages"},
 };
 
