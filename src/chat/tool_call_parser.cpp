@@ -63,6 +63,9 @@ void ToolCallParser::emit_content(std::string_view text, EventList& out) {
 
 bool ToolCallParser::step_content(bool final, EventList& out) {
   const std::string_view buf = buf_;
+  // Whitespace that would be dropped anyway is consumed first, so that a line start after it is
+  // judged the same way whether or not it arrived in the same chunk.
+  if (skip_space_) pos_ = skip_tag_space(buf, pos_);
   size_t scan = pos_;
   while (format_ != ToolCallFormat::none) {
     const size_t i = buf.find('<', scan);

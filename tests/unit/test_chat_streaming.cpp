@@ -97,6 +97,7 @@ const std::vector<Sample>& samples() {
       {ToolCallFormat::hermes_json, true, true, "still reasoning </thi\n</think>\nok <tool_call>\n{\"name\": \"g\", \"argu"},
       {ToolCallFormat::none, true, true, "no close tag <think> at all \xE4\xB8\xAD"},
       {ToolCallFormat::qwen3_coder_xml, true, false, "<thinking> is not <think>\n<tool_call>\n<function=g>\n</function>"},
+      {ToolCallFormat::qwen3_coder_xml, false, false, "\r\r \f<function=f>\n<parameter=a>\nx\n</parameter>\n</function>\r<function=g>"},
   };
   return s;
 }
