@@ -48,9 +48,16 @@ Qwen3CoderFunctionBody::Decision Qwen3CoderFunctionBody::read_name(std::string_v
 
 // Is the `</parameter>` that ends at `after` the structural end of the value? At the end of the
 // output a tag cut short counts as the end of the text.
+size_t Qwen3CoderFunctionBody::skip_space_once(std::string_view s, size_t from) {
+  const size_t start = (from >= space_from_ && from <= space_to_) ? space_to_ : from;
+  space_from_ = from;
+  space_to_ = skip_tag_space(s, start);
+  return space_to_;
+}
+
 Qwen3CoderFunctionBody::Decision Qwen3CoderFunctionBody::param_close_is_structural(std::string_view s, size_t after,
-                                                                                   bool final) const {
-  const size_t k = skip_tag_space(s, after);
+                                                                                   bool final) {
+  const size_t k = skip_space_once(s, after);
   if (k == s.size()) return final ? Decision::yes : Decision::wait;
   const TagMatch open = match_tag(s, k, kParameterOpen);
   if (open == TagMatch::full) {
@@ -71,8 +78,8 @@ Qwen3CoderFunctionBody::Decision Qwen3CoderFunctionBody::param_close_is_structur
 // After a `</function>` (allow_call_close) or `</tool_call>` met inside a value: does the call
 // end here, i.e. does the next tool call or the end of the output follow?
 Qwen3CoderFunctionBody::Decision Qwen3CoderFunctionBody::end_follows(std::string_view s, size_t after, bool final,
-                                                                     bool allow_call_close) const {
-  const size_t k = skip_tag_space(s, after);
+                                                                     bool allow_call_close) {
+  const size_t k = skip_space_once(s, after);
   if (k == s.size()) return final ? Decision::yes : Decision::wait;
   if (match_tag(s, k, kToolCallOpen) == TagMatch::full) return Decision::yes;
   if (allow_call_close && match_tag(s, k, kToolCallClose) == TagMatch::full) return Decision::yes;

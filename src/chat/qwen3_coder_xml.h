@@ -68,8 +68,11 @@ class Qwen3CoderFunctionBody {
   bool schema_known() const { return tool_ && tool_->has_properties(); }
   bool seen(std::string_view param) const;
   Decision read_name(std::string_view s, size_t p, bool final, std::string_view& name, size_t& gt) const;
-  Decision param_close_is_structural(std::string_view s, size_t after, bool final) const;
-  Decision end_follows(std::string_view s, size_t after, bool final, bool allow_call_close) const;
+  Decision param_close_is_structural(std::string_view s, size_t after, bool final);
+  Decision end_follows(std::string_view s, size_t after, bool final, bool allow_call_close);
+  // skip_tag_space() that remembers how far a run of whitespace was already scanned, so that a
+  // lookahead waiting at the end of a long run does not rescan it on every new chunk.
+  size_t skip_space_once(std::string_view s, size_t from);
   bool implicit_end_at(std::string_view name) const;
   // Scans the current value from pos_; true when it ended (in_value_ cleared), false to wait.
   bool scan_value(std::string_view s, bool final);
@@ -84,6 +87,8 @@ class Qwen3CoderFunctionBody {
   size_t value_begin_ = 0;
   int depth_ = 0;   // nested literal <parameter=...> opened inside the value
   int fdepth_ = 0;  // nested literal <function=...> opened inside the value
+  size_t space_from_ = 0;  // s[space_from_, space_to_) is known to be whitespace
+  size_t space_to_ = 0;
   std::vector<std::pair<std::string, std::string>> raw_params_;
   std::vector<std::string> notes_;
 };

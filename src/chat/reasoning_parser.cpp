@@ -38,10 +38,11 @@ void ReasoningParser::emit_reasoning(std::string_view text, EventList& out) {
 bool ReasoningParser::step(bool final, EventList& out, std::string& answer) {
   switch (state_) {
     case State::start: {
-      const size_t k = skip_tag_space(buf_, 0);
-      const TagMatch open = k < buf_.size() ? match_tag(buf_, k, kThinkOpen) : TagMatch::partial;
+      // Whitespace before the reply's first text is dropped either way (the answer is trimmed too).
+      buf_.erase(0, skip_tag_space(buf_, 0));
+      const TagMatch open = buf_.empty() ? TagMatch::partial : match_tag(buf_, 0, kThinkOpen);
       if (open == TagMatch::full) {
-        buf_.erase(0, k + kThinkOpen.size());
+        buf_.erase(0, kThinkOpen.size());
         state_ = State::reasoning;
         return true;
       }

@@ -103,7 +103,7 @@ void ToolCallParser::fall_back_to_content(size_t end, EventList& out) {
 
 bool ToolCallParser::step_call_open(bool final, EventList& out) {
   const std::string_view buf = buf_;
-  const size_t k = skip_tag_space(buf, pos_);
+  const size_t k = pos_ = skip_tag_space(buf, pos_);  // a fallback restarts from call_start_
   if (k == buf.size()) {
     if (!final) return false;
     append_note(out, "<tool_call> at the end of the output: kept as content");
