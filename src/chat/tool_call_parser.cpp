@@ -116,7 +116,12 @@ bool ToolCallParser::step_call_open(bool final, EventList& out) {
     state_ = State::function_name;
     return true;
   }
-  if (fn == TagMatch::partial && !final) return false;
+  const TagMatch again = match_tag(buf, k, kToolCallOpen);
+  if (again == TagMatch::full) {  // a repeated opening tag: one call, not literal text
+    pos_ = k + kToolCallOpen.size();
+    return true;
+  }
+  if ((fn == TagMatch::partial || again == TagMatch::partial) && !final) return false;
   if (buf[k] == '{') {
     body_start_ = k;
     json_.emplace();

@@ -9,8 +9,10 @@
 // (tool_call_begin) once its name is known and delivered (tool_call_end) once complete; the
 // concatenated events are the same however the text is split into chunks.
 //
-// Content is trimmed: whitespace at the start of the reply, around tool calls and at the end is
-// dropped (the chat template trims it when the reply goes back into a prompt).
+// Text before, between and after tool calls is content (as vLLM streams it; its non-streaming
+// path drops text after the calls). Content is trimmed: whitespace at the start of the reply,
+// around tool calls and at the end is dropped (the chat template trims it when the reply goes back
+// into a prompt). `<tool_call>` followed by anything but a call body (after whitespace) is text.
 #pragma once
 
 #include <cstdint>

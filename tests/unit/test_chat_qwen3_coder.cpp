@@ -230,6 +230,13 @@ TEST(Qwen3CoderXml, BareFunctionBlockWithoutWrapper) {  // §4.2 "bare <function
   EXPECT_EQ(r.content, "I'll check.");
 }
 
+TEST(Qwen3CoderXml, RepeatedOpeningTagIsOneCall) {
+  const ParsedReply r = parse("<tool_call>\n<tool_call>\n<function=write_file>\n<parameter=path>\na\n</parameter>\n"
+                              "</function>\n</tool_call>");
+  ASSERT_EQ(r.tool_calls.size(), 1u);
+  EXPECT_EQ(r.content, "");
+}
+
 TEST(Qwen3CoderXml, UnknownToolIsKeptAndFlagged) {
   const ParsedReply r = parse(call("launch_rocket", param("when", "now") + param("count", "3")));
   ASSERT_EQ(r.tool_calls.size(), 1u);

@@ -98,6 +98,7 @@ const std::vector<Sample>& samples() {
       {ToolCallFormat::none, true, true, "no close tag <think> at all \xE4\xB8\xAD"},
       {ToolCallFormat::qwen3_coder_xml, true, false, "<thinking> is not <think>\n<tool_call>\n<function=g>\n</function>"},
       {ToolCallFormat::qwen3_coder_xml, false, false, "\r\r \f<function=f>\n<parameter=a>\nx\n</parameter>\n</function>\r<function=g>"},
+      {ToolCallFormat::hermes_json, false, false, "<tool_call> <tool_call>\n{\"name\": \"g\"}</tool_call><tool_call>x"},
   };
   return s;
 }
