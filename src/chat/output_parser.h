@@ -19,7 +19,7 @@ struct OutputParserOptions {
   bool starts_in_reasoning = false;  // the prompt opened <think> (prompt_opens_reasoning)
   ToolCallFormat tool_format = ToolCallFormat::none;
   ToolSet tools;                     // the request's tools (value conversion, known names)
-  uint64_t id_seed = 0;              // tool-call ids
+  uint64_t id_seed = 0;              // tool-call ids: the request seed, or a random one
 };
 
 class OutputParser {

@@ -205,11 +205,16 @@ bool Qwen3CoderFunctionBody::scan_value(std::string_view s, bool final) {
       continue;
     }
 
-    const bool cut = pclose == TagMatch::partial || popen == TagMatch::partial || fopen == TagMatch::partial ||
-                     fclose == TagMatch::partial || cclose == TagMatch::partial;
+    const bool cut_close = pclose == TagMatch::partial || fclose == TagMatch::partial || cclose == TagMatch::partial;
+    const bool cut = cut_close || popen == TagMatch::partial || fopen == TagMatch::partial;
     if (cut && !final) {
       pos_ = i;
       return false;
+    }
+    if (cut_close && top) {  // the output was cut off inside a closing tag: the value ends before it
+      finish_value(s, i, "the output ended");
+      pos_ = i;
+      return true;
     }
     pos_ = i + 1;
   }

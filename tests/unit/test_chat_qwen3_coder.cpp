@@ -207,6 +207,7 @@ TEST(Qwen3CoderXml, MissingClosersAtEndOfStream) {
   for (const char* text : {"<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\n",
                            "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n",
                            "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n",
+                           "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</param",
                            "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</func"}) {
     const ParsedReply r = parse(text);
     ASSERT_EQ(r.tool_calls.size(), 1u) << text;
