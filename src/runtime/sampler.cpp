@@ -94,17 +94,23 @@ void Sampler::fill_logprobs(std::span<const float> logits, SampledToken& out) co
   float max_logit = -INFINITY;
   for (float l : logits) max_logit = std::max(max_logit, l);
   double sum = 0.0;
-  for (float l : logits) sum += std::exp(double(l) - double(max_logit));
+  for (float l : logits) sum += std::exp(l - max_logit);
   const double log_norm = double(max_logit) + std::log(sum);
   out.logprob = float(double(logits[size_t(out.token)]) - log_norm);
   if (params_.n_probs == 0) return;
-  std::vector<Candidate> all(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) all[i] = {int32_t(i), logits[i], 0.0f};
-  top_k(all, params_.n_probs);
-  std::sort(all.begin(), all.end(), [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
-  });
-  for (const Candidate& c : all) out.top.push_back({c.token, float(double(c.logit) - log_norm)});
+  // The n_probs best, kept sorted best first (n_probs is small: OpenAI allows up to 20).
+  const auto better = [](const TokenLogprob& a, const TokenLogprob& b) {
+    return a.logprob > b.logprob || (a.logprob == b.logprob && a.token < b.token);
+  };
+  std::vector<TokenLogprob>& top = out.top;
+  const size_t n = size_t(params_.n_probs);
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const TokenLogprob t{int32_t(i), logits[i]};
+    if (top.size() == n && !better(t, top.back())) continue;
+    if (top.size() == n) top.pop_back();
+    top.insert(std::upper_bound(top.begin(), top.end(), t, better), t);
+  }
+  for (TokenLogprob& t : top) t.logprob = float(double(t.logprob) - log_norm);
 }
 
 SampledToken Sampler::sample(std::span<const float> logits) {
@@ -112,15 +118,28 @@ SampledToken Sampler::sample(std::span<const float> logits) {
     fail("sampling: got ", logits.size(), " logits for a vocabulary of ", n_vocab_);
   std::vector<Candidate>& cur = cur_;
   cur.resize(logits.size());
+  bool bad = false;
+  bool banned = false;
   for (size_t i = 0; i < logits.size(); ++i) {
     const float l = logits[i];
-    if (std::isnan(l) || l == INFINITY) fail("sampling: the model's logit for token ", i, " is ", l);
-    cur[i] = {int32_t(i), bias_.empty() ? l : l + bias_[i], 0.0f};
+    bad |= std::isnan(l) || l == INFINITY;
+    banned |= l == -INFINITY;
+    cur[i] = {int32_t(i), l, 0.0f};
+  }
+  if (bad) {
+    for (size_t i = 0; i < logits.size(); ++i)
+      if (std::isnan(logits[i]) || logits[i] == INFINITY) fail("sampling: the model's logit for token ", i, " is ", logits[i]);
+  }
+  if (!bias_.empty()) {
+    for (size_t i = 0; i < cur.size(); ++i) cur[i].logit += bias_[i];
+    banned = true;  // a -inf bias may have banned tokens
   }
   apply_penalties(cur);
-  for (const Candidate& c : cur)
-    if (std::isnan(c.logit) || c.logit == INFINITY) fail("sampling: the penalties pushed token ", c.token, " to ", c.logit);
-  std::erase_if(cur, [](const Candidate& c) { return c.logit == -INFINITY; });
+  for (const auto& [token, count] : counts_) {
+    const float l = cur[size_t(token)].logit;
+    if (std::isnan(l) || l == INFINITY) fail("sampling: the penalties pushed token ", token, " to ", l);
+  }
+  if (banned) std::erase_if(cur, [](const Candidate& c) { return c.logit == -INFINITY; });
   if (cur.empty()) fail("sampling: no token can be chosen (every logit is -inf after logit_bias)");
 
   SampledToken out;

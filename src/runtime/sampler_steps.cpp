@@ -7,9 +7,13 @@
 namespace moeserve {
 namespace {
 
-bool better(const Candidate& a, const Candidate& b) {
-  return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
-}
+// Best first: higher logit, then lower token id (a functor, so that the sorts inline it).
+struct Better {
+  bool operator()(const Candidate& a, const Candidate& b) const {
+    return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
+  }
+};
+constexpr Better better;
 
 void sort_best_first(std::vector<Candidate>& cur) { std::sort(cur.begin(), cur.end(), better); }
 
@@ -72,14 +76,14 @@ void typical_p(std::vector<Candidate>& cur, float p, size_t min_keep) {
 void top_p(std::vector<Candidate>& cur, float p, size_t min_keep) {
   if (p >= 1.0f || cur.size() <= 1) return;
   softmax(cur);
-  // Usually the nucleus is small: sort the best 256 first and only sort everything if needed.
+  // Usually the nucleus is small: sort the best 256 first, then 4x more each time it is not enough.
   size_t sorted = std::min<size_t>(cur.size(), 256);
   std::partial_sort(cur.begin(), cur.begin() + sorted, cur.end(), better);
   double cum = 0.0;
   for (size_t i = 0; i < cur.size(); ++i) {
     if (i == sorted) {
-      std::sort(cur.begin() + sorted, cur.end(), better);
-      sorted = cur.size();
+      sorted = std::min(cur.size(), sorted * 4);
+      std::partial_sort(cur.begin() + i, cur.begin() + sorted, cur.end(), better);
     }
     cum += cur[i].p;
     if (cum >= double(p) && i + 1 >= min_keep) {
@@ -91,11 +95,16 @@ void top_p(std::vector<Candidate>& cur, float p, size_t min_keep) {
 
 void min_p(std::vector<Candidate>& cur, float p, size_t min_keep) {
   if (p <= 0.0f || cur.size() <= 1) return;
+  float max_logit = -INFINITY;
+  for (const Candidate& c : cur) max_logit = std::max(max_logit, c.logit);
+  const float threshold = max_logit + std::log(p);  // p_i >= p * p_max
+  const auto kept = std::count_if(cur.begin(), cur.end(), [&](const Candidate& c) { return c.logit >= threshold; });
+  if (size_t(kept) >= min_keep) {  // order is kept; no sort needed
+    std::erase_if(cur, [&](const Candidate& c) { return c.logit < threshold; });
+    return;
+  }
   sort_best_first(cur);
-  const float threshold = cur[0].logit + std::log(p);  // p_i >= p * p_max
-  size_t keep = 1;
-  while (keep < cur.size() && (cur[keep].logit >= threshold || keep < min_keep)) ++keep;
-  cur.resize(keep);
+  cur.resize(std::min(cur.size(), min_keep));
 }
 
 void temperature(std::vector<Candidate>& cur, float t) {
