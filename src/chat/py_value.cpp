@@ -65,13 +65,8 @@ bool is_number(const PyValue& v) {
   return v.kind == PyValue::Kind::boolean || v.kind == PyValue::Kind::integer || v.kind == PyValue::Kind::floating;
 }
 
-// Numeric value of bool / int / float for equality. Integers too long for a double compare by
-// text instead (see py_key_equal), so the double here is only used when both fit exactly.
-double as_double(const PyValue& v) {
-  if (v.kind == PyValue::Kind::boolean) return v.boolean ? 1.0 : 0.0;
-  if (v.kind == PyValue::Kind::floating) return v.floating;
-  return std::strtod(v.text.c_str(), nullptr);
-}
+// Numeric value of a bool or float (integers compare by their exact decimal text instead).
+double as_double(const PyValue& v) { return v.kind == PyValue::Kind::boolean ? (v.boolean ? 1.0 : 0.0) : v.floating; }
 
 }  // namespace
 
