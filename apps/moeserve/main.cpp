@@ -17,6 +17,7 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
+    {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
     {"parse-output", moeserve::cli::cmd_parse_output, "parse a model reply (reasoning, tool calls) as the server does"},
 };
 

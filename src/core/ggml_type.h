@@ -48,6 +48,9 @@ enum class GgmlType : int32_t {
 // Reference conversions of n elements (n a multiple of block_size), laid out as in a tensor row.
 using DequantizeRowFn = void (*)(const void* blocks, float* out, int64_t n);
 using QuantizeRowFn = void (*)(const float* in, void* blocks, int64_t n);
+// Dot product of n elements: a weight row (blocks of its type) with an activation row already
+// quantized to the weight type's vec_dot_type (n a multiple of both block sizes).
+using VecDotFn = float (*)(int64_t n, const void* w_blocks, const void* a_blocks);
 
 struct TypeTraits {
   GgmlType type;
@@ -57,6 +60,10 @@ struct TypeTraits {
   bool quantized;           // block-quantized (not a plain float/int element type)
   DequantizeRowFn dequantize;  // null where we have no reference (integer types, TQ*)
   QuantizeRowFn quantize;      // null where reference quantization is not provided
+  // Type the activation row is quantized to for dot products with this type as the weight
+  // (quants.md §4); the type itself for the activation-only Q8_1/Q8_K and the integer types.
+  GgmlType vec_dot_type;
+  VecDotFn vec_dot;            // null where no dot product is defined (activation-only, integer)
 };
 
 // Row for a type id read from a file; nullptr for ids that are unknown or removed (4, 5, 31-33, ...).

@@ -1,0 +1,129 @@
+// Helpers shared by the quant tests: deterministic random rows, registry-driven conversions,
+// blocks of random bytes with sane scale fields, error measures.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/fp16.h"
+#include "core/ggml_type.h"
+
+namespace moeserve::test {
+
+inline std::vector<uint8_t> read_binary(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+inline std::vector<float> normal_row(int64_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, sigma);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = dist(rng);
+  return x;
+}
+
+// Heavy-tailed: Student-t with 3 degrees of freedom plus 1% outliers 30x larger, the shape of
+// real weight rows with a few large channels.
+inline std::vector<float> heavy_tailed_row(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::student_t_distribution<float> t(3.0f);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = t(rng) * (u(rng) < 0.01f ? 30.0f : 1.0f);
+  return x;
+}
+
+// A half drawn uniformly from [2^-10, 2) in log scale, as the spec's test vectors use.
+inline uint16_t random_scale_half(std::mt19937& rng) {
+  std::uniform_real_distribution<float> e(-10.0f, 1.0f);
+  return fp32_to_fp16(std::exp2(e(rng)));
+}
+
+// n elements worth of blocks of `type` filled with random bytes, with the scale fields replaced
+// by finite positive values (as in the spec test vectors): random bytes exercise every index,
+// sign and sub-scale pattern, including ones a quantizer would rarely emit.
+inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n, uint32_t seed) {
+  const TypeTraits& t = type_traits(type);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> data(row_bytes(type, n));
+  for (uint8_t& b : data) b = uint8_t(byte(rng));
+  auto set_half = [&](uint8_t* p) {
+    const uint16_t h = random_scale_half(rng);
+    std::memcpy(p, &h, 2);
+  };
+  for (size_t off = 0; off < data.size(); off += t.block_bytes) {
+    uint8_t* blk = data.data() + off;
+    switch (type) {
+      case GgmlType::Q4_1:
+      case GgmlType::Q5_1:
+      case GgmlType::Q8_1: set_half(blk); set_half(blk + 2); break;
+      case GgmlType::Q2_K: set_half(blk + 80); set_half(blk + 82); break;
+      case GgmlType::Q3_K: set_half(blk + 108); break;
+      case GgmlType::Q4_K:
+      case GgmlType::Q5_K: set_half(blk); set_half(blk + 2); break;
+      case GgmlType::Q6_K: set_half(blk + 208); break;
+      case GgmlType::Q8_K: {
+        const float d = fp16_to_fp32(random_scale_half(rng)) / 64;
+        std::memcpy(blk, &d, 4);
+        // bsums must be the sums of their 16 quants for the block to be a valid Q8_K.
+        for (int g = 0; g < 16; ++g) {
+          int sum = 0;
+          for (int e = 0; e < 16; ++e) sum += int8_t(blk[4 + 16 * g + e]);
+          const int16_t s = int16_t(sum);
+          std::memcpy(blk + 4 + 256 + 2 * g, &s, 2);
+        }
+        break;
+      }
+      case GgmlType::IQ1_M: {
+        // The super-block half is spread over the top nibbles of the four u16 scales.
+        const uint16_t h = random_scale_half(rng);
+        for (int k = 0; k < 4; ++k) blk[48 + 2 * k + 1] = uint8_t((blk[48 + 2 * k + 1] & 0x0F) | (((h >> (4 * k)) & 0xF) << 4));
+        break;
+      }
+      case GgmlType::MXFP4: blk[0] = uint8_t(100 + byte(rng) % 50); break;
+      default: set_half(blk); break;  // every other block type starts with its half d
+    }
+  }
+  return data;
+}
+
+inline std::vector<uint8_t> quantize(GgmlType type, const std::vector<float>& x) {
+  std::vector<uint8_t> q(row_bytes(type, int64_t(x.size())));
+  type_traits(type).quantize(x.data(), q.data(), int64_t(x.size()));
+  return q;
+}
+
+inline std::vector<float> dequantize(GgmlType type, const std::vector<uint8_t>& q, int64_t n) {
+  std::vector<float> y(static_cast<size_t>(n));
+  type_traits(type).dequantize(q.data(), y.data(), n);
+  return y;
+}
+
+// sqrt(sum (x - y)^2 / sum x^2).
+inline double relative_rmse(const std::vector<float>& x, const std::vector<float>& y) {
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    err += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+    ref += double(x[i]) * x[i];
+  }
+  return std::sqrt(err / ref);
+}
+
+inline bool all_finite(const std::vector<float>& y) {
+  for (float v : y) {
+    if (!std::isfinite(v)) return false;
+  }
+  return true;
+}
+
+}  // namespace moeserve::test
