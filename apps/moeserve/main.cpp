@@ -25,6 +25,7 @@ constexpr Subcommand kSubcommands[] = {
     {"perplexity", moeserve::cli::cmd_perplexity, "perplexity of a model on a token sequence (llama-perplexity's method)"},
     {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
     {"template", moeserve::cli::cmd_template, "render a chat template for a list of messages"},
+    {"parse-output", moeserve::cli::cmd_parse_output, "parse a model reply (reasoning, tool calls) as the server does"},
 };
 
 void print_usage(std::FILE* out) {

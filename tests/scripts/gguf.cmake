@@ -28,4 +28,4 @@ moeserve_warnings(gguf_unit_tests)
 add_test(NAME gguf_fuzz_and_sanitizers
          COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/gguf_fuzz.sh ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}/fuzz-asan
                  $<TARGET_FILE:gguf_write_samples> 20)
-set_tests_properties(gguf_fuzz_and_sanitizers PROPERTIES LABELS slow TIMEOUT 1200)
+set_tests_properties(gguf_fuzz_and_sanitizers PROPERTIES LABELS slow TIMEOUT 1200 RESOURCE_LOCK fuzz_asan_build)
