@@ -1,0 +1,202 @@
+// The op table: everything the model forwards need, as one narrow interface per device. The forward
+// code (src/model) issues these ops in a data-independent order (no host reads of intermediate
+// results), so a step can be measured (dry run that plans memory), captured and replayed.
+//
+// Conventions for every op:
+// * shapes in ggml order, ne[0] innermost; "[d, n]" = n rows of d elements;
+// * activations are F32; weights may be any registered type (matmul, get_rows, experts);
+// * rows of every tensor are contiguous; rows may be strided (views) unless an op says otherwise;
+// * dst may alias src exactly (in-place) for the element-wise ops, norms and rope;
+// * the public methods check shapes (one internal error naming the op and the shapes) and then
+//   call the backend's implementation; in measuring mode nothing runs and backends only record
+//   how much workspace the op would need.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "backend/tensor.h"
+
+namespace moeserve {
+
+// Tokens of one forward step. Tokens of one sequence are contiguous in the step and in position
+// order (the engine arranges it); the runs list them.
+struct SeqRun {
+  int32_t seq = 0;    // sequence slot (KV stream, recurrent-state row)
+  int32_t first = 0;  // first token of the run in the step
+  int32_t count = 0;
+};
+
+struct BatchInfo {
+  int32_t n_tokens = 0;
+  const int32_t* pos = nullptr;  // [n_tokens] absolute position in its sequence (host memory)
+  const int32_t* seq = nullptr;  // [n_tokens] sequence slot
+  const SeqRun* runs = nullptr;  // [n_runs]
+  int32_t n_runs = 0;
+};
+
+enum class UnaryOp { silu, sigmoid, softplus };
+enum class BinaryOp { add, mul };
+
+struct RopeParams {
+  int n_rot = 0;            // rotated dims at the start of each head (the rest pass through)
+  float freq_base = 10000;  // theta_i = pos * freq_base^(-2i / n_rot)
+  bool neox = false;        // NeoX: rotate (x[i], x[i + n_rot/2]); normal: rotate (x[2i], x[2i+1])
+};
+
+struct AttentionParams {
+  float scale = 1.0f;
+  bool flash = false;  // tiled online softmax over the cache, reading quantized K/V directly
+};
+
+// The three stacked matrices of a routed-expert FFN. gate/up: [n_embd, n_ff, n_expert];
+// down: [n_ff, n_embd, n_expert]. gate and up may be two views of one fused gate_up tensor.
+struct ExpertWeights {
+  Tensor gate;
+  Tensor up;
+  Tensor down;
+};
+
+// Memory owned on a device; freed by its destructor.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(void* data, size_t size, std::function<void(void*)> release);
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer();
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+  std::function<void(void*)> release_;
+};
+
+class Backend {
+ public:
+  explicit Backend(DeviceId device) : device_(device) {}
+  virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  DeviceId device() const { return device_; }
+  virtual std::string name() const = 0;  // "ref", "cpu (avx2, 8 threads)", ...
+
+  // Device memory, zero-filled.
+  virtual Buffer alloc(size_t bytes) = 0;
+  // Host <-> device copies of contiguous tensors.
+  void upload(const Tensor& dst, const void* host);
+  void download(void* host, const Tensor& src);
+
+  // Dry-run mode: ops check shapes and record their workspace needs without touching data.
+  void begin_measure();
+  // Ends the dry run and makes sure the workspace fits every op seen since begin_measure().
+  void end_measure();
+
+  // ---- ops -------------------------------------------------------------------------------------
+  // dst [n_cols, n] F32 = rows ids[i] of src [n_cols, n_src_rows] (any type), dequantized.
+  void get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids);
+  // dst = src / sqrt(mean(src^2) + eps) * weight, per row; weight [d] F32 or none.
+  void rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps);
+  // dst = rms_norm(src) * weight * silu(z), per row (the gated norm of the delta-net block).
+  void rms_norm_gated(const Tensor& dst, const Tensor& src, const Tensor& weight, const Tensor& z, float eps);
+  // dst = src * rsqrt(sum(src^2) + eps), per row.
+  void l2_norm(const Tensor& dst, const Tensor& src, float eps);
+  // dst [m, n] F32 = w [k, m] (any type) times each of the n columns of x [k, n] F32. The
+  // activations are quantized to the weight type's vec_dot_type first (quants.md §4).
+  void matmul(const Tensor& dst, const Tensor& w, const Tensor& x);
+  void unary(const Tensor& dst, const Tensor& src, UnaryOp op);
+  // dst = a (op) b; b is broadcast along every dim where b.ne[d] == 1.
+  void binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op);
+  void scale(const Tensor& dst, const Tensor& src, float factor);
+  // dst = silu(gate) * up.
+  void swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up);
+  // Same dims, any strides. Same type: bytes; to F32: dequantize; from F32: quantize.
+  void copy(const Tensor& dst, const Tensor& src);
+  void zero(const Tensor& dst);
+  // src [head_dim, n_head, n]: rotates each head by its token's position (batch.pos).
+  void rope(const Tensor& dst, const Tensor& src, const BatchInfo& batch, const RopeParams& params);
+
+  // cache [width, n_ctx, n_seq] (F32/F16/Q8_0/Q4_0...): row t of src [width, n] F32 goes to cell
+  // (batch.pos[t], batch.seq[t]), converted to the cache type.
+  void kv_store(const Tensor& cache, const Tensor& src, const BatchInfo& batch);
+  // Causal attention over the cache: token t attends cells 0..pos[t] of stream seq[t].
+  // dst [head_dim_v, n_head, n] F32; q [head_dim_k, n_head, n] F32; k_cache [head_dim_k*n_head_kv,
+  // n_ctx, n_seq]; v_cache [head_dim_v*n_head_kv, n_ctx, n_seq]. Query head h reads KV head
+  // h / (n_head / n_head_kv).
+  void attention(const Tensor& dst, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                 const BatchInfo& batch, const AttentionParams& params);
+
+  // Router: p = softmax(logits [n_expert, n]); ids [k, n] I32 = the k largest (ties: lower
+  // index first, in descending order); weights [k, n] = p of those, divided by their sum
+  // (clamped below at 6.103515625e-5) when normalize.
+  void moe_route(const Tensor& ids, const Tensor& weights, const Tensor& logits, bool normalize);
+  // dst [n_embd, n] = sum_j weights[j] * down_e(silu(gate_e x) * up_e x), e = ids[j] per token.
+  void moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& experts, const Tensor& ids,
+                   const Tensor& weights);
+
+  // Causal depthwise conv + SiLU, per sequence run: x [C, n], w [K, C] F32 (tap 0 = oldest),
+  // state [(K-1)*C, n_seq] F32 (the K-1 previous raw inputs, oldest first), updated.
+  void ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w, const BatchInfo& batch);
+  // Gated delta rule (qwen3next.md §4.3 step 8), per sequence run, from the saved state:
+  // q, k [d_k, n_k_heads, n] (q already scaled), v [d_v, n_v_heads, n], g, beta [n_v_heads, n],
+  // state [d_k*d_v*n_v_heads, n_seq] F32 (head h: S[i][m] at h*d_k*d_v + i*d_v + m), updated;
+  // dst [d_v, n_v_heads, n]. Value head j reads key/query head j / (n_v_heads / n_k_heads).
+  void gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                       const Tensor& beta, const Tensor& state, const BatchInfo& batch);
+
+ protected:
+  // Implementations call skip(bytes) first: in measuring mode it records the workspace the op
+  // needs and returns true (do nothing); otherwise it returns false and workspace() holds bytes.
+  bool skip(size_t workspace_bytes = 0);
+  void* workspace() const { return workspace_.data(); }
+  size_t workspace_size() const { return workspace_.size(); }
+
+  virtual void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) = 0;
+  virtual void do_rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps) = 0;
+  virtual void do_rms_norm_gated(const Tensor& dst, const Tensor& src, const Tensor& weight, const Tensor& z,
+                                 float eps) = 0;
+  virtual void do_l2_norm(const Tensor& dst, const Tensor& src, float eps) = 0;
+  virtual void do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) = 0;
+  virtual void do_unary(const Tensor& dst, const Tensor& src, UnaryOp op) = 0;
+  virtual void do_binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) = 0;
+  virtual void do_scale(const Tensor& dst, const Tensor& src, float factor) = 0;
+  virtual void do_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up) = 0;
+  virtual void do_copy(const Tensor& dst, const Tensor& src) = 0;
+  virtual void do_zero(const Tensor& dst) = 0;
+  virtual void do_rope(const Tensor& dst, const Tensor& src, const BatchInfo& batch, const RopeParams& params) = 0;
+  virtual void do_kv_store(const Tensor& cache, const Tensor& src, const BatchInfo& batch) = 0;
+  virtual void do_attention(const Tensor& dst, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                            const BatchInfo& batch, const AttentionParams& params) = 0;
+  virtual void do_moe_route(const Tensor& ids, const Tensor& weights, const Tensor& logits, bool normalize) = 0;
+  virtual void do_moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& experts, const Tensor& ids,
+                              const Tensor& weights) = 0;
+  virtual void do_ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w,
+                           const BatchInfo& batch) = 0;
+  virtual void do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& g, const Tensor& beta, const Tensor& state,
+                                  const BatchInfo& batch) = 0;
+  virtual void do_upload(const Tensor& dst, const void* host) = 0;
+  virtual void do_download(void* host, const Tensor& src) = 0;
+
+ private:
+  DeviceId device_;
+  bool measuring_ = false;
+  size_t workspace_needed_ = 0;
+  Buffer workspace_;
+};
+
+// The scalar reference of every op (single thread, plain loops, no workspace reuse tricks).
+std::unique_ptr<Backend> make_ref_backend();
+// The fast CPU backend: n_threads workers (0 = one per core), kernels picked by cpuid.
+std::unique_ptr<Backend> make_cpu_backend(int n_threads);
+
+}  // namespace moeserve

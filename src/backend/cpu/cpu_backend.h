@@ -1,0 +1,97 @@
+// The fast CPU backend: ops split across a thread pool, inner loops through the kernel table.
+// Internal to src/backend/cpu (the rest of the code sees only Backend and make_cpu_backend).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <utility>
+
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/thread_pool.h"
+
+namespace moeserve::cpu {
+
+// [begin, end) of thread ith's share of n items.
+inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
+  const int64_t per = (n + nth - 1) / nth;
+  const int64_t begin = std::min(n, per * ith);
+  return {begin, std::min(n, begin + per)};
+}
+
+struct CpuOptions {
+  int n_threads = 0;          // 0: one per core
+  Isa isa = Isa::avx512;      // highest kernel level allowed (capped by the CPU)
+  // Delta-net runs at least this long use the chunked (parallel) form; shorter ones recur.
+  int delta_net_chunk_min = 8;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuOptions& options);
+  std::string name() const override;
+  Buffer alloc(size_t bytes) override;
+
+  const Kernels& kernels() const { return kernels_; }
+
+ protected:
+  void do_upload(const Tensor& dst, const void* host) override;
+  void do_download(void* host, const Tensor& src) override;
+  void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) override;
+  void do_rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps) override;
+  void do_rms_norm_gated(const Tensor& dst, const Tensor& src, const Tensor& weight, const Tensor& z,
+                         float eps) override;
+  void do_l2_norm(const Tensor& dst, const Tensor& src, float eps) override;
+  void do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) override;
+  void do_unary(const Tensor& dst, const Tensor& src, UnaryOp op) override;
+  void do_binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) override;
+  void do_scale(const Tensor& dst, const Tensor& src, float factor) override;
+  void do_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up) override;
+  void do_copy(const Tensor& dst, const Tensor& src) override;
+  void do_zero(const Tensor& dst) override;
+  void do_rope(const Tensor& dst, const Tensor& src, const BatchInfo& batch, const RopeParams& params) override;
+  void do_kv_store(const Tensor& cache, const Tensor& src, const BatchInfo& batch) override;
+  void do_attention(const Tensor& dst, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                    const BatchInfo& batch, const AttentionParams& params) override;
+  void do_moe_route(const Tensor& ids, const Tensor& weights, const Tensor& logits, bool normalize) override;
+  void do_moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& experts, const Tensor& ids,
+                      const Tensor& weights) override;
+  void do_ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w,
+                   const BatchInfo& batch) override;
+  void do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                          const Tensor& beta, const Tensor& state, const BatchInfo& batch) override;
+
+ private:
+  // Runs f(begin, end) over [0, n) split across the pool, or on the caller alone when the work
+  // (n * cost_per_item, roughly in flops) is too small to pay for waking the workers.
+  template <typename F>
+  void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
+    if (n <= 0) return;
+    if (pool_.size() == 1 || n == 1 || n * cost_per_item < kMinParallelWork) {
+      f(int64_t(0), n);
+      return;
+    }
+    pool_.run([&](int ith, int nth) {
+      const auto [b, e] = share(n, ith, nth);
+      if (b < e) f(b, e);
+    });
+  }
+  static constexpr int64_t kMinParallelWork = 32768;
+
+  // Quantizes the rows of x [k, n] F32 to `type` into the workspace at `out` (row stride
+  // row_bytes(type, k)), inside a pool job (all threads take part).
+  void quantize_rows(const Tensor& x, GgmlType type, char* out, int ith, int nth) const;
+
+  // Delta-net helpers (cpu_delta_net.cpp), one value head of one run.
+  void delta_net_recurrent(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                           const Tensor& beta, float* s, int64_t h, const SeqRun& run) const;
+  void delta_net_chunked(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                         const Tensor& beta, float* s, int64_t h, const SeqRun& run, float* scratch) const;
+
+  CpuOptions options_;
+  Kernels kernels_;
+  ThreadPool pool_;
+};
+
+}  // namespace moeserve::cpu

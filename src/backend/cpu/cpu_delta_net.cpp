@@ -1,0 +1,162 @@
+// Gated DeltaNet pieces: the causal conv with its rolling state, and the gated delta rule, either
+// token by token (decode, short runs) or in chunks (prefill; qwen3next.md §4.4): within a chunk the
+// work becomes products of small matrices, and the 128x128 state is read three times per chunk
+// instead of three times per token.
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+
+namespace moeserve::cpu {
+namespace {
+
+constexpr int64_t kChunk = 64;
+constexpr int64_t kMaxHeadDim = 512;
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+inline const float* frow(const Tensor& t, int64_t i1, int64_t i2 = 0) {
+  return reinterpret_cast<const float*>(t.row(i1, i2));
+}
+
+size_t chunk_scratch_floats(int64_t dk, int64_t dv) {
+  return size_t(2 * kChunk + kChunk * kChunk + kChunk * dv + kChunk * dk);
+}
+
+}  // namespace
+
+void CpuBackend::do_ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w,
+                             const BatchInfo& batch) {
+  if (skip()) return;
+  const int64_t channels = x.ne[0], kernel = w.ne[0];
+  parallel_for(channels, 4 * kernel * batch.n_tokens, [&](int64_t cb, int64_t ce) {
+    for (int32_t r = 0; r < batch.n_runs; ++r) {
+      const SeqRun& run = batch.runs[r];
+      float* hist = reinterpret_cast<float*>(state.row(run.seq));  // [kernel-1][channels]
+      for (int32_t t = run.first; t < run.first + run.count; ++t) {
+        const float* xt = frow(x, t);
+        float* y = reinterpret_cast<float*>(dst.row(t));
+        for (int64_t c = cb; c < ce; ++c) {
+          const float* wc = frow(w, c);
+          float acc = wc[kernel - 1] * xt[c];
+          for (int64_t i = 0; i < kernel - 1; ++i) acc += wc[i] * hist[i * channels + c];
+          for (int64_t i = 0; i + 1 < kernel - 1; ++i) hist[i * channels + c] = hist[(i + 1) * channels + c];
+          hist[(kernel - 2) * channels + c] = xt[c];
+          y[c] = silu(acc);
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::delta_net_recurrent(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const Tensor& g, const Tensor& beta, float* s, int64_t h,
+                                     const SeqRun& run) const {
+  const int64_t dk = q.ne[0], dv = v.ne[0], kh = h / (v.ne[1] / q.ne[1]);
+  float kv[kMaxHeadDim], delta[kMaxHeadDim];
+  for (int32_t t = run.first; t < run.first + run.count; ++t) {
+    const float* qt = frow(q, kh, t);
+    const float* kt = frow(k, kh, t);
+    const float* vt = frow(v, h, t);
+    const float decay = std::exp(frow(g, t)[h]), b = frow(beta, t)[h];
+    std::memset(kv, 0, size_t(dv) * sizeof(float));
+    for (int64_t i = 0; i < dk; ++i) kernels_.axpy_f32(dv, kt[i], s + i * dv, kv);
+    for (int64_t m = 0; m < dv; ++m) delta[m] = b * (vt[m] - decay * kv[m]);
+    float* o = reinterpret_cast<float*>(dst.row(h, t));
+    std::memset(o, 0, size_t(dv) * sizeof(float));
+    for (int64_t i = 0; i < dk; ++i) {
+      float* si = s + i * dv;
+      kernels_.scale_f32(dv, decay, si);
+      kernels_.axpy_f32(dv, kt[i], delta, si);
+      kernels_.axpy_f32(dv, qt[i], si, o);
+    }
+  }
+}
+
+void CpuBackend::delta_net_chunked(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& g, const Tensor& beta, float* s, int64_t h, const SeqRun& run,
+                                   float* scratch) const {
+  const int64_t dk = q.ne[0], dv = v.ne[0], kh = h / (v.ne[1] / q.ne[1]);
+  float* G = scratch;            // [C] cumulative log-decay within the chunk
+  float* B = G + kChunk;         // [C] beta
+  float* A = B + kChunk;         // [C][C] strictly lower L
+  float* U = A + kChunk * kChunk;  // [C][dv] pseudo-values, then V_new
+  float* W = U + kChunk * dv;      // [C][dk]
+  const int32_t end = run.first + run.count;
+  for (int32_t t0 = run.first; t0 < end; t0 += int32_t(kChunk)) {
+    const int64_t c = std::min<int64_t>(kChunk, end - t0);
+    auto K = [&](int64_t i) { return frow(k, kh, t0 + i); };
+    auto Q = [&](int64_t i) { return frow(q, kh, t0 + i); };
+    float acc = 0;
+    for (int64_t i = 0; i < c; ++i) {
+      acc += frow(g, t0 + i)[h];
+      G[i] = acc;
+      B[i] = frow(beta, t0 + i)[h];
+    }
+    for (int64_t i = 0; i < c; ++i) {
+      for (int64_t j = 0; j < i; ++j) A[i * kChunk + j] = B[i] * kernels_.dot_f32(dk, K(i), K(j)) * std::exp(G[i] - G[j]);
+    }
+    // (I + L) U = diag(beta) V and (I + L) W = diag(beta exp(G)) K, by forward substitution.
+    for (int64_t i = 0; i < c; ++i) {
+      float* ui = U + i * dv;
+      float* wi = W + i * dk;
+      const float* vi = frow(v, h, t0 + i);
+      const float* ki = K(i);
+      const float wb = B[i] * std::exp(G[i]);
+      for (int64_t m = 0; m < dv; ++m) ui[m] = B[i] * vi[m];
+      for (int64_t m = 0; m < dk; ++m) wi[m] = wb * ki[m];
+      for (int64_t j = 0; j < i; ++j) {
+        kernels_.axpy_f32(dv, -A[i * kChunk + j], U + j * dv, ui);
+        kernels_.axpy_f32(dk, -A[i * kChunk + j], W + j * dk, wi);
+      }
+    }
+    // V_new = U - W S.
+    for (int64_t i = 0; i < c; ++i) {
+      for (int64_t j = 0; j < dk; ++j) kernels_.axpy_f32(dv, -W[i * dk + j], s + j * dv, U + i * dv);
+    }
+    // O_i = exp(G_i) q_i S + sum_{j <= i} (q_i . k_j) exp(G_i - G_j) V_new_j.
+    for (int64_t i = 0; i < c; ++i) {
+      float* o = reinterpret_cast<float*>(dst.row(h, t0 + i));
+      std::memset(o, 0, size_t(dv) * sizeof(float));
+      const float* qi = Q(i);
+      const float eg = std::exp(G[i]);
+      for (int64_t j = 0; j < dk; ++j) kernels_.axpy_f32(dv, eg * qi[j], s + j * dv, o);
+      for (int64_t j = 0; j <= i; ++j) {
+        kernels_.axpy_f32(dv, kernels_.dot_f32(dk, qi, K(j)) * std::exp(G[i] - G[j]), U + j * dv, o);
+      }
+    }
+    // S = exp(G_last) S + sum_j exp(G_last - G_j) k_j V_new_j^T.
+    const float g_last = G[c - 1], e_last = std::exp(g_last);
+    for (int64_t j = 0; j < c; ++j) A[j] = std::exp(g_last - G[j]);  // row 0 of L is unused now
+    for (int64_t r = 0; r < dk; ++r) {
+      float* sr = s + r * dv;
+      kernels_.scale_f32(dv, e_last, sr);
+      for (int64_t j = 0; j < c; ++j) kernels_.axpy_f32(dv, A[j] * K(j)[r], U + j * dv, sr);
+    }
+  }
+}
+
+void CpuBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& g, const Tensor& beta, const Tensor& state,
+                                    const BatchInfo& batch) {
+  const int64_t dk = q.ne[0], dv = v.ne[0], n_vh = v.ne[1];
+  const size_t per_thread = chunk_scratch_floats(dk, dv) * sizeof(float);
+  if (skip(per_thread * size_t(pool_.size()))) return;
+  if (dk > kMaxHeadDim || dv > kMaxHeadDim) fail("gated_delta_net: head dims above ", kMaxHeadDim, " are not supported");
+  const int64_t n_items = int64_t(batch.n_runs) * n_vh;
+  pool_.run([&](int ith, int nth) {
+    float* scratch = reinterpret_cast<float*>(static_cast<char*>(workspace()) + per_thread * size_t(ith));
+    for (int64_t item = ith; item < n_items; item += nth) {
+      const SeqRun& run = batch.runs[item / n_vh];
+      const int64_t h = item % n_vh;
+      float* s = reinterpret_cast<float*>(state.row(run.seq)) + h * dk * dv;
+      if (run.count >= options_.delta_net_chunk_min) {
+        delta_net_chunked(dst, q, k, v, g, beta, s, h, run, scratch);
+      } else {
+        delta_net_recurrent(dst, q, k, v, g, beta, s, h, run);
+      }
+    }
+  });
+}
+
+}  // namespace moeserve::cpu

@@ -1,0 +1,36 @@
+// Weight x activations: activations quantized once to the weight's vec_dot_type, then tiles of
+// (weight rows x activation columns) spread over the threads; a tile's weight rows stay in cache
+// while every column of the tile passes over them.
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+
+namespace moeserve::cpu {
+
+void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) {
+  const int64_t k = w.ne[0], m = w.ne[1], n = x.ne[1];
+  const GgmlType act_type = type_traits(w.type).vec_dot_type;
+  const size_t act_stride = row_bytes(act_type, k);
+  if (skip(act_stride * size_t(n))) return;
+  const VecDotFn dot = kernels_.dot_for(w.type);
+  if (!dot || !kernels_.quantize_for(act_type)) fail("matmul: no dot product for ", type_name(w.type), " weights");
+  char* act = static_cast<char*>(workspace());
+
+  constexpr int64_t kTileRows = 16, kTileCols = 8;
+  const int64_t row_tiles = (m + kTileRows - 1) / kTileRows, col_tiles = (n + kTileCols - 1) / kTileCols;
+  const int64_t n_tiles = row_tiles * col_tiles;
+  pool_.run([&](int ith, int nth) {
+    quantize_rows(x, act_type, act, ith, nth);
+    pool_.barrier();
+    for (int64_t tile = ith; tile < n_tiles; tile += nth) {
+      const int64_t r0 = (tile % row_tiles) * kTileRows, c0 = (tile / row_tiles) * kTileCols;
+      const int64_t r1 = std::min(m, r0 + kTileRows), c1 = std::min(n, c0 + kTileCols);
+      for (int64_t c = c0; c < c1; ++c) {
+        const char* a = act + size_t(c) * act_stride;
+        float* y = reinterpret_cast<float*>(dst.row(c));
+        for (int64_t r = r0; r < r1; ++r) y[r] = dot(k, w.row(r), a);
+      }
+    }
+  });
+}
+
+}  // namespace moeserve::cpu

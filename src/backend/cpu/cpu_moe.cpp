@@ -1,0 +1,129 @@
+// Routed experts, fused: tokens grouped by expert (counting sort of the (token, slot) pairs), the
+// activations quantized once, then gate/up + SiLU and down as tiles of (expert, weight rows) over
+// the threads so each expert's weights stream through the cache once per step, and a final
+// weighted sum per token.
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+
+namespace moeserve::cpu {
+namespace {
+
+size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+}  // namespace
+
+void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& ex, const Tensor& ids,
+                                const Tensor& weights) {
+  const int64_t n_embd = x.ne[0], n_ff = ex.gate.ne[1], n_expert = ex.gate.ne[2];
+  const int64_t n_tokens = x.ne[1], k = ids.ne[0], n_slots = n_tokens * k;
+  const GgmlType gate_act = type_traits(ex.gate.type).vec_dot_type, up_act = type_traits(ex.up.type).vec_dot_type;
+  const GgmlType down_act = type_traits(ex.down.type).vec_dot_type;
+  const size_t xg_stride = row_bytes(gate_act, n_embd), xu_stride = row_bytes(up_act, n_embd);
+  const size_t ad_stride = row_bytes(down_act, n_ff);
+  const bool same_act = gate_act == up_act;
+
+  // Workspace: sorted slots, quantized inputs, expert activations (F32 and quantized), outputs.
+  const size_t off_offsets = 0;
+  const size_t off_slots = off_offsets + align64(sizeof(int32_t) * size_t(n_expert + 1));
+  const size_t off_active = off_slots + align64(sizeof(int32_t) * size_t(n_slots));
+  const size_t off_cursor = off_active + align64(sizeof(int32_t) * size_t(n_expert));
+  const size_t off_xg = off_cursor + align64(sizeof(int32_t) * size_t(n_expert));
+  const size_t off_xu = off_xg + align64(xg_stride * size_t(n_tokens));
+  const size_t off_act = off_xu + (same_act ? 0 : align64(xu_stride * size_t(n_tokens)));
+  const size_t off_actq = off_act + align64(sizeof(float) * size_t(n_slots * n_ff));
+  const size_t off_out = off_actq + align64(ad_stride * size_t(n_slots));
+  const size_t total = off_out + align64(sizeof(float) * size_t(n_slots * n_embd));
+  if (skip(total)) return;
+
+  const VecDotFn dot_gate = kernels_.dot_for(ex.gate.type), dot_up = kernels_.dot_for(ex.up.type);
+  const VecDotFn dot_down = kernels_.dot_for(ex.down.type);
+  if (!dot_gate || !dot_up || !dot_down) fail("moe_experts: no dot product for the expert weight types");
+
+  char* ws = static_cast<char*>(workspace());
+  auto* offsets = reinterpret_cast<int32_t*>(ws + off_offsets);
+  auto* slots = reinterpret_cast<int32_t*>(ws + off_slots);
+  auto* active = reinterpret_cast<int32_t*>(ws + off_active);
+  char* xg = ws + off_xg;
+  char* xu = same_act ? xg : ws + off_xu;
+  auto* act = reinterpret_cast<float*>(ws + off_act);
+  char* actq = ws + off_actq;
+  auto* out = reinterpret_cast<float*>(ws + off_out);
+
+  // Counting sort of the slots by expert (slot = t * k + j).
+  const int32_t* id = ids.as<int32_t>();
+  std::memset(offsets, 0, sizeof(int32_t) * size_t(n_expert + 1));
+  for (int64_t sl = 0; sl < n_slots; ++sl) {
+    if (id[sl] < 0 || id[sl] >= n_expert) fail("internal: moe_experts id ", id[sl], " outside ", n_expert, " experts");
+    ++offsets[id[sl] + 1];
+  }
+  int64_t n_active = 0;
+  for (int64_t e = 0; e < n_expert; ++e) {
+    if (offsets[e + 1] > 0) active[n_active++] = int32_t(e);
+    offsets[e + 1] += offsets[e];
+  }
+  auto* cursor = reinterpret_cast<int32_t*>(ws + off_cursor);
+  std::memcpy(cursor, offsets, sizeof(int32_t) * size_t(n_expert));
+  for (int64_t sl = 0; sl < n_slots; ++sl) slots[cursor[id[sl]]++] = int32_t(sl);
+
+  constexpr int64_t kRows = 32;
+  const int64_t ff_blocks = (n_ff + kRows - 1) / kRows, embd_blocks = (n_embd + kRows - 1) / kRows;
+  const float* wts = weights.as<float>();
+
+  pool_.run([&](int ith, int nth) {
+    quantize_rows(x, gate_act, xg, ith, nth);
+    if (!same_act) quantize_rows(x, up_act, xu, ith, nth);
+    pool_.barrier();
+
+    for (int64_t task = ith; task < n_active * ff_blocks; task += nth) {
+      const int32_t e = active[task / ff_blocks];
+      const int64_t f0 = (task % ff_blocks) * kRows, f1 = std::min(n_ff, f0 + kRows);
+      for (int32_t i = offsets[e]; i < offsets[e + 1]; ++i) {
+        const int32_t sl = slots[i];
+        const int64_t t = sl / k;
+        const char* a_g = xg + size_t(t) * xg_stride;
+        const char* a_u = xu + size_t(t) * xu_stride;
+        float* h = act + size_t(sl) * size_t(n_ff);
+        for (int64_t f = f0; f < f1; ++f) {
+          const float g = dot_gate(n_embd, ex.gate.row(f, e), a_g);
+          const float u = dot_up(n_embd, ex.up.row(f, e), a_u);
+          h[f] = g / (1.0f + std::exp(-g)) * u;
+        }
+      }
+    }
+    pool_.barrier();
+
+    {
+      const auto [b, e] = share(n_slots, ith, nth);
+      for (int64_t sl = b; sl < e; ++sl) {
+        kernels_.quantize_for(down_act)(act + size_t(sl) * size_t(n_ff), actq + size_t(sl) * ad_stride, n_ff);
+      }
+    }
+    pool_.barrier();
+
+    for (int64_t task = ith; task < n_active * embd_blocks; task += nth) {
+      const int32_t e = active[task / embd_blocks];
+      const int64_t r0 = (task % embd_blocks) * kRows, r1 = std::min(n_embd, r0 + kRows);
+      for (int32_t i = offsets[e]; i < offsets[e + 1]; ++i) {
+        const int32_t sl = slots[i];
+        const char* a = actq + size_t(sl) * ad_stride;
+        float* o = out + size_t(sl) * size_t(n_embd);
+        for (int64_t r = r0; r < r1; ++r) o[r] = dot_down(n_ff, ex.down.row(r, e), a);
+      }
+    }
+    pool_.barrier();
+
+    const auto [tb, te] = share(n_tokens, ith, nth);
+    for (int64_t t = tb; t < te; ++t) {
+      float* y = reinterpret_cast<float*>(dst.row(t));
+      std::memset(y, 0, size_t(n_embd) * sizeof(float));
+      for (int64_t j = 0; j < k; ++j) {
+        kernels_.axpy_f32(n_embd, wts[t * k + j], out + size_t(t * k + j) * size_t(n_embd), y);
+      }
+    }
+  });
+}
+
+}  // namespace moeserve::cpu

@@ -1,0 +1,48 @@
+// The CPU backend's inner kernels, one table picked once when the backend starts: the registry's
+// scalar references first, then whatever the CPU's instruction set (cpuid) lets us replace with
+// SIMD versions. Ops only call through this table; no ISA check happens per call.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "core/ggml_type.h"
+
+namespace moeserve::cpu {
+
+enum class Isa { scalar, avx2, avx512 };
+
+const char* isa_name(Isa isa);
+// The best level this CPU supports.
+Isa detect_isa();
+
+inline constexpr size_t kTypeSlots = 40;  // ggml type ids are < 40
+
+struct Kernels {
+  Isa isa = Isa::scalar;
+  // Weight row (type t) . activation row already in t's vec_dot_type.
+  std::array<VecDotFn, kTypeSlots> vec_dot{};
+  // F32 -> type, for activation types (and KV cache types).
+  std::array<QuantizeRowFn, kTypeSlots> quantize{};
+  // type -> F32.
+  std::array<DequantizeRowFn, kTypeSlots> dequantize{};
+  float (*dot_f32)(int64_t n, const float* a, const float* b) = nullptr;
+  // y[i] += a * x[i]
+  void (*axpy_f32)(int64_t n, float a, const float* x, float* y) = nullptr;
+  // y[i] *= a
+  void (*scale_f32)(int64_t n, float a, float* y) = nullptr;
+
+  VecDotFn dot_for(GgmlType t) const { return vec_dot[size_t(t)]; }
+  QuantizeRowFn quantize_for(GgmlType t) const { return quantize[size_t(t)]; }
+  DequantizeRowFn dequantize_for(GgmlType t) const { return dequantize[size_t(t)]; }
+};
+
+// The table for `isa` (at most what the CPU supports: callers pass detect_isa() or lower, which
+// tests use to compare every level against the scalar one).
+Kernels make_kernels(Isa isa);
+
+// Per-ISA overrides, each in its own file compiled with that ISA's target attribute.
+void install_avx2_kernels(Kernels& k);
+
+}  // namespace moeserve::cpu

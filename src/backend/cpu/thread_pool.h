@@ -1,0 +1,53 @@
+// A fixed pool of worker threads for the CPU backend. The caller is thread 0; run() hands one job
+// to every thread and returns when all are done. Workers spin a while between jobs (a decode step
+// issues hundreds of small ops back to back) and then sleep on a futex, so an idle engine costs
+// no CPU.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace moeserve::cpu {
+
+class ThreadPool {
+ public:
+  // n_threads >= 1 (the caller counts as one).
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Calls f(ith, nth) on every thread, ith in [0, nth); blocks until all have returned.
+  template <typename F>
+  void run(F&& f) {
+    run_job(
+        [](void* ctx, int ith, int nth) { (*static_cast<std::remove_reference_t<F>*>(ctx))(ith, nth); },
+        const_cast<void*>(static_cast<const void*>(&f)));
+  }
+
+  // Inside a job: waits until every thread of the pool has reached this point.
+  void barrier();
+
+ private:
+  using JobFn = void (*)(void* ctx, int ith, int nth);
+  void run_job(JobFn fn, void* ctx);
+  void worker(int ith);
+
+  int n_threads_;
+  std::vector<std::thread> threads_;
+  JobFn job_ = nullptr;
+  void* job_ctx_ = nullptr;
+  std::atomic<uint32_t> generation_{0};  // bumped once per job (and once to stop)
+  std::atomic<int> sleeping_{0};
+  std::atomic<int> pending_{0};          // workers still running the current job
+  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<int> barrier_arrived_{0};
+  alignas(64) std::atomic<uint32_t> barrier_phase_{0};
+};
+
+}  // namespace moeserve::cpu

@@ -1,0 +1,106 @@
+#include "model/blocks/delta_net.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace moeserve::blocks {
+namespace {
+
+constexpr size_t kF = sizeof(float);
+
+// Legacy ssm_in output, per k-head group of width 2*dk + 2*ratio*dv: [q | k | v (ratio heads) |
+// z (ratio heads)] (qwen3next.md §4.2). Regroups into the conv input [q all | k all | v all] and z.
+void regroup_legacy(ForwardContext& ctx, const Tensor& qkvz, const DeltaNetConfig& cfg, const Tensor& qkv,
+                    const Tensor& z) {
+  const int64_t n = qkvz.ne[1], nk = cfg.n_k_heads, dk = cfg.head_dim_k;
+  const int64_t vw = cfg.ratio() * cfg.head_dim_v;  // v (or z) width of one group
+  const size_t group = size_t(2 * dk + 2 * vw) * kF;
+  auto src = [&](int64_t width, int64_t offset) {
+    return qkvz.view({width, nk, n, 1}, {0, group, qkvz.nb[1], qkvz.nb[1] * size_t(n)}, size_t(offset) * kF);
+  };
+  auto dst = [&](const Tensor& t, int64_t width, int64_t offset) {
+    return t.view({width, nk, n, 1}, {0, size_t(width) * kF, t.nb[1], t.nb[1] * size_t(n)}, size_t(offset) * kF);
+  };
+  ctx.be.copy(dst(qkv, dk, 0), src(dk, 0));
+  ctx.be.copy(dst(qkv, dk, cfg.key_dim()), src(dk, dk));
+  ctx.be.copy(dst(qkv, vw, 2 * cfg.key_dim()), src(vw, 2 * dk));
+  ctx.be.copy(dst(z, vw, 0), src(vw, 2 * dk + vw));
+}
+
+}  // namespace
+
+Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const Tensor& x, const DeltaNetWeights& w,
+                 const DeltaNetConfig& cfg, const Tensor& conv_state, const Tensor& ssm_state) {
+  Backend& be = ctx.be;
+  const int64_t n = x.ne[1], nk = cfg.n_k_heads, nv = cfg.n_v_heads, dk = cfg.head_dim_k, dv = cfg.head_dim_v;
+  const int64_t ratio = cfg.ratio(), channels = cfg.conv_channels();
+
+  Tensor qkv = ctx.arena.f32(channels, n);
+  Tensor z = ctx.arena.f32(cfg.value_dim(), n);
+  if (w.in) {
+    Tensor qkvz = ctx.arena.f32(channels + cfg.value_dim(), n);
+    be.matmul(qkvz, *w.in, x);
+    regroup_legacy(ctx, qkvz, cfg, qkv, z);
+  } else {
+    be.matmul(qkv, *w.qkv, x);
+    be.matmul(z, *w.gate, x);
+  }
+
+  // Gates per value head j = kh*ratio + r, read from the grouped ba layout.
+  Tensor ba = ctx.arena.f32(2 * nv, n);
+  be.matmul(ba, w.ba, x);
+  const size_t ba_group = size_t(2 * ratio) * kF;
+  const Tensor b_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)});
+  const Tensor a_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)}, size_t(ratio) * kF);
+  Tensor beta = ctx.arena.f32(ratio, nk, n);
+  be.unary(beta, b_view, UnaryOp::sigmoid);
+  Tensor g = ctx.arena.f32(ratio, nk, n);
+  be.binary(g, a_view, w.dt_bias.reshape({ratio, nk, 1, 1}), BinaryOp::add);
+  be.unary(g, g, UnaryOp::softplus);
+  be.binary(g, g, w.a.reshape({ratio, nk, 1, 1}), BinaryOp::mul);  // g = A * softplus(a + dt_bias) <= 0
+
+  // Causal conv + SiLU over [q | k | v], then the heads.
+  Tensor u = ctx.arena.f32(channels, n);
+  be.ssm_conv(u, qkv, conv_state, w.conv, in.batch);
+  const Tensor q_view = u.view({dk, nk, n, 1}, {0, size_t(dk) * kF, u.nb[1], u.nb[1] * size_t(n)});
+  const Tensor k_view = u.view({dk, nk, n, 1}, {0, size_t(dk) * kF, u.nb[1], u.nb[1] * size_t(n)}, size_t(nk * dk) * kF);
+  const Tensor v_view =
+      u.view({dv, nv, n, 1}, {0, size_t(dv) * kF, u.nb[1], u.nb[1] * size_t(n)}, size_t(2 * nk * dk) * kF);
+  Tensor q = ctx.arena.f32(dk, nk, n);
+  Tensor k = ctx.arena.f32(dk, nk, n);
+  be.l2_norm(q, q_view, cfg.norm_eps);
+  be.l2_norm(k, k_view, cfg.norm_eps);
+  be.scale(q, q, float(1.0 / std::sqrt(double(dk))));
+
+  Tensor o = ctx.arena.f32(dv, nv, n);
+  be.gated_delta_net(o, q, k, v_view, g.reshape({nv, n, 1, 1}), beta.reshape({nv, n, 1, 1}), ssm_state, in.batch);
+
+  Tensor y = ctx.arena.f32(dv, nv, n);
+  be.rms_norm_gated(y, o, w.norm, z.reshape({dv, nv, n, 1}), cfg.norm_eps);
+  Tensor out = ctx.arena.f32(w.out.ne[1], n);
+  be.matmul(out, w.out, y.reshape({cfg.value_dim(), n, 1, 1}));
+  return out;
+}
+
+DeltaNetWeights load_delta_net(WeightLoader& loader, int64_t il, int64_t n_embd, const DeltaNetConfig& cfg) {
+  const std::string p = "blk." + std::to_string(il) + ".";
+  DeltaNetWeights w;
+  if (loader.has(p + "ssm_in.weight")) {
+    w.in = loader.matrix(p + "ssm_in.weight", {n_embd, cfg.conv_channels() + cfg.value_dim(), 1, 1});
+  } else if (loader.has(p + "attn_qkv.weight")) {
+    w.qkv = loader.matrix(p + "attn_qkv.weight", {n_embd, cfg.conv_channels(), 1, 1});
+    w.gate = loader.matrix(p + "attn_gate.weight", {n_embd, cfg.value_dim(), 1, 1});
+  } else {
+    fail(loader.path(), ": missing tensor ", p, "attn_qkv.weight (or the legacy ", p, "ssm_in.weight)");
+  }
+  w.ba = loader.matrix(p + "ssm_ba.weight", {n_embd, 2 * cfg.n_v_heads, 1, 1});
+  w.conv = loader.vector_f32(p + "ssm_conv1d.weight", {cfg.conv_kernel, cfg.conv_channels(), 1, 1});
+  w.dt_bias = loader.vector_f32(p + "ssm_dt.bias", {cfg.n_v_heads, 1, 1, 1});
+  w.a = loader.vector_f32(p + "ssm_a", {cfg.n_v_heads, 1, 1, 1});
+  w.norm = loader.vector_f32(p + "ssm_norm.weight", {cfg.head_dim_v, 1, 1, 1});
+  w.out = loader.matrix(p + "ssm_out.weight", {cfg.value_dim(), n_embd, 1, 1});
+  return w;
+}
+
+}  // namespace moeserve::blocks

@@ -1,0 +1,146 @@
+#include "model/weights.h"
+
+#include <cstdio>
+#include <map>
+
+#include "core/error.h"
+
+namespace moeserve {
+namespace {
+
+std::string dims_str(const std::array<int64_t, 4>& ne) {
+  int n = 4;
+  while (n > 1 && ne[size_t(n - 1)] == 1) --n;
+  std::string s = "[";
+  for (int i = 0; i < n; ++i) s += str_cat(i ? ", " : "", ne[size_t(i)]);
+  return s + "]";
+}
+
+}  // namespace
+
+std::string format_bytes(size_t bytes) {
+  char buf[32];
+  const double b = double(bytes);
+  if (b >= 1024.0 * 1024 * 1024) {
+    std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+  } else if (b >= 1024.0 * 1024) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  }
+  return buf;
+}
+
+size_t Placement::bytes_on(DeviceId device) const {
+  size_t total = 0;
+  for (const PlacedWeight& w : weights_) {
+    if (w.expert_devices.empty()) {
+      if (w.device == device) total += w.bytes;
+      continue;
+    }
+    const size_t per_expert = w.bytes / w.expert_devices.size();
+    for (DeviceId d : w.expert_devices) total += d == device ? per_expert : 0;
+  }
+  return total;
+}
+
+size_t Placement::total_bytes() const {
+  size_t total = 0;
+  for (const PlacedWeight& w : weights_) total += w.bytes;
+  return total;
+}
+
+std::string Placement::summary() const {
+  struct Row {
+    size_t tensors = 0, bytes = 0, expert_bytes = 0;
+  };
+  std::map<std::string, Row> rows;
+  for (const PlacedWeight& w : weights_) {
+    if (w.expert_devices.empty()) {
+      Row& r = rows[device_name(w.device)];
+      ++r.tensors;
+      r.bytes += w.bytes;
+      continue;
+    }
+    const size_t per_expert = w.bytes / w.expert_devices.size();
+    std::map<std::string, bool> seen;
+    for (DeviceId d : w.expert_devices) {
+      Row& r = rows[device_name(d)];
+      r.bytes += per_expert;
+      r.expert_bytes += per_expert;
+      if (!seen[device_name(d)]) ++r.tensors, seen[device_name(d)] = true;
+    }
+  }
+  std::string out;
+  for (const auto& [dev, r] : rows) {
+    out += str_cat(out.empty() ? "" : "; ", dev, ": ", r.tensors, " tensors, ", format_bytes(r.bytes));
+    if (r.expert_bytes) out += str_cat(" (experts ", format_bytes(r.expert_bytes), ")");
+  }
+  return out;
+}
+
+const gguf::TensorInfo& WeightLoader::find(const std::string& name) const {
+  const gguf::TensorInfo* info = file_.find_tensor(name);
+  if (!info) fail(file_.path(), ": missing tensor ", name);
+  if (!info->data) fail(file_.path(), ": tensor ", name, ": data is missing (truncated file)");
+  return *info;
+}
+
+void WeightLoader::check_dims(const gguf::TensorInfo& info, std::array<int64_t, 4> ne) const {
+  if (info.ne != ne) {
+    fail(file_.path(), ": tensor ", info.name, ": expected shape ", dims_str(ne), ", found ", dims_str(info.ne));
+  }
+}
+
+void WeightLoader::require_matmul(const std::string& name, const Tensor& t) const {
+  const TypeTraits& tr = type_traits(t.type);
+  if (!tr.vec_dot || !type_traits(tr.vec_dot_type).quantize) {
+    fail(file_.path(), ": tensor ", name, ": type ", tr.name, " is not supported for matrix products");
+  }
+}
+
+Tensor WeightLoader::matrix(const std::string& name, std::array<int64_t, 4> ne, bool embedding) {
+  const gguf::TensorInfo& info = find(name);
+  check_dims(info, ne);
+  const TypeTraits& t = type_traits(info.type);
+  if (embedding && !t.dequantize) {
+    fail(file_.path(), ": tensor ", name, ": type ", t.name, " is not supported for embeddings");
+  }
+  Tensor tensor = Tensor::contiguous(info.type, info.ne, const_cast<uint8_t*>(info.data), backend_.device());
+  if (!embedding) require_matmul(name, tensor);
+  PlacedWeight placed{name, info.type, tensor.n_bytes(), backend_.device(), {}};
+  if (name.find("_exps") != std::string::npos) placed.expert_devices.assign(size_t(ne[2]), backend_.device());
+  placement_.add(std::move(placed));
+  return tensor;
+}
+
+std::optional<Tensor> WeightLoader::matrix_opt(const std::string& name, std::array<int64_t, 4> ne) {
+  if (!has(name)) return std::nullopt;
+  return matrix(name, ne);
+}
+
+Tensor WeightLoader::vector_f32(const std::string& name, std::array<int64_t, 4> ne) {
+  const gguf::TensorInfo& info = find(name);
+  const int64_t n = ne[0] * ne[1] * ne[2] * ne[3];
+  check_dims(info, ne);
+  const TypeTraits& t = type_traits(info.type);
+  if (!t.dequantize) fail(file_.path(), ": tensor ", name, ": type ", t.name, " cannot be converted to F32");
+  Buffer buffer = backend_.alloc(size_t(n) * sizeof(float));
+  Tensor tensor = Tensor::contiguous(GgmlType::F32, ne, buffer.data(), backend_.device());
+  std::vector<float> host(static_cast<size_t>(n));
+  // Converted per source row (block-quantized rows cannot be split).
+  for (int64_t r = 0; r < n / info.ne[0]; ++r) {
+    t.dequantize(info.data + size_t(r) * row_bytes(info.type, info.ne[0]), host.data() + r * info.ne[0], info.ne[0]);
+  }
+  backend_.upload(tensor, host.data());
+  placement_.add(PlacedWeight{name, GgmlType::F32, size_t(n) * sizeof(float), backend_.device(), {}});
+  buffers_.push_back(std::move(buffer));
+  return tensor;
+}
+
+std::optional<Tensor> WeightLoader::vector_f32_opt(const std::string& name, std::array<int64_t, 4> ne) {
+  if (!has(name)) return std::nullopt;
+  return vector_f32(name, ne);
+}
+
+}  // namespace moeserve

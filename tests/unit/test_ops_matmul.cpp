@@ -1,0 +1,126 @@
+// matmul and the routed experts, CPU vs the scalar reference, for every weight type the registry
+// can multiply, on odd shapes (one row, one column, sizes that do not fill a tile). Both backends
+// quantize the activations to the same vec_dot_type with the same reference quantizer and sum
+// each block exactly, so they differ only where the CPU's SIMD kernels sum floats in another
+// order: 1e-5 of the output's scale.
+#include "ops_test_util.h"
+
+namespace moeserve::test {
+namespace {
+
+std::vector<GgmlType> matmul_types() {
+  std::vector<GgmlType> types;
+  for (const TypeTraits* t = all_types().begin; t != all_types().end; ++t) {
+    if (t->vec_dot && t->quantize && type_traits(t->vec_dot_type).quantize) types.push_back(t->type);
+  }
+  return types;
+}
+
+TEST(OpsMatmul, EveryWeightTypeMatchesReference) {
+  const std::vector<GgmlType> types = matmul_types();
+  ASSERT_FALSE(types.empty());
+  auto ref = make_ref_backend();
+  for (int threads : {1, 3}) {
+    auto cpu = cpu_backend(threads);
+    for (GgmlType type : types) {
+      const int64_t block = type_traits(type).block_size;
+      for (auto [k_blocks, m, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {2, 17, 3}, {3, 33, 9}, {1, 5, 17}}) {
+        const int64_t k = std::max<int64_t>(block, 32) * k_blocks;
+        HostTensor w = random_typed(type, {k, m, 1, 1});
+        HostTensor x = random_f32({k, n, 1, 1}, -2, 2);
+        HostTensor a = HostTensor::make(GgmlType::F32, {m, n, 1, 1}), b = a.clone();
+        ref->matmul(a.t, w.t, x.t);
+        cpu->matmul(b.t, w.t, x.t);
+        EXPECT_LT(rel_error(to_floats(b.t), to_floats(a.t)), 1e-5) << type_name(type) << " k=" << k << " m=" << m
+                                                                   << " n=" << n << " threads=" << threads;
+      }
+    }
+  }
+}
+
+TEST(OpsMatmul, MatchesDequantizedProductWithinActivationRounding) {
+  // Against plain float math on the dequantized weights: the only difference is the activation's
+  // rounding to the vec_dot_type (Q8_0/Q8_K: 1/254 of a block's largest value per element).
+  auto cpu = cpu_backend(2);
+  for (GgmlType type : matmul_types()) {
+    const int64_t k = 256, m = 7, n = 2;
+    HostTensor w = random_typed(type, {k, m, 1, 1});
+    HostTensor x = random_f32({k, n, 1, 1});
+    HostTensor y = HostTensor::make(GgmlType::F32, {m, n, 1, 1});
+    cpu->matmul(y.t, w.t, x.t);
+    const std::vector<float> wf = to_floats(w.t);
+    std::vector<float> expect(static_cast<size_t>(m * n));
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < m; ++i) {
+        double s = 0;
+        for (int64_t e = 0; e < k; ++e) s += double(wf[size_t(i * k + e)]) * x.f()[j * k + e];
+        expect[size_t(j * m + i)] = float(s);
+      }
+    const GgmlType act = type_traits(type).vec_dot_type;
+    const double tol = act == GgmlType::F32 ? 1e-6 : act == GgmlType::F16 || act == GgmlType::BF16 ? 1e-2 : 2e-2;
+    EXPECT_LT(rel_error(to_floats(y.t), expect), tol) << type_name(type);
+  }
+}
+
+TEST(OpsMoe, ExpertsMatchReference) {
+  auto ref = make_ref_backend();
+  const std::vector<GgmlType> types = matmul_types();
+  for (int threads : {1, 3}) {
+    auto cpu = cpu_backend(threads);
+    for (GgmlType type : types) {
+      const int64_t block = std::max<int64_t>(type_traits(type).block_size, 32);
+      const int64_t n_embd = block * 2, n_ff = block, n_expert = 6, k = 3;
+      for (int64_t n : {1, 5, 40}) {
+        HostTensor gate = random_typed(type, {n_embd, n_ff, n_expert, 1});
+        HostTensor up = random_typed(type, {n_embd, n_ff, n_expert, 1});
+        HostTensor down = random_typed(type, {n_ff, n_embd, n_expert, 1});
+        HostTensor x = random_f32({n_embd, n, 1, 1});
+        HostTensor logits = random_f32({n_expert, n, 1, 1}, -3, 3);
+        HostTensor ids = HostTensor::make(GgmlType::I32, {k, n, 1, 1});
+        HostTensor weights = HostTensor::make(GgmlType::F32, {k, n, 1, 1});
+        ref->moe_route(ids.t, weights.t, logits.t, true);
+        HostTensor a = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1}), b = a.clone();
+        ref->moe_experts(a.t, x.t, ExpertWeights{gate.t, up.t, down.t}, ids.t, weights.t);
+        cpu->moe_experts(b.t, x.t, ExpertWeights{gate.t, up.t, down.t}, ids.t, weights.t);
+        EXPECT_LT(rel_error(to_floats(b.t), to_floats(a.t)), 1e-5) << type_name(type) << " n=" << n;
+      }
+    }
+  }
+}
+
+TEST(OpsMoe, ExpertsEqualDenseFfnPerExpert) {
+  // The fused op equals running each chosen expert as a dense SwiGLU FFN and summing by weight.
+  auto cpu = cpu_backend(2);
+  const int64_t n_embd = 64, n_ff = 32, n_expert = 4, n = 3, k = 2;
+  HostTensor gate = random_f32({n_embd, n_ff, n_expert, 1}), up = random_f32({n_embd, n_ff, n_expert, 1});
+  HostTensor down = random_f32({n_ff, n_embd, n_expert, 1}), x = random_f32({n_embd, n, 1, 1});
+  HostTensor ids = HostTensor::make(GgmlType::I32, {k, n, 1, 1}), w = HostTensor::make(GgmlType::F32, {k, n, 1, 1});
+  const int32_t chosen[6] = {2, 0, 1, 3, 3, 2};
+  const float weight[6] = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
+  std::memcpy(ids.i(), chosen, sizeof chosen);
+  std::memcpy(w.f(), weight, sizeof weight);
+  HostTensor y = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+  cpu->moe_experts(y.t, x.t, ExpertWeights{gate.t, up.t, down.t}, ids.t, w.t);
+  std::vector<float> expect(static_cast<size_t>(n_embd * n), 0.0f);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t e = chosen[t * k + j];
+      auto slice = [&](const HostTensor& h, int64_t rows, int64_t cols) {
+        HostTensor s = h;
+        s.t = h.t.view({cols, rows, 1, 1}, h.t.nb, size_t(e) * h.t.nb[2]);
+        return s;
+      };
+      HostTensor g = HostTensor::make(GgmlType::F32, {n_ff, 1, 1, 1}), u = g.clone(), o = HostTensor::make(GgmlType::F32, {n_embd, 1, 1, 1});
+      const Tensor xt = x.t.rows(t, 1);
+      cpu->matmul(g.t, slice(gate, n_ff, n_embd).t, xt);
+      cpu->matmul(u.t, slice(up, n_ff, n_embd).t, xt);
+      cpu->swiglu(g.t, g.t, u.t);
+      cpu->matmul(o.t, slice(down, n_embd, n_ff).t, g.t);
+      for (int64_t i = 0; i < n_embd; ++i) expect[size_t(t * n_embd + i)] += weight[t * k + j] * o.f()[i];
+    }
+  }
+  EXPECT_LT(rel_error(to_floats(y.t), expect), 1e-6);
+}
+
+}  // namespace
+}  // namespace moeserve::test
