@@ -17,6 +17,9 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
+    {"run", moeserve::cli::cmd_run, "run a prompt through a model and generate tokens"},
+    {"perplexity", moeserve::cli::cmd_perplexity, "perplexity of a model on a token sequence (llama-perplexity's method)"},
+    {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
 };
 
 void print_usage(std::FILE* out) {

@@ -26,7 +26,13 @@ Tensor Tensor::contiguous(GgmlType type, std::array<int64_t, 4> ne, void* data, 
 }
 
 bool Tensor::is_contiguous() const {
-  return nb[1] == row_size() && nb[2] == nb[1] * size_t(ne[1]) && nb[3] == nb[2] * size_t(ne[2]);
+  // Strides of dims of size 1 never matter.
+  size_t expected = row_size();
+  for (int d = 1; d < 4; ++d) {
+    if (ne[d] > 1 && nb[d] != expected) return false;
+    expected *= size_t(ne[d]);
+  }
+  return true;
 }
 
 size_t Tensor::n_bytes() const {

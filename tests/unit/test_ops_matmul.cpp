@@ -64,23 +64,25 @@ TEST(OpsMatmul, MatchesDequantizedProductWithinActivationRounding) {
 
 TEST(OpsMoe, ExpertsMatchReference) {
   auto ref = make_ref_backend();
-  const std::vector<GgmlType> types = matmul_types();
-  for (int threads : {1, 3}) {
-    auto cpu = cpu_backend(threads);
-    for (GgmlType type : types) {
-      const int64_t block = std::max<int64_t>(type_traits(type).block_size, 32);
-      const int64_t n_embd = block * 2, n_ff = block, n_expert = 6, k = 3;
-      for (int64_t n : {1, 5, 40}) {
-        HostTensor gate = random_typed(type, {n_embd, n_ff, n_expert, 1});
-        HostTensor up = random_typed(type, {n_embd, n_ff, n_expert, 1});
-        HostTensor down = random_typed(type, {n_ff, n_embd, n_expert, 1});
-        HostTensor x = random_f32({n_embd, n, 1, 1});
-        HostTensor logits = random_f32({n_expert, n, 1, 1}, -3, 3);
-        HostTensor ids = HostTensor::make(GgmlType::I32, {k, n, 1, 1});
-        HostTensor weights = HostTensor::make(GgmlType::F32, {k, n, 1, 1});
-        ref->moe_route(ids.t, weights.t, logits.t, true);
-        HostTensor a = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1}), b = a.clone();
-        ref->moe_experts(a.t, x.t, ExpertWeights{gate.t, up.t, down.t}, ids.t, weights.t);
+  std::vector<std::unique_ptr<cpu::CpuBackend>> cpus;
+  cpus.push_back(cpu_backend(1));
+  cpus.push_back(cpu_backend(3));
+  for (GgmlType type : matmul_types()) {
+    const int64_t block = std::max<int64_t>(type_traits(type).block_size, 32);
+    const int64_t n_embd = block * 2, n_ff = block, n_expert = 5, k = 3;
+    HostTensor gate = random_typed(type, {n_embd, n_ff, n_expert, 1});
+    HostTensor up = random_typed(type, {n_embd, n_ff, n_expert, 1});
+    HostTensor down = random_typed(type, {n_ff, n_embd, n_expert, 1});
+    for (int64_t n : {1, 9}) {
+      HostTensor x = random_f32({n_embd, n, 1, 1});
+      HostTensor logits = random_f32({n_expert, n, 1, 1}, -3, 3);
+      HostTensor ids = HostTensor::make(GgmlType::I32, {k, n, 1, 1});
+      HostTensor weights = HostTensor::make(GgmlType::F32, {k, n, 1, 1});
+      ref->moe_route(ids.t, weights.t, logits.t, true);
+      HostTensor a = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+      ref->moe_experts(a.t, x.t, ExpertWeights{gate.t, up.t, down.t}, ids.t, weights.t);
+      for (const auto& cpu : cpus) {
+        HostTensor b = a.clone();
         cpu->moe_experts(b.t, x.t, ExpertWeights{gate.t, up.t, down.t}, ids.t, weights.t);
         EXPECT_LT(rel_error(to_floats(b.t), to_floats(a.t)), 1e-5) << type_name(type) << " n=" << n;
       }
