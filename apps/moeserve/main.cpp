@@ -20,6 +20,7 @@ constexpr Subcommand kSubcommands[] = {
     {"run", moeserve::cli::cmd_run, "run a prompt through a model and generate tokens"},
     {"perplexity", moeserve::cli::cmd_perplexity, "perplexity of a model on a token sequence (llama-perplexity's method)"},
     {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
+    {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
 };
 
 void print_usage(std::FILE* out) {
