@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <future>
 #include <thread>
 
+#include "core/error.h"
 #include "model/model.h"
 #include "runtime/scheduler.h"
 #include "tiny_models.h"
@@ -29,7 +31,7 @@ struct Fixture {
     EngineOptions o;
     o.n_ctx = 256;
     o.n_seq = n_seq;
-    o.n_batch = 64;
+    o.n_batch = 256;  // the reference runs whole prompts in one step
     o.type_k = o.type_v = GgmlType::F32;
     engine = std::make_unique<Engine>(*model, *backend, o);
   }
