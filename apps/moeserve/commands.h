@@ -7,6 +7,7 @@ namespace moeserve::cli {
 
 int cmd_types(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_perplexity(int argc, char** argv);
 int cmd_bench(int argc, char** argv);

@@ -15,6 +15,7 @@ struct Subcommand {
 };
 
 constexpr Subcommand kSubcommands[] = {
+    {"serve", moeserve::cli::cmd_serve, "serve a model over OpenAI- and Anthropic-compatible HTTP APIs"},
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
     {"run", moeserve::cli::cmd_run, "run a prompt through a model and generate tokens"},
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (std::strcmp(argv[1], "--version") == 0) {
-    std::printf("moeserve %s\n", MOESERVE_VERSION);
+    std::printf("moeserve %s\n", MOESERVE_VERSION_STRING);
     return 0;
   }
   const std::string_view name = argv[1];

@@ -175,6 +175,14 @@ void Scheduler::admit(Queued queued) {
   slot.active = std::move(active);
   ++busy_;
   update_gauges();
+  Active& a = *slot.active;
+  if (a.task.on_start) {
+    try {
+      a.task.on_start(a.stats);
+    } catch (const std::exception&) {
+      // A request thread's callback must not take the engine loop down.
+    }
+  }
 }
 
 void Scheduler::update_gauges() {

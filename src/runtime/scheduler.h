@@ -39,6 +39,9 @@ struct GenerationTask {
   int64_t max_tokens = -1;  // -1: until the context is full
   // Picks the next token from the logits; `context` holds the sequence's tokens so far.
   std::function<int32_t(const float* logits, std::span<const int32_t> context)> sample;
+  // Called on the engine thread once the task has a slot: stats.n_cached says how much of the
+  // prompt the cache supplies.
+  std::function<void(const TaskStats& stats)> on_start;
   // Called on the engine thread for each generated token; false ends the generation.
   std::function<bool(int32_t token)> on_token;
   // Called once, on the engine thread, when the task ends (finished, cancelled or failed).
