@@ -130,8 +130,10 @@ void ApiServer::handle(Api api, const char* endpoint, const HttpRequest& req, Ht
     }
   }
   metrics_.count_request(endpoint, call.status);
-  if (call.status == 200 && (call.result.usage.prompt_tokens > 0 || call.result.usage.completion_tokens > 0)) {
-    const Usage& u = call.result.usage;
+  const Usage& u = call.result.usage;
+  std::fprintf(stderr, "moeserve: %s %s %d prompt=%lld cached=%lld generated=%lld\n", req.method.c_str(), req.path.c_str(),
+               call.status, (long long)u.prompt_tokens, (long long)u.cached_tokens, (long long)u.completion_tokens);
+  if (call.status == 200 && (u.prompt_tokens > 0 || u.completion_tokens > 0)) {
     metrics_.add_request_work(u.prompt_tokens - u.cached_tokens, call.result.prompt_seconds, u.completion_tokens,
                               call.result.generation_seconds, u.cached_tokens);
     metrics_.count_prompt_cache_lookup(call.result.usage.cached_tokens > 0);
