@@ -15,6 +15,7 @@ struct Subcommand {
 };
 
 constexpr Subcommand kSubcommands[] = {
+    {"serve", moeserve::cli::cmd_serve, "serve a model over OpenAI- and Anthropic-compatible HTTP APIs"},
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
     {"tokenize", moeserve::cli::cmd_tokenize, "turn text into token ids with a model's vocabulary"},
@@ -26,6 +27,10 @@ constexpr Subcommand kSubcommands[] = {
     {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
     {"template", moeserve::cli::cmd_template, "render a chat template for a list of messages"},
     {"parse-output", moeserve::cli::cmd_parse_output, "parse a model reply (reasoning, tool calls) as the server does"},
+    {"run", moeserve::cli::cmd_run, "run a prompt through a model and generate tokens"},
+    {"perplexity", moeserve::cli::cmd_perplexity, "perplexity of a model on a token sequence (llama-perplexity's method)"},
+    {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
+    {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
 };
 
 void print_usage(std::FILE* out) {
@@ -42,7 +47,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (std::strcmp(argv[1], "--version") == 0) {
-    std::printf("moeserve %s\n", MOESERVE_VERSION);
+    std::printf("moeserve %s\n", MOESERVE_VERSION_STRING);
     return 0;
   }
   const std::string_view name = argv[1];

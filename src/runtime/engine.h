@@ -54,6 +54,8 @@ class Engine {
   int64_t n_batch() const { return options_.n_batch; }
   int64_t n_vocab() const { return model_.hparams().n_vocab; }
   bool flash_attention() const { return flash_; }
+  // Delta-net (recurrent) layers: their state rewinds only by restoring a saved SequenceState.
+  bool has_recurrent_state() const { return recurrent_; }
   GgmlType type_k() const { return options_.type_k; }
   GgmlType type_v() const { return options_.type_v; }
   size_t kv_bytes() const { return kv_bytes_; }

@@ -89,6 +89,8 @@ struct ChatResult {
   std::string stop_sequence;  // with FinishReason::stop_sequence
   Usage usage;
   std::vector<TokenLogprob> logprobs;
+  double prompt_seconds = 0;      // engine time on the prompt
+  double generation_seconds = 0;  // engine time from the first generated token on
 };
 
 // Receives a generation as it happens; each API's streaming writer implements it.

@@ -1,0 +1,102 @@
+#include "server/served_model.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "core/error.h"
+#include "tokenizer/vocab_gguf.h"
+
+namespace moeserve::server {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read chat template file '", path, "'");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The reply format follows from what the template teaches the model to write.
+chat::ToolCallFormat detect_tool_format(const std::string& source) {
+  if (source.find("<function=") != std::string::npos) return chat::ToolCallFormat::qwen3_coder_xml;
+  if (source.find("<tool_call>") != std::string::npos) return chat::ToolCallFormat::hermes_json;
+  return chat::ToolCallFormat::none;
+}
+
+// A minimal ChatML template for models whose file carries none (raw base models).
+constexpr const char* kChatMlTemplate =
+    "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + (message.content or '') + '<|im_end|>\\n' }}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+}  // namespace
+
+std::string default_model_path() {
+  namespace fs = std::filesystem;
+  const fs::path bundled = fs::path(MOESERVE_SOURCE_DIR) / "models" / "moeserve-demo-qwen3next.gguf";
+  return bundled.string();
+}
+
+ServedModel::ServedModel(const ServeOptions& options) {
+  path_ = options.model_path.empty() ? default_model_path() : options.model_path;
+  file_ = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(path_));
+
+  names_ = options.aliases;
+  const std::filesystem::path p(path_);
+  names_.push_back(p.filename().string());
+  names_.push_back(p.stem().string());
+  if (auto name = file_->get_string("general.name")) names_.push_back(*name);
+
+  threads_ = options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  backend_ = make_cpu_backend(threads_);
+  model_ = load_model(file_, *backend_);
+  tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::vocab_from_gguf(*file_), path_);
+
+  std::string source;
+  if (!options.chat_template_file.empty()) {
+    source = read_file(options.chat_template_file);
+  } else if (auto t = file_->get_string("tokenizer.chat_template")) {
+    source = *t;
+  } else {
+    source = kChatMlTemplate;
+  }
+  template_ = std::make_unique<chat::ChatTemplate>(source);
+  tool_format_ = detect_tool_format(source);
+  reasoning_ = source.find("<think>") != std::string::npos;
+  const tokenizer::Vocab& vocab = tokenizer_->vocab();
+  if (vocab.bos != tokenizer::kNoToken) bos_text_ = tokenizer_->piece(vocab.bos, true);
+  if (vocab.eos != tokenizer::kNoToken) eos_text_ = tokenizer_->piece(vocab.eos, true);
+
+  EngineOptions eo;
+  eo.n_ctx = options.ctx_size;
+  eo.n_seq = options.parallel;
+  eo.n_batch = std::min(options.ubatch_size, options.batch_size);
+  eo.type_k = options.cache_type_k;
+  eo.type_v = options.cache_type_v;
+  eo.flash = options.flash_attn == "on" ? FlashMode::on : options.flash_attn == "off" ? FlashMode::off : FlashMode::automatic;
+  engine_ = std::make_unique<Engine>(*model_, *backend_, eo);
+
+  SchedulerOptions so;
+  so.n_step_tokens = eo.n_batch;
+  so.checkpoint_every = options.checkpoint_every;
+  scheduler_ = std::make_unique<Scheduler>(*engine_, so);
+  engine_thread_ = std::thread([this] { scheduler_->run(); });
+}
+
+ServedModel::~ServedModel() {
+  if (scheduler_) scheduler_->stop();
+  if (engine_thread_.joinable()) engine_thread_.join();
+}
+
+bool ServedModel::answers_to(const std::string& name) const {
+  return std::find(names_.begin(), names_.end(), name) != names_.end();
+}
+
+std::string ServedModel::summary() const {
+  return str_cat(file_->architecture(), " from ", path_, "; ", engine_->memory_summary(), "; ", threads_, " threads, ",
+                 engine_->n_seq(), " slot(s) of ", engine_->n_ctx(), " tokens");
+}
+
+}  // namespace moeserve::server
