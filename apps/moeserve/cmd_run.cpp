@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <optional>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -7,16 +8,19 @@
 #include "core/error.h"
 #include "engine_args.h"
 #include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_gguf.h"
 
 namespace moeserve::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: moeserve run -m MODEL.gguf --ids \"[ID, ...]\" [-n N] [options]\n\n"
-    "Runs the prompt (token ids) through the model, then generates N tokens (default 128), printing\n"
-    "their ids as they come; stops early at the model's end-of-generation token unless --ignore-eos.\n"
-    "Prompt and generation speeds go to stderr.\n\n"
-    "  --ids LIST             prompt token ids: \"[1, 2, 3]\" or \"1 2 3\"\n"
+    "usage: moeserve run -m MODEL.gguf (-p PROMPT | --ids \"[ID, ...]\") [-n N] [options]\n\n"
+    "Runs the prompt through the model, then generates N tokens (default 128), printing the text\n"
+    "(or with --ids, the token ids) as it comes; stops early at the model's end-of-generation token\n"
+    "unless --ignore-eos. Prompt and generation speeds go to stderr.\n\n"
+    "  -p, --prompt TEXT      prompt text, tokenized with the model's tokenizer\n"
+    "  --ids LIST             prompt token ids: \"[1, 2, 3]\" or \"1 2 3\"; output as ids too\n"
     "  -n, --n-predict N      tokens to generate (default 128)\n"
     "  --temp T               sampling temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K              sample among the K most likely tokens (default 40; 0 = all)\n"
@@ -30,7 +34,9 @@ int cmd_run(int argc, char** argv) {
   EngineArgs args;
   std::vector<int32_t> prompt;
   int64_t n_predict = 128;
-  SamplerParams sp;
+  SamplingParams sp;
+  sp.seed = 0;
+  std::string text_prompt;
   bool ignore_eos = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -39,12 +45,16 @@ int cmd_run(int argc, char** argv) {
       return 0;
     }
     if (args.parse(argc, argv, i)) continue;
-    if (a == "--ids") {
+    if (a == "-p" || a == "--prompt") {
+      text_prompt = flag_value(argc, argv, i);
+    } else if (a == "--ids") {
       prompt = parse_ids(a, flag_value(argc, argv, i));
     } else if (a == "-n" || a == "--n-predict") {
       n_predict = parse_int(a, flag_value(argc, argv, i), 0, int64_t(1) << 24);
     } else if (a == "--temp") {
       sp.temperature = float(parse_real(a, flag_value(argc, argv, i)));
+    } else if (a == "--min-p") {
+      sp.min_p = float(parse_real(a, flag_value(argc, argv, i)));
     } else if (a == "--top-k") {
       sp.top_k = int(parse_int(a, flag_value(argc, argv, i), 0, 1 << 30));
     } else if (a == "--top-p") {
@@ -57,9 +67,17 @@ int cmd_run(int argc, char** argv) {
       fail("unknown option '", a, "' (see moeserve run --help)");
     }
   }
-  if (prompt.empty()) fail("missing prompt: --ids \"[ID, ...]\"");
+  if (prompt.empty() && text_prompt.empty()) fail("missing prompt: -p TEXT or --ids \"[ID, ...]\"");
 
   LoadedModel m = load_model(args);
+  std::optional<tokenizer::Tokenizer> tok;
+  if (!text_prompt.empty()) {
+    tok.emplace(tokenizer::vocab_from_gguf(*m.file), m.file->path());
+    tokenizer::EncodeOptions eo;
+    eo.add_special = true;
+    prompt = tok->encode(text_prompt, eo);
+    if (prompt.empty()) fail("the prompt is empty after tokenization");
+  }
   const HParams& hp = m.model->hparams();
   EngineOptions options = args.engine_options(hp);
   Engine engine(*m.model, *m.backend, options);
@@ -70,7 +88,9 @@ int cmd_run(int argc, char** argv) {
     fail("prompt (", prompt.size(), " tokens) + ", n_predict, " generated tokens exceed the context size ", engine.n_ctx());
   }
   std::vector<int32_t> stop;
-  if (!ignore_eos) {
+  if (!ignore_eos && tok) {
+    stop = tok->end_of_generation_ids();
+  } else if (!ignore_eos) {
     for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"}) {
       if (const std::optional<uint64_t> id = m.file->get_uint(key)) stop.push_back(int32_t(*id));
     }
@@ -88,21 +108,32 @@ int cmd_run(int argc, char** argv) {
   }
   const double prompt_s = now_seconds() - t_prompt;
 
-  Sampler sampler(sp);
+  Sampler sampler(sp, int32_t(engine.n_vocab()));
+  std::optional<tokenizer::StreamDecoder> decoder;
+  if (tok) {
+    decoder.emplace(*tok);
+    std::printf("%s", text_prompt.c_str());
+  }
   const double t_gen = now_seconds();
   int64_t generated = 0, steps = 0;
   int32_t pos = int32_t(prompt.size());
   while (generated < n_predict) {
-    const int32_t next = sampler.sample(engine.logits(0), engine.n_vocab());
-    std::printf("%s%d", generated ? " " : "", next);
+    const int32_t next = sampler.sample({engine.logits(0), size_t(engine.n_vocab())}).token;
+    const bool end = std::find(stop.begin(), stop.end(), next) != stop.end();
+    if (decoder) {
+      if (!end) std::printf("%s", decoder->push(next).c_str());
+    } else {
+      std::printf("%s%d", generated ? " " : "", next);
+    }
     std::fflush(stdout);
     ++generated;
-    if (generated == n_predict || std::find(stop.begin(), stop.end(), next) != stop.end()) break;
+    if (generated == n_predict || end) break;
     const BatchToken t{next, pos++, 0, true};
     engine.decode(std::span<const BatchToken>(&t, 1));
     ++steps;
   }
   const double gen_s = now_seconds() - t_gen;
+  if (decoder) std::printf("%s", decoder->finish().c_str());
   std::printf("\n");
   std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.2f tok/s)\ngeneration: %lld tokens in %.3f s (%.2f tok/s)\n",
                prompt.size(), prompt_s, double(prompt.size()) / prompt_s, (long long)generated, gen_s,

@@ -1,18 +1,3 @@
-// Picks the next token from logits: greedy at temperature 0, otherwise softmax(logits / T)
-// restricted to the top_k most likely tokens and the smallest set reaching top_p.
-#pragma once
-
-#include <cstdint>
-#include <random>
-#include <vector>
-
-namespace moeserve {
-
-struct SamplerParams {
-  float temperature = 0.8f;
-  int top_k = 40;      // 0: no limit
-  float top_p = 0.95f; // 1: no limit
-  uint64_t seed = 0;
 // Token sampling from a row of logits, with llama.cpp's semantics and default order:
 //
 //   logit bias -> penalties (repeat / frequency / presence over the last penalty_last_n tokens)
@@ -71,17 +56,6 @@ struct SampledToken {
 
 class Sampler {
  public:
-  explicit Sampler(const SamplerParams& params) : params_(params), rng_(params.seed) {}
-  int32_t sample(const float* logits, int64_t n_vocab);
-
- private:
-  SamplerParams params_;
-  std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> candidates_;
-};
-
-int32_t argmax(const float* logits, int64_t n);
-
   // Fails (moeserve::Error) on parameters that cannot be honoured: NaN or out-of-range values,
   // bias entries for tokens outside the vocabulary.
   Sampler(SamplingParams params, int32_t n_vocab);

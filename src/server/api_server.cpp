@@ -163,11 +163,11 @@ void ApiServer::add_routes() {
     metrics_.count_request("/health", model() ? 200 : 503);
   });
   http_.route("GET", "/metrics", [this](const HttpRequest& req, HttpResponder& res) {
-    handle(Api::plain, "/metrics", req, res, [this](Call& c) {
+    handle(Api::plain, "/metrics", req, res, [this](Call& c) {  // answers while loading too
       if (!options_.metrics) throw ApiError{501, "this server does not serve metrics: start it with --metrics", "not_supported_error"};
       Metrics::Gauges g;
-      if (c.model) {
-        const Scheduler::Snapshot s = c.model->scheduler().snapshot();
+      if (const std::shared_ptr<ServedModel> m = model()) {
+        const Scheduler::Snapshot s = m->scheduler().snapshot();
         g = {s.slots_total, s.slots_busy, s.queue_length, s.kv_usage, s.checkpoint_bytes};
       }
       c.res.send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(g));

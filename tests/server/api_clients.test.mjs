@@ -120,8 +120,14 @@ test('anthropic: message, whole and streamed, with the SDK accumulating the even
   const final = await stream.finalMessage();
   assert.equal(final.content[0].text, whole.content[0].text);
   assert.equal(final.stop_reason, whole.stop_reason);
-  assert.deepEqual(events.slice(0, 3), ['message_start', 'content_block_start', 'ping']);
+  // The SDK consumes pings itself; the raw stream shows the whole sequence of the real API.
+  assert.deepEqual(events.slice(0, 2), ['message_start', 'content_block_start']);
   assert.deepEqual(events.slice(-3), ['content_block_stop', 'message_delta', 'message_stop']);
+  const raw = await fetch(`${server.url}/v1/messages`, { method: 'POST', body: JSON.stringify({ ...params, stream: true }) });
+  assert.equal(raw.headers.get('content-type'), 'text/event-stream');
+  const names = (await raw.text()).split('\n').filter((l) => l.startsWith('event: ')).map((l) => l.slice(7));
+  assert.deepEqual(names.slice(0, 3), ['message_start', 'content_block_start', 'ping']);
+  assert.deepEqual(names.slice(-3), ['content_block_stop', 'message_delta', 'message_stop']);
   assert.ok(final.usage.cache_read_input_tokens > 0, JSON.stringify(final.usage));
 });
 
