@@ -113,6 +113,17 @@ TEST(ChatTemplate, RecursionIsBounded) {
   std::string ifs;
   for (int i = 0; i < 5000; ++i) ifs += "{% if true %}";
   EXPECT_THROW(ChatTemplate(ifs + "x"), jinja::TemplateError);
+  // Long operator chains make deep trees without deep parsing.
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 200000; ++i) chain += " + 1";
+  EXPECT_THROW(ChatTemplate(chain + " }}"), jinja::TemplateError);
+  std::string filters = "{{ 'x'";
+  for (int i = 0; i < 100000; ++i) filters += "|upper";
+  EXPECT_THROW(ChatTemplate(filters + " }}"), jinja::TemplateError);
+  // Deep expressions inside deep macro recursion: bounded by the evaluation nesting limit.
+  std::string deep = "1";
+  for (int i = 0; i < 60; ++i) deep = "(" + deep + " + 1)";
+  EXPECT_THROW(render("{% macro f(n) %}{{ " + deep + " }}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), jinja::TemplateError);
 }
 
 TEST(ChatTemplate, DeepValuesAreRefused) {

@@ -56,6 +56,7 @@ struct Expr {
   ExprKind kind = ExprKind::Const;
   int line = 0;
   int column = 0;
+  int depth = 1;               // height of this subtree (the parser bounds it)
   Value value;                 // Const
   std::string name;            // Name, GetAttr, Filter, Test
   std::vector<ExprPtr> items;

@@ -253,7 +253,24 @@ Interpreter::Flow Interpreter::exec_body(const Body& body, const std::shared_ptr
   return Flow::Normal;
 }
 
+namespace {
+
+// Counts nested exec/eval frames; deep templates fail cleanly instead of overflowing the stack.
+struct NestingGuard {
+  NestingGuard(int& n, int limit) : nesting(n) {
+    if (++nesting > limit) {
+      --nesting;
+      throw RuntimeError("maximum recursion depth exceeded (the template nests too deeply)");
+    }
+  }
+  ~NestingGuard() { --nesting; }
+  int& nesting;
+};
+
+}  // namespace
+
 Interpreter::Flow Interpreter::exec(const Stmt& s, const std::shared_ptr<Scope>& scope) {
+  NestingGuard guard(nesting_, limits_.max_nesting);
   set_position(s.line, s.column);
   switch (s.kind) {
     case StmtKind::Output: emit(s.text); return Flow::Normal;
@@ -651,6 +668,7 @@ Value Interpreter::eval_slice(const Value& subject, const Expr& slice, const std
 }
 
 Value Interpreter::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
+  NestingGuard guard(nesting_, limits_.max_nesting);
   set_position(e.line, e.column);
   switch (e.kind) {
     case ExprKind::Const: return e.value;

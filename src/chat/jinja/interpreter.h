@@ -21,6 +21,7 @@ struct RenderLimits {
   size_t max_output_bytes = size_t(64) << 20;  // also the largest string a template may build
   uint64_t max_steps = 20'000'000;
   int max_call_depth = 100;                     // nested macro calls and recursive loops
+  int max_nesting = 1000;                       // nested evaluation frames: bounds the stack used
 };
 
 // raise_exception(msg) from a template.
@@ -92,6 +93,7 @@ class Interpreter {
   size_t output_total_ = 0;
   uint64_t steps_ = 0;
   int call_depth_ = 0;
+  int nesting_ = 0;
   int line_ = 1;
   int column_ = 1;
   std::vector<std::weak_ptr<Object>> namespaces_;

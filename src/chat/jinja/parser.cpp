@@ -1,5 +1,6 @@
 #include "chat/jinja/parser.h"
 
+#include <algorithm>
 #include <initializer_list>
 
 #include "chat/jinja/builtins.h"
@@ -81,6 +82,26 @@ class Parser {
     }
     ~DepthGuard() { --p.depth_; }
   };
+
+  // Records the height of a finished node and refuses trees the evaluator (which recurses over
+  // them) should not have to walk; `a + b + c ...` chains grow height without parser recursion.
+  ExprPtr seal(ExprPtr e) {
+    int d = 0;
+    auto see = [&](const ExprPtr& c) {
+      if (c) d = std::max(d, c->depth);
+    };
+    for (const ExprPtr& c : e->items) see(c);
+    for (const ExprPtr& c : e->args.positional) see(c);
+    for (const auto& kw : e->args.keyword) see(kw.second);
+    see(e->args.dyn_args);
+    see(e->args.dyn_kwargs);
+    e->depth = d + 1;
+    if (e->depth > limits_.max_expr_depth) fail_at_expr(*e, "expression too deeply nested");
+    return e;
+  }
+  [[noreturn]] static void fail_at_expr(const Expr& e, const std::string& message) {
+    throw TemplateError(message, e.line, e.column);
+  }
 
   ExprPtr node(ExprKind kind, const Token& at) {
     auto e = std::make_unique<Expr>();
@@ -408,7 +429,7 @@ class Parser {
     }
     auto e = node(ExprKind::Tuple, at);
     e->items = std::move(items);
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_expression(bool with_condexpr) {
@@ -427,7 +448,7 @@ class Parser {
       e->items.push_back(std::move(expr1));
       e->items.push_back(std::move(expr2));
       e->items.push_back(std::move(expr3));
-      expr1 = std::move(e);
+      expr1 = seal(std::move(e));
     }
     return expr1;
   }
@@ -439,7 +460,7 @@ class Parser {
       auto e = node(ExprKind::Or, at);
       e->items.push_back(std::move(left));
       e->items.push_back(parse_and());
-      left = std::move(e);
+      left = seal(std::move(e));
     }
     return left;
   }
@@ -451,7 +472,7 @@ class Parser {
       auto e = node(ExprKind::And, at);
       e->items.push_back(std::move(left));
       e->items.push_back(parse_not());
-      left = std::move(e);
+      left = seal(std::move(e));
     }
     return left;
   }
@@ -462,7 +483,7 @@ class Parser {
       DepthGuard guard(*this);
       auto e = node(ExprKind::Not, at);
       e->items.push_back(parse_not());
-      return e;
+      return seal(std::move(e));
     }
     return parse_compare();
   }
@@ -496,7 +517,7 @@ class Parser {
     e->items.push_back(std::move(expr));
     for (auto& o : operands) e->items.push_back(std::move(o));
     e->cmp_ops = std::move(ops);
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr binary(BinOp op, ExprPtr left, ExprPtr right, const Token& at) {
@@ -504,7 +525,7 @@ class Parser {
     e->op = op;
     e->items.push_back(std::move(left));
     e->items.push_back(std::move(right));
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_math1() {
@@ -525,7 +546,7 @@ class Parser {
     auto e = node(ExprKind::Concat, at);
     e->items.push_back(std::move(first));
     while (skip_op("~")) e->items.push_back(parse_math2());
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_math2() {
@@ -556,6 +577,7 @@ class Parser {
       advance();
       e = node(neg ? ExprKind::Neg : ExprKind::Pos, at);
       e->items.push_back(parse_unary(false));
+      e = seal(std::move(e));
     } else {
       e = parse_primary();
     }
@@ -622,7 +644,7 @@ class Parser {
       e->items.push_back(parse_expression(true));
     }
     expect_op("]");
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_dict() {
@@ -636,7 +658,7 @@ class Parser {
       e->items.push_back(parse_expression(true));
     }
     expect_op("}");
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_postfix(ExprPtr e) {
@@ -674,7 +696,7 @@ class Parser {
         auto e = node(ExprKind::GetAttr, t);
         e->name = attr.value;
         e->items.push_back(std::move(subject));
-        return e;
+        return seal(std::move(e));
       }
       if (attr.type != TokenType::Integer) fail_at(attr, "expected name or number");
       auto e = node(ExprKind::GetItem, t);
@@ -682,7 +704,7 @@ class Parser {
       auto index = node(ExprKind::Const, attr);
       index->value = Value::integer(attr.int_value);
       e->items.push_back(std::move(index));
-      return e;
+      return seal(std::move(e));
     }
     std::vector<ExprPtr> args;
     while (!is_op("]")) {
@@ -697,9 +719,9 @@ class Parser {
     } else {
       auto tuple = node(ExprKind::Tuple, t);
       tuple->items = std::move(args);
-      e->items.push_back(std::move(tuple));
+      e->items.push_back(seal(std::move(tuple)));
     }
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_subscribed() {
@@ -730,7 +752,7 @@ class Parser {
     }
     auto e = node(ExprKind::Slice, at);
     e->items = std::move(args);
-    return e;
+    return seal(std::move(e));
   }
 
   void parse_call_args(CallSiteArgs& out) {
@@ -771,7 +793,7 @@ class Parser {
     auto e = node(ExprKind::Call, cur());
     e->items.push_back(std::move(callee));
     parse_call_args(e->args);
-    return e;
+    return seal(std::move(e));
   }
 
   ExprPtr parse_filter(ExprPtr subject, bool start_inline) {
@@ -787,7 +809,7 @@ class Parser {
       if (!e->filter) fail_at(name_token, "No filter named '" + name + "'.");
       e->items.push_back(std::move(subject));
       if (is_op("(")) parse_call_args(e->args);
-      subject = std::move(e);
+      subject = seal(std::move(e));
     }
     return subject;
   }
@@ -812,10 +834,11 @@ class Parser {
       if (is_name("is")) fail("You cannot chain multiple tests with is");
       e->args.positional.push_back(parse_postfix(parse_primary()));
     }
+    e = seal(std::move(e));
     if (!negated) return e;
     auto n = node(ExprKind::Not, name_token);
     n->items.push_back(std::move(e));
-    return n;
+    return seal(std::move(n));
   }
 
   std::vector<Token> tokens_;

@@ -10,7 +10,8 @@
 namespace moeserve::jinja {
 
 struct ParseLimits {
-  int max_nesting = 200;  // expression and block nesting depth (bounds the parser's recursion)
+  int max_nesting = 200;     // block and parenthesis nesting (bounds the parser's recursion)
+  int max_expr_depth = 300;  // height of an expression tree, long operator chains included
 };
 
 // Throws TemplateError (with line and column) for syntax errors.
