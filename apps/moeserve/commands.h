@@ -7,7 +7,10 @@ namespace moeserve::cli {
 
 int cmd_types(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
+int cmd_synth(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_perplexity(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
