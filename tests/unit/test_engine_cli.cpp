@@ -11,10 +11,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "convert_test_util.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
 #include "tiny_models.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_gguf.h"
 
 namespace moeserve::test {
 namespace {
@@ -141,6 +144,53 @@ TEST_F(EngineCli, BenchFormats) {
   ASSERT_EQ(csv.status, 0) << csv.err;
   EXPECT_EQ(csv.out.rfind("model_type,model_size,", 0), 0u) << csv.out;
   EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 2);
+}
+
+TEST_F(EngineCli, TextPromptsUseTheModelsTokenizer) {
+  // A model with a real vocabulary: the qwen3next HF fixture, converted.
+  const std::string model = convert_test::converted("qwen3next");
+  const std::string text = "<|im_start|>user\nWrite a function.<|im_end|>\n";
+  tokenizer::EncodeOptions enc;
+  enc.add_special = true;
+  std::string ids;
+  const tokenizer::Tokenizer tok(tokenizer::vocab_from_gguf(gguf::GgufFile::open(model)));
+  for (tokenizer::TokenId id : tok.encode(text, enc)) ids += (ids.empty() ? "" : " ") + std::to_string(id);
+  const CliResult by_text = moeserve("run -m '" + model + "' -p '" + text + "' -n 5 --temp 0 -t 1 --print-ids --ignore-eos");
+  const CliResult by_ids = moeserve("run -m '" + model + "' --ids '" + ids + "' -n 5 --temp 0 -t 1 --ignore-eos");
+  ASSERT_EQ(by_text.status, 0) << by_text.err;
+  ASSERT_EQ(by_ids.status, 0) << by_ids.err;
+  EXPECT_EQ(by_text.out, by_ids.out);
+  EXPECT_NE(by_text.err.find(str_cat("prompt: ", tok.encode(text, enc).size(), " tokens")), std::string::npos);
+  // Text out: the same tokens through the streaming decoder (random models emit stray UTF-8
+  // bytes, which it prints as U+FFFD).
+  const CliResult as_text = moeserve("run -m '" + model + "' -p '" + text + "' -n 5 --temp 0 -t 1 --ignore-eos");
+  ASSERT_EQ(as_text.status, 0) << as_text.err;
+  std::vector<tokenizer::TokenId> generated;
+  std::istringstream in(by_ids.out);
+  for (int id; in >> id;) generated.push_back(id);
+  tokenizer::StreamDecoder stream(tok);
+  std::string expected;
+  for (tokenizer::TokenId id : generated) expected += stream.push(id);
+  EXPECT_EQ(as_text.out, expected + stream.finish() + "\n");
+
+  // perplexity -f tokenizes the file (special-token texts stay text) like --ids-file of those ids.
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  std::string body;
+  for (int i = 0; i < 12; ++i) body += "def f(x):\n    return x * " + std::to_string(i) + "\n";
+  {
+    std::ofstream(dir + "/moeserve_cli_text.txt") << body;
+    tokenizer::EncodeOptions ppl_enc;
+    ppl_enc.add_special = true;
+    ppl_enc.parse_special = false;
+    std::ofstream ids_out(dir + "/moeserve_cli_text_ids.txt");
+    for (tokenizer::TokenId id : tok.encode(body, ppl_enc)) ids_out << id << " ";
+  }
+  const CliResult f = moeserve("perplexity -m '" + model + "' -f '" + dir + "/moeserve_cli_text.txt' -c 32 -t 1");
+  const CliResult i = moeserve("perplexity -m '" + model + "' --ids-file '" + dir + "/moeserve_cli_text_ids.txt' -c 32 -t 1");
+  ASSERT_EQ(f.status, 0) << f.err;
+  ASSERT_EQ(i.status, 0) << i.err;
+  EXPECT_EQ(f.out, i.out);
+  EXPECT_NE(f.out.find("Final estimate: PPL = "), std::string::npos);
 }
 
 TEST_F(EngineCli, ErrorsNameTheProblem) {
