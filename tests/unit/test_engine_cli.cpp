@@ -34,9 +34,14 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
+// Scratch files of this process (ctest runs test processes in parallel), removed at exit.
+std::string scratch(const std::string& name) {
+  static convert_test::TempDir dir;
+  return dir.file(name);
+}
+
 CliResult moeserve(const std::string& args) {
-  const std::string dir = std::filesystem::temp_directory_path().string();
-  const std::string out = dir + "/moeserve_cli_out.txt", err = dir + "/moeserve_cli_err.txt";
+  const std::string out = scratch("out.txt"), err = scratch("err.txt");
   const int rc = std::system((std::string("'") + MOESERVE_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'").c_str());
   return CliResult{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
 }
@@ -82,7 +87,7 @@ TEST_F(EngineCli, RunGreedyPrintsTheEnginesArgmaxTokens) {
 TEST_F(EngineCli, PerplexityFollowsLlamaPerplexity) {
   std::vector<int32_t> tokens;
   for (int i = 0; i < 40; ++i) tokens.push_back((i * 29 + 3) % 96);
-  const std::string ids_file = (std::filesystem::temp_directory_path() / "moeserve_cli_ids.txt").string();
+  const std::string ids_file = scratch("ids.txt");
   {
     std::ofstream f(ids_file);
     for (int32_t t : tokens) f << t << " ";
@@ -174,19 +179,18 @@ TEST_F(EngineCli, TextPromptsUseTheModelsTokenizer) {
   EXPECT_EQ(as_text.out, expected + stream.finish() + "\n");
 
   // perplexity -f tokenizes the file (special-token texts stay text) like --ids-file of those ids.
-  const std::string dir = std::filesystem::temp_directory_path().string();
   std::string body;
   for (int i = 0; i < 12; ++i) body += "def f(x):\n    return x * " + std::to_string(i) + "\n";
   {
-    std::ofstream(dir + "/moeserve_cli_text.txt") << body;
+    std::ofstream(scratch("text.txt")) << body;
     tokenizer::EncodeOptions ppl_enc;
     ppl_enc.add_special = true;
     ppl_enc.parse_special = false;
-    std::ofstream ids_out(dir + "/moeserve_cli_text_ids.txt");
+    std::ofstream ids_out(scratch("text_ids.txt"));
     for (tokenizer::TokenId id : tok.encode(body, ppl_enc)) ids_out << id << " ";
   }
-  const CliResult f = moeserve("perplexity -m '" + model + "' -f '" + dir + "/moeserve_cli_text.txt' -c 32 -t 1");
-  const CliResult i = moeserve("perplexity -m '" + model + "' --ids-file '" + dir + "/moeserve_cli_text_ids.txt' -c 32 -t 1");
+  const CliResult f = moeserve("perplexity -m '" + model + "' -f '" + scratch("text.txt") + "' -c 32 -t 1");
+  const CliResult i = moeserve("perplexity -m '" + model + "' --ids-file '" + scratch("text_ids.txt") + "' -c 32 -t 1");
   ASSERT_EQ(f.status, 0) << f.err;
   ASSERT_EQ(i.status, 0) << i.err;
   EXPECT_EQ(f.out, i.out);
