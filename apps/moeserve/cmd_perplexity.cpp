@@ -18,10 +18,11 @@ namespace moeserve::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: moeserve perplexity -m MODEL.gguf (--ids LIST | --ids-file FILE) [-c N] [options]\n\n"
-    "Scores the model on a token sequence the way llama-perplexity does: chunks of -c tokens\n"
-    "(default 512), the second half of each scored; prints the running PPL per chunk and\n"
+    "usage: moeserve perplexity -m MODEL.gguf (-f FILE | --ids LIST | --ids-file FILE) [-c N] [options]\n\n"
+    "Scores the model on a text the way llama-perplexity does: chunks of -c tokens (default 512),\n"
+    "the second half of each scored; prints the running PPL per chunk and\n"
     "`Final estimate: PPL = X +/- Y`.\n\n"
+    "  -f, --file FILE        text, tokenized with the model's vocabulary (BOS as it asks)\n"
     "  --ids LIST             token ids: \"[1, 2, 3]\" or \"1 2 3\"\n"
     "  --ids-file FILE        token ids from a file (same syntax)\n"
     "  --chunks N             score at most N chunks\n";
@@ -42,6 +43,7 @@ int cmd_perplexity(int argc, char** argv) {
   args.n_ctx = 512;
   std::vector<int32_t> tokens;
   int64_t max_chunks = -1;
+  std::string text_file;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -49,7 +51,9 @@ int cmd_perplexity(int argc, char** argv) {
       return 0;
     }
     if (args.parse(argc, argv, i)) continue;
-    if (a == "--ids") {
+    if (a == "-f" || a == "--file") {
+      text_file = flag_value(argc, argv, i);
+    } else if (a == "--ids") {
       tokens = parse_ids(a, flag_value(argc, argv, i));
     } else if (a == "--ids-file") {
       const std::string path(flag_value(argc, argv, i));
@@ -64,10 +68,23 @@ int cmd_perplexity(int argc, char** argv) {
       fail("unknown option '", a, "' (see moeserve perplexity --help)");
     }
   }
-  if (tokens.empty()) fail("missing input: --ids LIST or --ids-file FILE");
+  if (tokens.empty() && text_file.empty()) fail("missing input: -f FILE, --ids LIST or --ids-file FILE");
+  if (!tokens.empty() && !text_file.empty()) fail("give the input once: -f FILE or token ids, not both");
   if (args.n_ctx < 4) fail("option -c: perplexity needs a context of at least 4 tokens");
 
   LoadedModel m = load_model(args);
+  if (!text_file.empty()) {
+    std::ifstream in(text_file, std::ios::binary);
+    if (!in) fail("cannot read ", text_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    const tokenizer::Tokenizer tok = model_tokenizer(*m.file);
+    tokenizer::EncodeOptions enc;
+    enc.add_special = true;     // as llama-perplexity: BOS when the vocabulary adds one,
+    enc.parse_special = false;  // and special-token texts in the file stay plain text
+    for (tokenizer::TokenId id : tok.encode(text.str(), enc)) tokens.push_back(int32_t(id));
+    std::fprintf(stderr, "perplexity: %s: %zu tokens\n", text_file.c_str(), tokens.size());
+  }
   EngineOptions options = args.engine_options(m.model->hparams());
   options.n_batch = std::min(args.n_batch, args.n_ctx);
   Engine engine(*m.model, *m.backend, options);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "tokenizer/vocab_gguf.h"
 
 namespace moeserve::cli {
 
@@ -127,6 +128,10 @@ LoadedModel load_model(const EngineArgs& args) {
   m.load_seconds = now_seconds() - t0;
   for (const gguf::TensorInfo& t : m.file->tensors()) m.n_params += uint64_t(t.n_elements());
   return m;
+}
+
+tokenizer::Tokenizer model_tokenizer(const gguf::GgufFile& file) {
+  return tokenizer::Tokenizer(tokenizer::vocab_from_gguf(file), file.path());
 }
 
 }  // namespace moeserve::cli

@@ -12,6 +12,7 @@
 #include "gguf/gguf_file.h"
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moeserve::cli {
 
@@ -47,6 +48,10 @@ struct LoadedModel {
 };
 
 LoadedModel load_model(const EngineArgs& args);
+
+// The model's own tokenizer (its tokenizer.ggml.* keys); moeserve::Error naming the file when it
+// has none or a broken one.
+tokenizer::Tokenizer model_tokenizer(const gguf::GgufFile& file);
 
 double now_seconds();
 

@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "quant_test_util.h"
 
 namespace moeserve::test {
 
@@ -53,11 +54,17 @@ inline HostTensor random_f32(std::array<int64_t, 4> ne, float lo = -1.0f, float 
   return h;
 }
 
-// Random values quantized to `type` with its reference quantizer.
+// Random values quantized to `type` with its reference quantizer; types without one (the
+// i-quants) get random blocks with sane scales (every index, sign and sub-scale pattern).
 inline HostTensor random_typed(GgmlType type, std::array<int64_t, 4> ne, float scale = 1.0f) {
-  HostTensor src = random_f32(ne, -scale, scale);
   HostTensor h = HostTensor::make(type, ne);
   const TypeTraits& tr = type_traits(type);
+  if (!tr.quantize) {
+    const std::vector<uint8_t> blocks = random_blocks(type, h.t.n_elements(), uint32_t(rng()()));
+    std::memcpy(h.t.data, blocks.data(), blocks.size());
+    return h;
+  }
+  HostTensor src = random_f32(ne, -scale, scale);
   for (int64_t r = 0; r < h.t.n_rows(); ++r) tr.quantize(src.f() + r * ne[0], h.t.flat_row(r), ne[0]);
   return h;
 }

@@ -268,7 +268,8 @@ TEST(EngineErrors, LoaderNamesTheProblem) {
     if (t.name == "blk.1.attn_k.weight") continue;  // and one tensor missing
     tensors.push_back({t.name, t.type, t.ne, std::vector<uint8_t>(t.data, t.data + t.n_bytes)});
   }
-  const std::string bad = (std::filesystem::temp_directory_path() / "moeserve_test_shape_bad.gguf").string();
+  static convert_test::TempDir dir;
+  const std::string bad = dir.file("shape_bad.gguf");
   gguf::GgufWriter::write_file(bad, md, tensors);
   try {
     load(bad, make_cpu_backend(1));

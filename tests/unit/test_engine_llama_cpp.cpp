@@ -1,11 +1,9 @@
-// Our engine against llama.cpp itself on the same GGUF files: the prebuilt libllama from the npm
-// package @node-llama-cpp/linux-x64 (tests/clients, installed by scripts/setup.sh), driven through
-// its C API. Tiny random models of each architecture, F32 weights and F32 KV caches on both sides
-// (llama.cpp's F16 paths round attention probabilities to F16), llama.cpp without flash
-// attention, ours with and without; the logits of every prompt position must agree within 1e-4
-// of their scale (the engines differ in summation order and in the L2-norm epsilon form,
-// qwen3next.md §8).
-#include <dlfcn.h>
+// Our engine against llama.cpp itself on the same GGUF files (llama_cpp_reference.h: the prebuilt
+// libllama from the npm package @node-llama-cpp/linux-x64). Tiny random models of each
+// architecture, F32 weights and F32 KV caches on both sides (llama.cpp's F16 paths round attention
+// probabilities to F16), llama.cpp without flash attention, ours with and without; the logits of
+// every prompt position must agree within 1e-4 of their scale (the engines differ in summation
+// order and in the L2-norm epsilon form, qwen3next.md §8).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "llama_cpp_reference.h"
 #include "model/model.h"
 #include "ops_test_util.h"
 #include "runtime/engine.h"
@@ -21,117 +20,6 @@
 
 namespace moeserve::test {
 namespace {
-
-// llama.h's batch (stable layout) and opaque handles. The default parameter structs are only
-// passed back unchanged, so they are held as byte buffers larger than the real structs (returned
-// and passed in memory either way on x86-64).
-struct LlamaBatch {
-  int32_t n_tokens;
-  int32_t* token;
-  float* embd;
-  int32_t* pos;
-  int32_t* n_seq_id;
-  int32_t** seq_id;
-  int8_t* logits;
-};
-struct Params {
-  alignas(16) unsigned char bytes[1024];
-  int32_t& i32(size_t offset) { return *reinterpret_cast<int32_t*>(bytes + offset); }
-};
-// Offsets in this build's llama_context_params, checked against its defaults before use.
-constexpr size_t kNCtx = 0, kFlashAttnType = 52, kTypeK = 104, kTypeV = 108;
-
-class LlamaCpp {
- public:
-  static LlamaCpp& get() {
-    static LlamaCpp lib;
-    return lib;
-  }
-  const std::string& error() const { return error_; }
-
-  // Logits of every position of `tokens` (one sequence, one step), row-major [n][n_vocab].
-  std::vector<std::vector<float>> logits(const std::string& path, const std::vector<int32_t>& tokens) {
-    const Params mp = model_default_params_();
-    void* model = model_load_(path.c_str(), mp);
-    if (!model) throw std::runtime_error("llama.cpp could not load " + path);
-    Params cp = context_default_params_();
-    if (cp.i32(kNCtx) != 512 || cp.i32(kFlashAttnType) != -1 || cp.i32(kTypeK) != 1 || cp.i32(kTypeV) != 1) {
-      throw std::runtime_error("unexpected llama_context_params layout (another llama.cpp version?)");
-    }
-    cp.i32(kFlashAttnType) = 0;  // disabled
-    cp.i32(kTypeK) = cp.i32(kTypeV) = 0;  // F32
-    void* ctx = init_from_model_(model, cp);
-    if (!ctx) throw std::runtime_error("llama.cpp could not create a context");
-    set_n_threads_(ctx, 1, 1);
-    const int32_t n = int32_t(tokens.size());
-    std::vector<int32_t> tok(tokens), pos(static_cast<size_t>(n)), n_seq(static_cast<size_t>(n), 1), seq0(1, 0);
-    std::vector<int32_t*> seq(static_cast<size_t>(n), seq0.data());
-    std::vector<int8_t> want(static_cast<size_t>(n), 1);
-    for (int32_t i = 0; i < n; ++i) pos[size_t(i)] = i;
-    const LlamaBatch batch{n, tok.data(), nullptr, pos.data(), n_seq.data(), seq.data(), want.data()};
-    if (decode_(ctx, batch) != 0) throw std::runtime_error("llama_decode failed");
-    const int32_t n_vocab = vocab_n_tokens_(model_get_vocab_(model));
-    std::vector<std::vector<float>> out;
-    for (int32_t i = 0; i < n; ++i) {
-      const float* l = get_logits_ith_(ctx, i);
-      out.emplace_back(l, l + n_vocab);
-    }
-    free_(ctx);
-    model_free_(model);
-    return out;
-  }
-
- private:
-  LlamaCpp() {
-    const std::string dir =
-        std::string(MOESERVE_SOURCE_DIR) + "/tests/clients/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/";
-    void* ggml = dlopen((dir + "libggml.v0.4.0.so").c_str(), RTLD_NOW | RTLD_GLOBAL);
-    handle_ = ggml ? dlopen((dir + "libllama.v0.4.0.so").c_str(), RTLD_NOW | RTLD_LOCAL) : nullptr;
-    if (!handle_) {
-      error_ = std::string("cannot load llama.cpp (") + dlerror() + "); scripts/setup.sh installs it (npm ci in tests/clients)";
-      return;
-    }
-    auto load_backend = reinterpret_cast<void* (*)(const char*)>(dlsym(ggml, "ggml_backend_load"));
-    // The baseline x86-64 CPU build of ggml (no ISA-specific kernels: plain, portable sums).
-    if (!load_backend || !load_backend((dir + "libggml-cpu-x64.so").c_str())) {
-      error_ = "cannot load ggml's CPU backend";
-      return;
-    }
-    auto quiet = reinterpret_cast<void (*)(void (*)(int, const char*, void*), void*)>(dlsym(handle_, "llama_log_set"));
-    if (quiet) quiet([](int, const char*, void*) {}, nullptr);
-    sym(model_default_params_, "llama_model_default_params");
-    sym(context_default_params_, "llama_context_default_params");
-    sym(model_load_, "llama_model_load_from_file");
-    sym(init_from_model_, "llama_init_from_model");
-    sym(set_n_threads_, "llama_set_n_threads");
-    sym(decode_, "llama_decode");
-    sym(get_logits_ith_, "llama_get_logits_ith");
-    sym(model_get_vocab_, "llama_model_get_vocab");
-    sym(vocab_n_tokens_, "llama_vocab_n_tokens");
-    sym(free_, "llama_free");
-    sym(model_free_, "llama_model_free");
-    reinterpret_cast<void (*)()>(dlsym(handle_, "llama_backend_init"))();
-  }
-  template <typename Fn>
-  void sym(Fn& fn, const char* name) {
-    fn = reinterpret_cast<Fn>(dlsym(handle_, name));
-    if (!fn && error_.empty()) error_ = std::string("llama.cpp lacks ") + name;
-  }
-
-  void* handle_ = nullptr;
-  std::string error_;
-  Params (*model_default_params_)() = nullptr;
-  Params (*context_default_params_)() = nullptr;
-  void* (*model_load_)(const char*, Params) = nullptr;
-  void* (*init_from_model_)(void*, Params) = nullptr;
-  void (*set_n_threads_)(void*, int32_t, int32_t) = nullptr;
-  int32_t (*decode_)(void*, LlamaBatch) = nullptr;
-  float* (*get_logits_ith_)(void*, int32_t) = nullptr;
-  const void* (*model_get_vocab_)(const void*) = nullptr;
-  int32_t (*vocab_n_tokens_)(const void*) = nullptr;
-  void (*free_)(void*) = nullptr;
-  void (*model_free_)(void*) = nullptr;
-};
 
 struct Case {
   std::string arch;
@@ -142,7 +30,7 @@ struct Case {
 class MatchesLlamaCpp : public ::testing::TestWithParam<Case> {};
 
 TEST_P(MatchesLlamaCpp, PromptLogits) {
-  LlamaCpp& ref = LlamaCpp::get();
+  const LlamaCpp& ref = LlamaCpp::get();
   ASSERT_TRUE(ref.error().empty()) << ref.error();
   TinyConfig c;
   c.arch = GetParam().arch;
@@ -151,7 +39,12 @@ TEST_P(MatchesLlamaCpp, PromptLogits) {
       TinyModelWriter(c).write("moeserve_llama_cpp_" + c.arch + "_" + type_name(c.matrix_type) + ".gguf");
   std::vector<int32_t> tokens;
   for (int i = 0; i < 40; ++i) tokens.push_back(int32_t((i * 37 + 11) % c.n_vocab));
-  const auto expected = ref.logits(path, tokens);
+  int64_t n_vocab = 0;
+  const std::vector<float> flat = ref.logits(path, tokens, &n_vocab);
+  std::vector<std::vector<float>> expected;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    expected.emplace_back(flat.begin() + long(i) * n_vocab, flat.begin() + long(i + 1) * n_vocab);
+  }
 
   auto backend = make_cpu_backend(2);
   auto model = load_model(std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(path)), *backend);

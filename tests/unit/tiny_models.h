@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/ggml_type.h"
+#include "convert_test_util.h"
 #include "gguf/gguf_writer.h"
 
 namespace moeserve::test {
@@ -31,7 +32,8 @@ class TinyModelWriter {
  public:
   explicit TinyModelWriter(const TinyConfig& c) : c_(c), rng_(c.seed) {}
 
-  // Writes the model and returns its path (under the system temp dir).
+  // Writes the model and returns its path, in a temporary directory of this process (ctest runs
+  // test processes in parallel) that is removed when the process exits.
   std::string write(const std::string& file_name) {
     using gguf::Value;
     const std::string a = c_.arch;
@@ -115,7 +117,8 @@ class TinyModelWriter {
         matrix(p + "ffn_down.weight", {c_.n_ff, E}, 1.0f);
       }
     }
-    const std::string path = (std::filesystem::temp_directory_path() / file_name).string();
+    static convert_test::TempDir dir;
+    const std::string path = dir.file(file_name);
     gguf::GgufWriter::write_file(path, md_, tensors_);
     return path;
   }

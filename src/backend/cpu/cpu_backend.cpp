@@ -8,6 +8,8 @@
 #include <limits>
 #include <thread>
 
+#include <sys/mman.h>
+
 #include "core/error.h"
 
 namespace moeserve::cpu {
@@ -37,6 +39,14 @@ std::string CpuBackend::name() const {
 }
 
 Buffer CpuBackend::alloc(size_t bytes) {
+  // Large buffers (caches, scratch, logits) come from the kernel as zero pages that are only
+  // faulted in when first touched, so planning for the worst case costs no time at start-up.
+  constexpr size_t kMapThreshold = size_t(1) << 20;
+  if (bytes >= kMapThreshold) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail("out of memory allocating ", bytes, " bytes of CPU memory");
+    return Buffer(p, bytes, [bytes](void* q) { munmap(q, bytes); });
+  }
   // 64-byte alignment: cache lines and AVX-512 loads.
   const size_t size = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, size ? size : 64);

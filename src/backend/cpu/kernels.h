@@ -44,5 +44,6 @@ Kernels make_kernels(Isa isa);
 
 // Per-ISA overrides, each in its own file compiled with that ISA's target attribute.
 void install_avx2_kernels(Kernels& k);
+void install_avx2_iq_kernels(Kernels& k);
 
 }  // namespace moeserve::cpu

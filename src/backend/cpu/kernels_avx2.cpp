@@ -210,7 +210,7 @@ MOESERVE_AVX2 void dequantize_q4_0(const void* blocks, float* out, int64_t n) {
   }
 }
 
-// ---- Q8_K / Q4_K -----------------------------------------------------------------------------
+// ---- Q8_K / Q4_K / Q5_K / Q6_K -----------------------------------------------------------------------------
 
 MOESERVE_AVX2 void quantize_q8_k(const float* in, void* blocks, int64_t n) {
   auto* y = static_cast<BlockQ8_K*>(blocks);
@@ -285,6 +285,76 @@ MOESERVE_AVX2 float vec_dot_q4_k(int64_t n, const void* w, const void* a) {
   return hsum(acc) - mins;
 }
 
+MOESERVE_AVX2 float vec_dot_q5_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ5_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int msum = 0;
+    int16_t sc[8];
+    for (int s = 0; s < 8; ++s) {
+      const ScaleMin sm = q4k_scale_min(x[i].scales, s);
+      sc[s] = sm.scale;
+      msum += sm.min * (y[i].bsums[2 * s] + y[i].bsums[2 * s + 1]);
+    }
+    // qh[l] bit 2c (2c+1): the fifth bit of element 64c + l (64c + 32 + l).
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
+      const __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+      const __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, low4), h_lo);
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), low4), h_hi);
+      const __m256i y_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
+      const __m256i y_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
+      const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), _mm256_set1_epi16(sc[2 * c]));
+      const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), _mm256_set1_epi16(sc[2 * c + 1]));
+      isum = _mm256_add_epi32(isum, _mm256_add_epi32(p_lo, p_hi));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
+    mins += y[i].d * h2f(x[i].dmin) * float(msum);
+  }
+  return hsum(acc) - mins;
+}
+
+// Q6_K: values stored +32; sum (q - 32) * y = sum q * y - 32 * sum y, the latter from bsums.
+MOESERVE_AVX2 float vec_dot_q6_k(int64_t n, const void* w, const void* a) {
+  const auto* x = static_cast<const BlockQ6_K*>(w);
+  const auto* y = static_cast<const BlockQ8_K*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int offset = 0;
+    for (int g = 0; g < QK_K / 16; ++g) offset += x[i].scales[g] * y[i].bsums[g];
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 2; ++c) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].ql + 64 * c));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].ql + 64 * c + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh + 32 * c));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, two), 4)),
+          _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), two), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), two), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), two), 4)),
+      };
+      for (int j = 0; j < 4; ++j) {
+        const int8_t* sc = x[i].scales + 8 * c + 2 * j;  // scales of the two 16-element halves
+        const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 128 * c + 32 * j));
+        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], yv), scales));
+      }
+    }
+    const __m256i total = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * offset, 0, 0, 0, 0, 0, 0, 0));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)), _mm256_cvtepi32_ps(total), acc);
+  }
+  return hsum(acc);
+}
+
 }  // namespace
 
 void install_avx2_kernels(Kernels& k) {
@@ -301,6 +371,8 @@ void install_avx2_kernels(Kernels& k) {
   k.dequantize[size_t(GgmlType::Q4_0)] = dequantize_q4_0;
   k.quantize[size_t(GgmlType::Q8_K)] = quantize_q8_k;
   k.vec_dot[size_t(GgmlType::Q4_K)] = vec_dot_q4_k;
+  k.vec_dot[size_t(GgmlType::Q5_K)] = vec_dot_q5_k;
+  k.vec_dot[size_t(GgmlType::Q6_K)] = vec_dot_q6_k;
 }
 
 }  // namespace moeserve::cpu
