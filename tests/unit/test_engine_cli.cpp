@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,13 +15,14 @@
 #include "convert_test_util.h"
 #include "model/model.h"
 #include "runtime/engine.h"
-#include "runtime/sampler.h"
 #include "tiny_models.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_gguf.h"
 
 namespace moeserve::test {
 namespace {
+
+int32_t argmax(const float* logits, int64_t n) { return int32_t(std::max_element(logits, logits + n) - logits); }
 
 struct CliResult {
   int status = -1;
