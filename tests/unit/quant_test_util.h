@@ -126,4 +126,31 @@ inline bool all_finite(const std::vector<float>& y) {
   return true;
 }
 
+// Rows that exercise the quantizers' branches: ordinary, tiny and heavy-tailed values, all-zero
+// and constant blocks, a single outlier, and a mix of zero and non-zero blocks in one row.
+inline std::vector<std::vector<float>> quantizer_rows(int64_t n) {
+  std::vector<std::vector<float>> rows;
+  for (uint32_t seed = 1; seed <= 4; ++seed) rows.push_back(normal_row(n, seed));
+  rows.push_back(normal_row(n, 5, 1e-3f));
+  rows.push_back(normal_row(n, 6, 300.0f));
+  rows.push_back(heavy_tailed_row(n, 7));
+  rows.push_back(heavy_tailed_row(n, 8));
+  rows.push_back(std::vector<float>(static_cast<size_t>(n), 0.0f));
+  rows.push_back(std::vector<float>(static_cast<size_t>(n), 0.7f));
+  rows.push_back(std::vector<float>(static_cast<size_t>(n), -2.5f));
+  std::vector<float> outlier = normal_row(n, 9);
+  outlier[77] = 500.0f;
+  rows.push_back(outlier);
+  std::vector<float> mixed = normal_row(n, 10);
+  for (int64_t i = 0; i < n; ++i) {
+    if ((i / 256) % 3 == 1) mixed[size_t(i)] = 0.0f;
+    if ((i / 256) % 3 == 2 && i % 7 != 0) mixed[size_t(i)] = 0.0f;  // sparse super-blocks
+  }
+  rows.push_back(mixed);
+  std::vector<float> positive = normal_row(n, 11);
+  for (float& v : positive) v = std::fabs(v) + 0.25f;  // no negative values: min clamps to 0
+  rows.push_back(positive);
+  return rows;
+}
+
 }  // namespace moeserve::test
