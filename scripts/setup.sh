@@ -23,11 +23,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# npm packages the tests compare against (tests/clients/package.json): reinstalled only when the
-# lock file changed since the last install.
-if [ -f tests/clients/package-lock.json ] &&
-   [ ! tests/clients/node_modules/.package-lock.json -nt tests/clients/package-lock.json ]; then
-  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+# npm packages the tests compare against (tests/clients): installed again only when the lock file
+# changed since the last install.
+if [ -f tests/clients/package-lock.json ]; then
+  stamp=tests/clients/node_modules/.moeserve-installed-lock
+  if ! cmp -s tests/clients/package-lock.json "$stamp"; then
+    echo "setup: npm ci in tests/clients"
+    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/clients/package-lock.json "$stamp"
+  fi
 fi
 
 build_type="${MOESERVE_BUILD_TYPE:-RelWithDebInfo}"

@@ -17,6 +17,7 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
+    {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
 };
 
 void print_usage(std::FILE* out) {

@@ -27,6 +27,7 @@ struct TensorInfo {
   uint64_t n_bytes = 0;
   uint32_t part = 0;     // index of the split part holding it (0 for single files)
   const uint8_t* data = nullptr;  // null when the file's data is cut short before this tensor ends
+                                  // (a tensor of 0 bytes is never missing)
 
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
@@ -42,7 +43,8 @@ struct OpenOptions {
 class GgufFile {
  public:
   static GgufFile open(const std::string& path, const OpenOptions& options = {});
-  // Validates a file held in memory (the fuzz target, tests); `name` is used in messages.
+  // Validates a file held in memory (the fuzz target, tests); `name` is used in messages. Tensor
+  // data points into `bytes`, which must outlive the result. Split parts are not looked for.
   static GgufFile parse(const uint8_t* bytes, size_t size, std::string name, const OpenOptions& options = {});
 
   GgufFile(GgufFile&&) noexcept;
@@ -50,6 +52,7 @@ class GgufFile {
   ~GgufFile();
 
   const std::string& path() const;        // first part
+  const std::string& part_path(size_t part) const;
   uint32_t version() const;               // 2 or 3
   uint32_t alignment() const;
   size_t n_parts() const;

@@ -16,7 +16,12 @@ namespace moeserve::gguf {
 
 class GgufWriter {
  public:
+  // The alignment must be a power of two; other than 32 it is written as general.alignment.
   explicit GgufWriter(uint32_t alignment = 32);
+  GgufWriter(const GgufWriter&) = delete;
+  GgufWriter& operator=(const GgufWriter&) = delete;
+  // A file not finished (an exception, an abandoned write) is closed and removed, so no half-written
+  // file is left looking like a model.
   ~GgufWriter();
 
   // Keys keep insertion order; setting an existing key replaces its value.
@@ -30,6 +35,9 @@ class GgufWriter {
   void write_tensor_data(const void* data, size_t n_bytes);
   // Checks that every tensor was written, flushes and closes. Throws on any I/O error.
   void finish();
+  // Closes the file after the header and the tensors written so far, leaving it cut short like an
+  // interrupted download (for tests and for header-only files `moeserve inspect` can read).
+  void finish_truncated();
 
   // Convenience for small files: all data in memory, one call.
   struct Tensor {
@@ -54,6 +62,9 @@ class GgufWriter {
   std::FILE* out_ = nullptr;
   std::string path_;
   size_t next_tensor_ = 0;
+
+  void write_bytes(const void* data, size_t n);
+  void close_file();
 };
 
 }  // namespace moeserve::gguf

@@ -1,0 +1,59 @@
+// `moeserve serve` command line, with llama-server's flag names so that a user's existing command
+// line works unchanged. Parsing checks every value and names the flag at fault.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/ggml_type.h"
+
+namespace moeserve::server {
+
+struct ServeOptions {
+  std::string model_path;            // -m; empty: the bundled demo model
+  std::vector<std::string> aliases;  // --alias (comma-separated list accepted)
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int64_t ctx_size = 0;      // -c; 0 = the model's training context
+  int64_t n_predict = -1;    // -n: cap on generated tokens per request (-1: none)
+  GgmlType cache_type_k = GgmlType::F16;
+  GgmlType cache_type_v = GgmlType::F16;
+  std::string flash_attn = "auto";  // on | off | auto
+  bool jinja = true;         // --jinja (always on: templates are rendered with our Jinja engine)
+  std::string chat_template_file;
+  std::string chat_template_kwargs = "{}";  // JSON object
+  bool metrics = false;
+  std::optional<int> n_gpu_layers;  // -ngl; unset: automatic placement
+  std::optional<int> n_cpu_moe;     // --n-cpu-moe N
+  bool cpu_moe = false;             // --cpu-moe
+  std::vector<std::pair<std::string, std::string>> override_tensors;  // -ot REGEX=DEVICE
+  int64_t batch_size = 2048;   // -b: tokens per prompt-processing step (logical)
+  int64_t ubatch_size = 512;   // -ub: tokens per engine step (physical)
+  bool cont_batching = true;
+  int threads = 0;             // -t; 0 = all cores
+  int parallel = 1;            // -np
+  std::string api_key;         // --api-key (or LLAMA_API_KEY / MOESERVE_API_KEY)
+  int timeout_seconds = 600;   // --timeout: read/write timeout of a connection
+  bool mmap = true;
+  // Sampling defaults for requests that do not set them (llama-server's defaults).
+  double temperature = 0.8;
+  int top_k = 40;
+  double top_p = 0.95;
+  double min_p = 0.05;
+  double repeat_penalty = 1.0;
+  int64_t seed = -1;
+  // Prompt cache: RAM for saved sequence states of evicted conversations.
+  int64_t cache_ram_mib = 8192;
+  int64_t checkpoint_every = 4096;  // tokens between recurrent-state checkpoints during prefill
+  std::string log_level = "info";
+};
+
+// argv[0] is the subcommand name. Throws moeserve::Error naming the flag on anything wrong.
+// Returns nullopt when --help was asked (the usage was printed).
+std::optional<ServeOptions> parse_serve_options(int argc, char** argv);
+std::string serve_usage();
+
+}  // namespace moeserve::server
