@@ -8,5 +8,6 @@ namespace moeserve::cli {
 int cmd_types(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 
 }  // namespace moeserve::cli

@@ -18,6 +18,7 @@ constexpr Subcommand kSubcommands[] = {
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
     {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
+    {"quantize", moeserve::cli::cmd_quantize, "quantize a GGUF model to a llama.cpp file type (Q4_K_M, IQ2_XS, ...)"},
 };
 
 void print_usage(std::FILE* out) {

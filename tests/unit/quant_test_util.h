@@ -153,4 +153,45 @@ inline std::vector<std::vector<float>> quantizer_rows(int64_t n) {
   return rows;
 }
 
+// A matrix of rows: the branch-exercising rows of quantizer_rows plus rows shaped like real weight
+// matrices (columns of very different scale, a few outlier channels).
+inline std::vector<float> test_matrix(int64_t n_per_row, int64_t* n_rows) {
+  std::vector<std::vector<float>> rows = quantizer_rows(n_per_row);
+  std::mt19937 rng(99);
+  std::lognormal_distribution<float> column_scale(0.0f, 0.7f);
+  std::vector<float> scale(static_cast<size_t>(n_per_row));
+  for (float& s : scale) s = column_scale(rng);
+  for (uint32_t seed = 20; seed < 26; ++seed) {
+    std::vector<float> row = heavy_tailed_row(n_per_row, seed);
+    for (int64_t i = 0; i < n_per_row; ++i) row[size_t(i)] *= 0.02f * scale[size_t(i)];
+    rows.push_back(row);
+  }
+  *n_rows = int64_t(rows.size());
+  std::vector<float> m;
+  for (const auto& r : rows) m.insert(m.end(), r.begin(), r.end());
+  return m;
+}
+
+struct ImatrixCase {
+  const char* name;
+  std::vector<float> weights;  // empty: none
+};
+
+// Importance matrices as llama.cpp computes them (mean squared activations per column): spread
+// over orders of magnitude, a few dominant columns, and columns never activated (zero).
+inline std::vector<ImatrixCase> imatrix_cases(int64_t n) {
+  std::vector<ImatrixCase> cases;
+  cases.push_back({"none", {}});
+  std::mt19937 rng(7);
+  std::lognormal_distribution<float> spread(-2.0f, 1.5f);
+  std::vector<float> w(static_cast<size_t>(n));
+  for (float& v : w) v = spread(rng);
+  cases.push_back({"lognormal", w});
+  for (size_t i = 0; i < w.size(); i += 97) w[i] *= 400.0f;
+  for (size_t i = 5; i < w.size(); i += 31) w[i] = 0.0f;
+  cases.push_back({"outliers_and_zeros", w});
+  cases.push_back({"ones", std::vector<float>(static_cast<size_t>(n), 1.0f)});
+  return cases;
+}
+
 }  // namespace moeserve::test
