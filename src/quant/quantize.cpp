@@ -42,7 +42,8 @@ ImatrixQuantizeFn imatrix_quantizer(GgmlType type) {
 
 bool can_quantize(GgmlType type) {
   const TypeTraits* t = find_type(int32_t(type));
-  return t && t->quantize;
+  // Q8_1 and Q8_K exist for activations only: weights are never stored in them.
+  return t && t->quantize && !(t->quantized && !t->vec_dot);
 }
 
 bool quantize_uses_imatrix(GgmlType type) { return imatrix_quantizer(type) != nullptr; }

@@ -10,7 +10,8 @@
 
 namespace moeserve {
 
-// Whether `type` can be a quantization target (it has a quantizer in the registry).
+// Whether `type` can be a quantization target: it has a quantizer in the registry and is a
+// storage type (not the activation-only Q8_1 / Q8_K).
 bool can_quantize(GgmlType type);
 
 // Whether the type uses importance weights at all (the float types, Q8_0 and MXFP4 do not).

@@ -102,8 +102,6 @@ QuantizeModelReport quantize_model(const std::string& input, const std::string& 
   if (!options.imatrix_path.empty()) {
     imatrix = read_imatrix(options.imatrix_path);
     options.recipe.has_imatrix = true;
-    log(str_cat("importance matrix: ", imatrix.entries.size(), " entries from ", options.imatrix_path,
-                imatrix.chunk_count ? str_cat(", ", imatrix.chunk_count, " chunks") : std::string()));
   }
 
   // Tensors in llama-quantize's order, which the counting rules of the recipes depend on.
@@ -147,6 +145,10 @@ QuantizeModelReport quantize_model(const std::string& input, const std::string& 
                  "this (pass --imatrix); every column is weighted the same, which costs quality at this bit width"));
   }
 
+  if (!options.imatrix_path.empty()) {
+    log(str_cat("importance matrix: ", imatrix.entries.size(), " entries from ", options.imatrix_path,
+                imatrix.chunk_count ? str_cat(", ", imatrix.chunk_count, " chunks") : std::string()));
+  }
   gguf::GgufWriter out(in.alignment());
   for (const auto& [key, value] : in.metadata()) {
     if (key.starts_with("split.")) continue;  // the output is one file
