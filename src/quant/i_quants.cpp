@@ -155,8 +155,10 @@ void decode_iq4_xs(const BlockIQ4_XS& b, IqDecoded& out) {
 
 namespace {
 
-template <typename Block, void (*decode)(const Block&, IqDecoded&), float frac>
-void dequantize_iq(const void* blocks, float* out, int64_t n) {
+// `frac` is a function argument, not a template parameter: clang 14 (the fuzz build) has no float
+// non-type template parameters.
+template <typename Block, void (*decode)(const Block&, IqDecoded&)>
+void dequantize_iq(const void* blocks, float* out, int64_t n, float frac) {
   const auto* b = blocks_of<Block>(blocks);
   IqDecoded dec;
   for (int64_t i = 0; i < n / QK_K; ++i, out += QK_K) {
@@ -169,28 +171,28 @@ void dequantize_iq(const void* blocks, float* out, int64_t n) {
 }  // namespace
 
 void dequantize_row_iq2_xxs(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ2_XXS, decode_iq2_xxs, kFracIq2>(blocks, out, n);
+  dequantize_iq<BlockIQ2_XXS, decode_iq2_xxs>(blocks, out, n, kFracIq2);
 }
 void dequantize_row_iq2_xs(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ2_XS, decode_iq2_xs, kFracIq2>(blocks, out, n);
+  dequantize_iq<BlockIQ2_XS, decode_iq2_xs>(blocks, out, n, kFracIq2);
 }
 void dequantize_row_iq2_s(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ2_S, decode_iq2_s, kFracIq2>(blocks, out, n);
+  dequantize_iq<BlockIQ2_S, decode_iq2_s>(blocks, out, n, kFracIq2);
 }
 void dequantize_row_iq3_xxs(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ3_XXS, decode_iq3_xxs, kFracIq3Xxs>(blocks, out, n);
+  dequantize_iq<BlockIQ3_XXS, decode_iq3_xxs>(blocks, out, n, kFracIq3Xxs);
 }
 void dequantize_row_iq3_s(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ3_S, decode_iq3_s, kFracIq3S>(blocks, out, n);
+  dequantize_iq<BlockIQ3_S, decode_iq3_s>(blocks, out, n, kFracIq3S);
 }
 void dequantize_row_iq1_s(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ1_S, decode_iq1_s, kFracIq1>(blocks, out, n);
+  dequantize_iq<BlockIQ1_S, decode_iq1_s>(blocks, out, n, kFracIq1);
 }
 void dequantize_row_iq1_m(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ1_M, decode_iq1_m, kFracIq1>(blocks, out, n);
+  dequantize_iq<BlockIQ1_M, decode_iq1_m>(blocks, out, n, kFracIq1);
 }
 void dequantize_row_iq4_xs(const void* blocks, float* out, int64_t n) {
-  dequantize_iq<BlockIQ4_XS, decode_iq4_xs, kFracIq4Xs>(blocks, out, n);
+  dequantize_iq<BlockIQ4_XS, decode_iq4_xs>(blocks, out, n, kFracIq4Xs);
 }
 
 void dequantize_row_iq4_nl(const void* blocks, float* out, int64_t n) {

@@ -10,8 +10,9 @@ using namespace quant;
 
 namespace {
 
-template <typename Block, void (*decode)(const Block&, IqDecoded&), float frac>
-float dot_iq(int64_t n, const void* w, const void* a) {
+// `frac` is an argument: clang 14 (the fuzz build) has no float non-type template parameters.
+template <typename Block, void (*decode)(const Block&, IqDecoded&)>
+float dot_iq(int64_t n, const void* w, const void* a, float frac) {
   const auto* x = blocks_of<Block>(w);
   const auto* y = blocks_of<BlockQ8_K>(a);
   IqDecoded dec;
@@ -32,28 +33,28 @@ float dot_iq(int64_t n, const void* w, const void* a) {
 }  // namespace
 
 float vec_dot_iq2_xxs_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ2_XXS, decode_iq2_xxs, kFracIq2>(n, w, a);
+  return dot_iq<BlockIQ2_XXS, decode_iq2_xxs>(n, w, a, kFracIq2);
 }
 float vec_dot_iq2_xs_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ2_XS, decode_iq2_xs, kFracIq2>(n, w, a);
+  return dot_iq<BlockIQ2_XS, decode_iq2_xs>(n, w, a, kFracIq2);
 }
 float vec_dot_iq2_s_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ2_S, decode_iq2_s, kFracIq2>(n, w, a);
+  return dot_iq<BlockIQ2_S, decode_iq2_s>(n, w, a, kFracIq2);
 }
 float vec_dot_iq3_xxs_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ3_XXS, decode_iq3_xxs, kFracIq3Xxs>(n, w, a);
+  return dot_iq<BlockIQ3_XXS, decode_iq3_xxs>(n, w, a, kFracIq3Xxs);
 }
 float vec_dot_iq3_s_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ3_S, decode_iq3_s, kFracIq3S>(n, w, a);
+  return dot_iq<BlockIQ3_S, decode_iq3_s>(n, w, a, kFracIq3S);
 }
 float vec_dot_iq1_s_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ1_S, decode_iq1_s, kFracIq1>(n, w, a);
+  return dot_iq<BlockIQ1_S, decode_iq1_s>(n, w, a, kFracIq1);
 }
 float vec_dot_iq1_m_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ1_M, decode_iq1_m, kFracIq1>(n, w, a);
+  return dot_iq<BlockIQ1_M, decode_iq1_m>(n, w, a, kFracIq1);
 }
 float vec_dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a) {
-  return dot_iq<BlockIQ4_XS, decode_iq4_xs, kFracIq4Xs>(n, w, a);
+  return dot_iq<BlockIQ4_XS, decode_iq4_xs>(n, w, a, kFracIq4Xs);
 }
 
 float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a) {
