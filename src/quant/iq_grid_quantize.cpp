@@ -66,26 +66,52 @@ class GridSearch {
   int index_of(uint32_t u) const { return g_.index_of[u]; }
 
   // The neighbour of off-grid tuple u closest to xval at `scale` (weights waux on the squared
-  // differences); its levels go to L. First one wins ties.
+  // differences); its levels go to L. First one wins ties. The distances of kLanes candidates are
+  // computed at once, each lane with exactly the operations (and order) of one candidate's sum.
   int best_neighbour(uint32_t u, const float* xval, const float* waux, float scale, int8_t* L) const {
-    float best_d2 = FLT_MAX;
-    int best = -1;
-    for (const uint16_t j : nb_.of(u)) {
-      const uint8_t* pg = &g_.level_form[size_t(j) * size_t(g_.elems)];
-      float d2 = 0;
+    using f4 = float __attribute__((vector_size(16)));
+    using i4 = int32_t __attribute__((vector_size(16)));
+    static_assert(GridNeighbours::kLanes == 4);
+    const std::span<const uint16_t> candidates = nb_.of(u);
+    const int n = int(candidates.size());
+    const size_t np = nb_.padded(u);
+    const float* values = nb_.values.data() + nb_.value_start[u];
+    f4 x[8], w[8];
+    for (int i = 0; i < g_.elems; ++i) {
+      x[i] = f4{} + xval[i];
+      w[i] = f4{} + waux[i];
+    }
+    // Per lane: the smallest distance so far and its candidate (the first one on ties, as a
+    // sequential scan with `<` finds); lanes past the end of the list never win.
+    f4 best = f4{} + FLT_MAX;
+    i4 best_index = i4{} - 1;
+    const i4 lane = {0, 1, 2, 3};
+    for (size_t c = 0; c < np; c += 4) {
+      f4 acc = {0, 0, 0, 0};
       for (int i = 0; i < g_.elems; ++i) {
-        const float diff = scale * float(pg[i]) - xval[i];
-        d2 += waux[i] * diff * diff;
+        f4 q;
+        std::memcpy(&q, values + size_t(i) * np + c, sizeof q);
+        const f4 diff = scale * q - x[i];
+        acc += w[i] * diff * diff;
       }
-      if (d2 < best_d2) {
-        best_d2 = d2;
-        best = j;
+      const i4 index = lane + int32_t(c);
+      const i4 better = (acc < best) & (index < n);
+      best = f4((i4(acc) & better) | (i4(best) & ~better));
+      best_index = (index & better) | (best_index & ~better);
+    }
+    int found = -1;
+    float found_d2 = FLT_MAX;
+    for (int l = 0; l < 4; ++l) {
+      if (best_index[l] < 0) continue;
+      if (found < 0 || best[l] < found_d2 || (best[l] == found_d2 && best_index[l] < found)) {
+        found = best_index[l];
+        found_d2 = best[l];
       }
     }
-    // Only non-finite inputs leave no candidate; take the nearest one in level space then.
-    if (best < 0) best = nb_.of(u)[0];
-    set_levels(best, L);
-    return best;
+    // Only non-finite inputs leave no candidate; the nearest one in level space is taken then.
+    const int index = candidates[size_t(std::max(found, 0))];
+    set_levels(index, L);
+    return index;
   }
 
   void set_levels(int index, int8_t* L) const {

@@ -64,6 +64,22 @@ GridNeighbours build(IqGrid grid) {
     }
   }
   nb.start[n_tuples] = uint32_t(nb.list.size());
+  if (grid != IqGrid::IQ1_S) {
+    nb.value_start.assign(size_t(n_tuples) + 1, 0);
+    for (uint32_t u = 0; u < n_tuples; ++u) {
+      nb.value_start[u] = uint32_t(nb.values.size());
+      const size_t n = nb.start[u + 1] - nb.start[u], np = nb.padded(u);
+      if (np > GridNeighbours::kMaxList) fail("internal: neighbour list of ", n, " entries");
+      const size_t first = nb.values.size();
+      nb.values.resize(first + np * size_t(g.elems), 0.0f);
+      for (int b = 0; b < g.elems; ++b) {
+        for (size_t c = 0; c < n; ++c) {
+          nb.values[first + size_t(b) * np + c] = float(g.level_form[size_t(nb.list[nb.start[u] + c]) * size_t(g.elems) + size_t(b)]);
+        }
+      }
+    }
+    nb.value_start[n_tuples] = uint32_t(nb.values.size());
+  }
   return nb;
 }
 

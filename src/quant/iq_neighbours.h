@@ -21,6 +21,16 @@ struct GridNeighbours {
   std::vector<uint16_t> list;   // grid indices
 
   std::span<const uint16_t> of(uint32_t u) const { return {list.data() + start[u], list.data() + start[u + 1]}; }
+
+  // The same candidates laid out for computing their distances several at a time: per list, the
+  // level-form values (2v + 1) as floats, element by element ([b][candidate]), each row padded to
+  // a multiple of kLanes. Not built for the IQ1 grid, whose search maps levels to values first.
+  static constexpr int kLanes = 4;
+  static constexpr size_t kMaxList = 320;  // longest list (IQ2_XS: 292) rounded up
+  std::vector<uint32_t> value_start;       // u -> first float of list u in `values`
+  std::vector<float> values;
+
+  size_t padded(uint32_t u) const { return (size_t(start[u + 1] - start[u]) + kLanes - 1) / kLanes * kLanes; }
 };
 
 // Built on first use (thread-safe), immutable afterwards. Only tuples whose levels are all

@@ -1,10 +1,14 @@
 #include "quant/quantize_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "core/error.h"
 #include "gguf/gguf_file.h"
@@ -17,7 +21,7 @@ namespace {
 
 // ggml's quantization format version (GGML_QNT_VERSION), stored by llama-quantize.
 constexpr uint32_t kQuantizationVersion = 2;
-// Input rows are converted to float in chunks of about this many elements.
+// Tensors are quantized in pieces of at most about this many elements.
 constexpr int64_t kChunkElements = int64_t(1) << 22;
 
 // A scalar key, or the first element of a per-layer array (llama.cpp reads layer 0 for these).
@@ -62,6 +66,51 @@ void to_float(GgmlType type, const uint8_t* data, float* out, int64_t n) {
   } else {
     t.dequantize(data, out, n);
   }
+}
+
+// Quantizes a whole tensor into out. Work is split into pieces of a few rows of one matrix (each
+// matrix of a 3-D expert tensor has its own importance weights), which the threads take in turn,
+// each converting its rows to float itself.
+void quantize_tensor(const TensorDesc& t, const uint8_t* data, GgmlType type, const std::vector<float>* imatrix,
+                     uint8_t* out, int n_threads) {
+  const int64_t n_per_row = t.ne[0], rows_per_matrix = t.ne[1], n_matrices = t.ne[2] * t.ne[3];
+  const size_t out_row = row_bytes(type, n_per_row), in_row = row_bytes(t.type, n_per_row);
+  // Enough pieces for every thread, small enough to keep the float rows in cache.
+  const int64_t piece_rows = std::clamp<int64_t>(kChunkElements / n_per_row, 1, std::max<int64_t>(1, rows_per_matrix / n_threads));
+  const int64_t pieces_per_matrix = (rows_per_matrix + piece_rows - 1) / piece_rows;
+  const int64_t n_pieces = pieces_per_matrix * n_matrices;
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&] {
+    std::vector<float> floats;
+    try {
+      for (int64_t p = next++; p < n_pieces; p = next++) {
+        const int64_t m = p / pieces_per_matrix, r = (p % pieces_per_matrix) * piece_rows;
+        const int64_t n_rows = std::min(piece_rows, rows_per_matrix - r), row = m * rows_per_matrix + r;
+        const float* weights = imatrix ? imatrix->data() + (m % t.ne[2]) * n_per_row : nullptr;
+        const float* src;
+        if (t.type == GgmlType::F32) {
+          src = reinterpret_cast<const float*>(data + size_t(row) * in_row);
+        } else {
+          floats.resize(size_t(n_rows * n_per_row));
+          to_float(t.type, data + size_t(row) * in_row, floats.data(), n_rows * n_per_row);
+          src = floats.data();
+        }
+        quantize_rows(type, src, out + size_t(row) * out_row, n_rows, n_per_row, weights, 1);
+      }
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      next = n_pieces;
+    }
+  };
+  const int64_t threads = std::clamp<int64_t>(n_threads, 1, n_pieces);
+  std::vector<std::thread> workers;
+  for (int64_t i = 1; i < threads; ++i) workers.emplace_back(work);
+  work();
+  for (std::thread& w : workers) w.join();
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace
@@ -168,7 +217,6 @@ QuantizeModelReport quantize_model(const std::string& input, const std::string& 
   QuantizeModelReport report;
   report.n_tensors = descs.size();
   std::vector<uint8_t> buffer;
-  std::vector<float> floats;
   for (size_t i = 0; i < descs.size(); ++i) {
     const TensorDesc& t = descs[i];
     const gguf::TensorInfo& info = *infos[i];
@@ -188,31 +236,8 @@ QuantizeModelReport quantize_model(const std::string& input, const std::string& 
     if (w && w->size() != size_t(t.ne[0] * t.ne[2])) w = nullptr;  // the embedding's may be stale
     if (!options.imatrix_path.empty() && !w) line += " (no importance matrix)";
 
-    const int64_t n_per_row = t.ne[0];
-    const int64_t rows_per_matrix = t.ne[1];
-    const int64_t n_matrices = t.ne[2] * t.ne[3];
-    const size_t out_row = row_bytes(plan.type, n_per_row);
-    const size_t in_row = row_bytes(t.type, n_per_row);
-    buffer.resize(out_row * size_t(rows_per_matrix * n_matrices));
-    const int64_t chunk_rows = std::max<int64_t>(1, kChunkElements / n_per_row);
-    for (int64_t m = 0; m < n_matrices; ++m) {
-      // Each matrix of a 3-D expert tensor has its own importance weights.
-      const float* weights = w ? w->data() + (m % t.ne[2]) * n_per_row : nullptr;
-      for (int64_t r = 0; r < rows_per_matrix; r += chunk_rows) {
-        const int64_t n_rows = std::min(chunk_rows, rows_per_matrix - r);
-        const int64_t row = m * rows_per_matrix + r;
-        const float* src;
-        if (t.type == GgmlType::F32) {
-          src = reinterpret_cast<const float*>(info.data + size_t(row) * in_row);
-        } else {
-          floats.resize(size_t(n_rows * n_per_row));
-          to_float(t.type, info.data + size_t(row) * in_row, floats.data(), n_rows * n_per_row);
-          src = floats.data();
-        }
-        quantize_rows(plan.type, src, buffer.data() + size_t(row) * out_row, n_rows, n_per_row, weights,
-                      options.n_threads);
-      }
-    }
+    buffer.resize(row_bytes(plan.type, t.ne[0]) * size_t(t.ne[1] * t.ne[2] * t.ne[3]));
+    quantize_tensor(t, info.data, plan.type, w, buffer.data(), options.n_threads);
     out.write_tensor_data(buffer.data(), buffer.size());
     report.bytes_out += buffer.size();
     log(str_cat(line, " -> ", type_name(plan.type), ", ", mib(info.n_bytes), " -> ", mib(buffer.size()),
