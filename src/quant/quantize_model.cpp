@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_writer.h"
 #include "quant/imatrix_file.h"
@@ -226,6 +227,7 @@ QuantizeModelReport quantize_model(const std::string& input, const std::string& 
     report.bytes_in += info.n_bytes;
     if (!plan.quantize) {
       out.write_tensor_data(info.data, info.n_bytes);
+      MappedFile::release(info.data, info.n_bytes);
       report.bytes_out += info.n_bytes;
       log(line + ", " + mib(info.n_bytes) + " copied");
       continue;
@@ -238,6 +240,7 @@ QuantizeModelReport quantize_model(const std::string& input, const std::string& 
 
     buffer.resize(row_bytes(plan.type, t.ne[0]) * size_t(t.ne[1] * t.ne[2] * t.ne[3]));
     quantize_tensor(t, info.data, plan.type, w, buffer.data(), options.n_threads);
+    MappedFile::release(info.data, info.n_bytes);
     out.write_tensor_data(buffer.data(), buffer.size());
     report.bytes_out += buffer.size();
     log(str_cat(line, " -> ", type_name(plan.type), ", ", mib(info.n_bytes), " -> ", mib(buffer.size()),
