@@ -1,11 +1,21 @@
 #include "quant/fit.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "quant/blocks.h"
 
 namespace moeserve::quant {
+
+const float* unit_weights() {
+  static const auto ones = [] {
+    std::array<float, QK_K> a;
+    a.fill(1.0f);
+    return a;
+  }();
+  return ones.data();
+}
 
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* w) {
   float max = 0, amax = 0;

@@ -12,6 +12,11 @@ namespace moeserve::quant {
 // Sub-blocks whose largest magnitude is below this are treated as all zero.
 inline constexpr float kGroupMaxEps = 1e-15f;
 
+// QK_K importance weights of 1. IQ2_XXS, IQ2_XS and IQ1_S are defined with an importance matrix
+// only; without one every column weighs the same, which is what an importance matrix of ones
+// gives.
+const float* unit_weights();
+
 // Symmetric levels: x ~ scale * (L - nmax), L in [0, 2 nmax). Weights w (x^2 when null) score the
 // fit. Starts from the scale that maps the signed extreme to -nmax, tries 18 nearby inverse scales
 // -(nmax + 0.1 k) / max and keeps the best least-squares fit. Returns the scale (0 and L = 0 for

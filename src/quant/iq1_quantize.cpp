@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "quant/blocks.h"
+#include "quant/fit.h"
 #include "quant/iq_neighbours.h"
 #include "quant/quants.h"
 
@@ -28,15 +29,6 @@ constexpr float kEpsIq1M = 1e-7f;
 // The three values of each shift sign, indexed by level 0, 1, 2.
 constexpr float kPlus[3] = {-1 + kDelta, kDelta, 1 + kDelta};
 constexpr float kMinus[3] = {-1 - kDelta, -kDelta, 1 - kDelta};
-
-const float* unit_weights() {
-  static const auto ones = [] {
-    std::array<float, QK_K> a;
-    a.fill(1.0f);
-    return a;
-  }();
-  return ones.data();
-}
 
 // Indices of x sorted by value; equal values keep their order (the C library's qsort, which
 // ggml uses, is a stable merge sort for arrays this small).
@@ -245,19 +237,30 @@ void quantize_row_iq1_m_imatrix(const float* x, void* blocks, int64_t n, const f
       const float max = max_abs(xb, kBlock);
       if (max < kEpsIq1M) continue;
       const auto idx = sorted_order<kBlock>(xb);
-      // Each split scores the 4 shift combinations; sums run over the sorted values in order.
+      // Each split scores the 4 shift combinations; sums run over the sorted values in order. The
+      // terms w q x and w q q of every sorted value at every level are the same for all splits:
+      // computed once.
+      float tx[kBlock][3][4], t2[kBlock][3][4];
+      for (int j = 0; j < kBlock; ++j) {
+        const int i = idx[size_t(j)];
+        for (int level = 0; level < 3; ++level) {
+          for (int k = 0; k < 4; ++k) {
+            const float q = values(k, i < kBlock / 2 ? 0 : 1)[level];
+            tx[j][level][k] = weight[i] * q * xb[i];
+            t2[j][level][k] = weight[i] * q * q;
+          }
+        }
+      }
       float best_score = -FLT_MAX, scale = max;
       int besti1 = -1, besti2 = -1, best_k = -1;
       for (int i1 = 0; i1 <= kBlock; ++i1) {
         for (int i2 = i1; i2 <= kBlock; ++i2) {
           float sumqx[4] = {}, sumq2[4] = {};
           for (int j = 0; j < kBlock; ++j) {
-            const int i = idx[size_t(j)];
             const int level = j < i1 ? 0 : j < i2 ? 1 : 2;
             for (int k = 0; k < 4; ++k) {
-              const float q = values(k, i < kBlock / 2 ? 0 : 1)[level];
-              sumqx[k] += weight[i] * q * xb[i];
-              sumq2[k] += weight[i] * q * q;
+              sumqx[k] += tx[j][level][k];
+              sumq2[k] += t2[j][level][k];
             }
           }
           for (int k = 0; k < 4; ++k) {

@@ -8,7 +8,6 @@
 // matrix, x^2 (0.25 sigma2 + x^2 for IQ2_S) without one. The float operations follow ggml's
 // reference quantizers in order, so the bytes are the same as ggml's.
 #include <algorithm>
-#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -27,17 +26,6 @@ namespace {
 // ggml's thresholds under which a sub-block counts as all zero.
 constexpr float kEpsIq3Xxs = 1e-8f;
 constexpr float kEpsIq2S = 1e-8f;
-
-// IQ2_XXS, IQ2_XS and IQ1_S are defined with an importance matrix only; without one every
-// column weighs the same, which is what an imatrix of ones gives.
-const float* unit_weights() {
-  static const auto ones = [] {
-    std::array<float, QK_K> a;
-    a.fill(1.0f);
-    return a;
-  }();
-  return ones.data();
-}
 
 inline float max_of(const float* x, int n) {
   float m = x[0];

@@ -46,8 +46,6 @@ bool can_quantize(GgmlType type) {
   return t && t->quantize && !(t->quantized && !t->vec_dot);
 }
 
-bool quantize_uses_imatrix(GgmlType type) { return imatrix_quantizer(type) != nullptr; }
-
 bool quantize_requires_imatrix(GgmlType type) {
   return type == GgmlType::IQ2_XXS || type == GgmlType::IQ2_XS || type == GgmlType::IQ1_S;
 }

@@ -14,9 +14,6 @@ namespace moeserve {
 // storage type (not the activation-only Q8_1 / Q8_K).
 bool can_quantize(GgmlType type);
 
-// Whether the type uses importance weights at all (the float types, Q8_0 and MXFP4 do not).
-bool quantize_uses_imatrix(GgmlType type);
-
 // Types ggml refuses to quantize without an importance matrix (IQ2_XXS, IQ2_XS, IQ1_S). Here they
 // are quantized anyway, every column weighing the same.
 bool quantize_requires_imatrix(GgmlType type);

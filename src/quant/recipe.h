@@ -4,9 +4,9 @@
 // output), per-tensor overrides, and the fallback when a row does not fit the block size.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
-#include <regex>
 #include <span>
 #include <string>
 #include <string_view>
