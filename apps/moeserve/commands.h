@@ -7,7 +7,10 @@ namespace moeserve::cli {
 
 int cmd_types(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
+int cmd_synth(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 
 }  // namespace moeserve::cli

@@ -17,7 +17,10 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"types", moeserve::cli::cmd_types, "list the tensor types moeserve knows (ggml ids, block sizes)"},
     {"devices", moeserve::cli::cmd_devices, "list the GPUs this build can use"},
+    {"tokenize", moeserve::cli::cmd_tokenize, "turn text into token ids with a model's vocabulary"},
     {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
+    {"convert", moeserve::cli::cmd_convert, "convert a Hugging Face checkpoint to GGUF"},
+    {"synth", moeserve::cli::cmd_synth, "write a random GGUF with a real model's shapes (benchmarks, tests)"},
     {"quantize", moeserve::cli::cmd_quantize, "quantize a GGUF model to a llama.cpp file type (Q4_K_M, IQ2_XS, ...)"},
 };
 

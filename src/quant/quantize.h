@@ -1,6 +1,8 @@
 // Quantizing rows of float data to any block type, with optional importance weights (the
 // per-column mean squared activations of an importance matrix), multi-threaded over rows. The
-// bytes equal ggml_quantize_chunk's for the same type, rows and importance weights.
+// bytes equal ggml_quantize_chunk's for the same type, rows and importance weights, with one
+// exception: an IQ3_S super-block holding an exactly zero 32-element sub-block among non-zero
+// ones, which ggml stores misplaced (see iq_grid_quantize.cpp) and moeserve in place.
 #pragma once
 
 #include <cstddef>

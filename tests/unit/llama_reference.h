@@ -1,8 +1,9 @@
-// llama.cpp's own quantization type selection as a reference: libllama from the npm package
-// @node-llama-cpp/linux-x64 (tests/clients) exports llama_quant_compute_types, which runs
-// llama-quantize's per-tensor rules (llama_tensor_get_type) on tensor descriptions and a mock
-// model built from a few hyperparameters. Tensors are described with ggml_tensor objects from
-// libggml-base (ggml_new_tensor in a no-alloc context).
+// llama.cpp's quantization as a reference (llama_cpp_reference.h runs models with it): libllama
+// from the npm package @node-llama-cpp/linux-x64 (tests/clients) exports
+// llama_quant_compute_types, which runs llama-quantize's per-tensor rules (llama_tensor_get_type)
+// on tensor descriptions and a mock model built from a few hyperparameters, and
+// llama_model_quantize, which quantizes whole files. Tensors are described with ggml_tensor
+// objects from libggml-base (ggml_new_tensor in a no-alloc context).
 #pragma once
 
 #include <dlfcn.h>
@@ -63,6 +64,44 @@ struct LlamaTensorOverride {
   int32_t type;
 };
 
+// llama_model_quantize_params as llama_model_quantize_default_params() fills it (returned by
+// value, i.e. through a hidden pointer, here into a buffer larger than the struct). The fields
+// used are at these byte offsets in this build, in llama.h's order: nthread 0, ftype 4,
+// output_tensor_type 8, token_embedding_type 12, allow_requantize 0x10, quantize_output_tensor
+// 0x11, pure 0x13, imatrix 0x18, tensor type overrides 0x28. Their defaults are checked first, so
+// that a build with another layout fails loudly instead of setting the wrong fields.
+struct QuantizeParamOffsets {
+  static constexpr size_t nthread = 0, ftype = 4, output_tensor_type = 8, token_embedding_type = 12, pure = 0x13,
+                          imatrix = 0x18, overrides = 0x28;
+};
+
+inline std::array<uint8_t, 256> llama_quantize_default_params() {
+  alignas(8) std::array<uint8_t, 256> params{};
+  reinterpret_cast<void (*)(void*)>(Llama::get().fn<void*>("llama_model_quantize_default_params"))(params.data());
+  auto i32 = [&](size_t offset) {
+    int32_t v;
+    std::memcpy(&v, params.data() + offset, 4);
+    return v;
+  };
+  auto ptr = [&](size_t offset) {
+    void* v;
+    std::memcpy(&v, params.data() + offset, sizeof v);
+    return v;
+  };
+  // LLAMA_FTYPE_MOSTLY_Q8_0 (7), GGML_TYPE_COUNT (43 in this build) for both tensor types,
+  // allow_requantize false, quantize_output_tensor true, pure false, no imatrix, overrides.
+  const bool layout = i32(QuantizeParamOffsets::ftype) == 7 && i32(QuantizeParamOffsets::output_tensor_type) == 43 &&
+                      i32(QuantizeParamOffsets::token_embedding_type) == 43 && params[0x10] == 0 &&
+                      params[0x11] == 1 && params[QuantizeParamOffsets::pure] == 0 &&
+                      ptr(QuantizeParamOffsets::imatrix) == nullptr && ptr(QuantizeParamOffsets::overrides) == nullptr;
+  if (!layout) {
+    throw std::runtime_error(
+        "llama_model_quantize_params has another layout in this llama.cpp build: update QuantizeParamOffsets from its "
+        "llama.h");
+  }
+  return params;
+}
+
 // Options of llama_model_quantize_params that change the type choice.
 struct RefOptions {
   bool pure = false;
@@ -96,28 +135,24 @@ inline std::vector<int> llama_tensor_types(const LlamaQuantModelDesc& desc, cons
     set_name(g, t.name.c_str());
     ggml_tensors.push_back(g);
   }
-  // llama_model_quantize_params of this build: llama_model_quantize_default_params() fills it
-  // (returned by value, i.e. through a hidden pointer, here into a buffer larger than the struct),
-  // then the fields at their offsets in llama.h's order are set: ftype (4), output_tensor_type (8),
-  // token_embedding_type (12), pure (0x13), tensor type overrides (0x28).
-  alignas(8) std::array<uint8_t, 256> params{};
-  reinterpret_cast<void (*)(void*)>(l.fn<void*>("llama_model_quantize_default_params"))(params.data());
+  std::array<uint8_t, 256> params = llama_quantize_default_params();
+  using O = QuantizeParamOffsets;
   auto field = [&](size_t offset, const void* value, size_t size) { std::memcpy(params.data() + offset, value, size); };
-  field(4, &ftype, 4);
+  field(O::ftype, &ftype, 4);
   if (options.output_type) {
     const int32_t t = int32_t(*options.output_type);
-    field(8, &t, 4);
+    field(O::output_tensor_type, &t, 4);
   }
   if (options.token_embedding_type) {
     const int32_t t = int32_t(*options.token_embedding_type);
-    field(12, &t, 4);
+    field(O::token_embedding_type, &t, 4);
   }
-  field(0x13, &options.pure, 1);
+  field(O::pure, &options.pure, 1);
   std::vector<LlamaTensorOverride> overrides;
   for (const auto& [pattern, type] : options.overrides) overrides.push_back({pattern.c_str(), int32_t(type)});
   overrides.push_back({nullptr, 0});
   const LlamaTensorOverride* list = options.overrides.empty() ? nullptr : overrides.data();
-  field(0x28, &list, sizeof list);
+  field(O::overrides, &list, sizeof list);
   void* model = l.fn<void* (*)(const LlamaQuantModelDesc*)>("_Z31llama_quant_model_from_metadataPK22llama_quant_model_desc")(&desc);
   void* qs = l.fn<void* (*)(const void*, const void*)>("_Z16llama_quant_initPK11llama_modelPK27llama_model_quantize_params")(
       model, params.data());

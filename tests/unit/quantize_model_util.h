@@ -191,10 +191,9 @@ inline void write_imatrix(const std::string& path, const Imatrix& im) {
 inline uint32_t llama_quantize(const std::string& input, const std::string& output, int32_t ftype,
                                const std::map<std::string, std::vector<float>>* imatrix, int n_threads) {
   const Llama& l = Llama::get();
-  alignas(8) std::array<uint8_t, 256> params{};
-  reinterpret_cast<void (*)(void*)>(l.fn<void*>("llama_model_quantize_default_params"))(params.data());
-  std::memcpy(params.data(), &n_threads, 4);
-  std::memcpy(params.data() + 4, &ftype, 4);
+  std::array<uint8_t, 256> params = llama_quantize_default_params();
+  std::memcpy(params.data() + QuantizeParamOffsets::nthread, &n_threads, 4);
+  std::memcpy(params.data() + QuantizeParamOffsets::ftype, &ftype, 4);
   // llama_model_imatrix_data: {name, values, count}, the list ended by a null name.
   struct ImatrixData {
     const char* name;
@@ -206,7 +205,7 @@ inline uint32_t llama_quantize(const std::string& input, const std::string& outp
     for (const auto& [name, v] : *imatrix) data.push_back({name.c_str(), v.data(), v.size()});
     data.push_back({nullptr, nullptr, 0});
     const ImatrixData* p = data.data();
-    std::memcpy(params.data() + 0x18, &p, sizeof p);
+    std::memcpy(params.data() + QuantizeParamOffsets::imatrix, &p, sizeof p);
   }
   return l.fn<uint32_t (*)(const char*, const char*, const void*)>("llama_model_quantize")(input.c_str(),
                                                                                           output.c_str(), params.data());
