@@ -31,6 +31,7 @@ constexpr Subcommand kSubcommands[] = {
     {"perplexity", moeserve::cli::cmd_perplexity, "perplexity of a model on a token sequence (llama-perplexity's method)"},
     {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
     {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
+    {"quantize", moeserve::cli::cmd_quantize, "quantize a GGUF model to a llama.cpp file type (Q4_K_M, IQ2_XS, ...)"},
 };
 
 void print_usage(std::FILE* out) {

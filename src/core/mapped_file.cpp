@@ -42,6 +42,15 @@ MappedFile MappedFile::open(const std::string& path) {
   return file;
 }
 
+void MappedFile::release(const void* data, size_t size) {
+  if (!data || size == 0) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = uintptr_t(data) / page * page;
+  const uintptr_t last = (uintptr_t(data) + size + page - 1) / page * page;
+  // Advice only: a failure changes nothing the caller relies on.
+  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
       data_(std::exchange(other.data_, nullptr)),

@@ -25,6 +25,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Tells the kernel that the mapped bytes [data, data + size) are not needed for now: their pages
+  // leave this process's resident memory (a pass over a whole model otherwise ends with all of it
+  // resident) and are read from the file again if touched. Any pointer into a read-only mapping.
+  static void release(const void* data, size_t size);
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;

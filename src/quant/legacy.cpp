@@ -1,11 +1,13 @@
 // Legacy 32-element block formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 (quants.md §1): dequantize,
-// ggml's reference quantizers (same float operations, so the same bits) and the dot products
-// against Q8_0 / Q8_1 activations.
+// ggml's reference quantizers and its importance-weighted ones (same float operations, so the
+// same bits) and the dot products against Q8_0 / Q8_1 activations.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 
 #include "quant/blocks.h"
+#include "quant/fit.h"
 #include "quant/quants.h"
 
 namespace moeserve {
@@ -201,6 +203,86 @@ void quantize_row_q8_1(const float* in, void* blocks, int64_t n) {
     for (int j = 0; j < QK; ++j) sum += b[i].qs[j];
     b[i].d = to_half(d);
     b[i].s = to_half(float(sum) * d);
+  }
+}
+
+// With an importance matrix (ggml's quantize_row_*_impl): elements weighted by
+// imatrix * sqrt(sigma2 + x^2), sigma2 the mean square of the whole row, and the scale searched
+// instead of taken from the extreme. Without one they are the reference quantizers above.
+namespace {
+
+float row_sigma2(const float* x, int64_t n) {
+  float sum_x2 = 0;
+  for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  return sum_x2 / float(n);
+}
+
+void block_weights(const float* xb, const float* qw, float sigma2, float* weight) {
+  for (int j = 0; j < QK; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+}
+
+// The 5th bits of 32 levels: bit j of the little-endian u32 is element j's.
+void pack_high_bits(const uint8_t* L, uint8_t qh[4]) {
+  uint32_t bits = 0;
+  for (int j = 0; j < QK; ++j) bits |= uint32_t((L[j] & 0x10) >> 4) << j;
+  std::memcpy(qh, &bits, 4);
+}
+
+}  // namespace
+
+void quantize_row_q4_0_imatrix(const float* in, void* blocks, int64_t n, const float* qw) {
+  if (!qw) return quantize_row_q4_0(in, blocks, n);
+  auto* y = blocks_of<BlockQ4_0>(blocks);
+  const float sigma2 = row_sigma2(in, n);
+  for (int64_t ib = 0; ib < n / QK; ++ib) {
+    float weight[QK];
+    int8_t L[QK];
+    block_weights(in + QK * ib, qw + QK * ib, sigma2, weight);
+    y[ib].d = to_half(make_qx_quants(QK, 8, in + QK * ib, L, weight));
+    for (int j = 0; j < QK / 2; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + QK / 2] << 4));
+  }
+}
+
+void quantize_row_q4_1_imatrix(const float* in, void* blocks, int64_t n, const float* qw) {
+  if (!qw) return quantize_row_q4_1(in, blocks, n);
+  auto* y = blocks_of<BlockQ4_1>(blocks);
+  const float sigma2 = row_sigma2(in, n);
+  for (int64_t ib = 0; ib < n / QK; ++ib) {
+    float weight[QK], neg_min;
+    uint8_t L[QK];
+    block_weights(in + QK * ib, qw + QK * ib, sigma2, weight);
+    y[ib].d = to_half(make_qkx3_quants(QK, 15, in + QK * ib, weight, L, &neg_min, -0.9f, 0.05f, 36));
+    y[ib].m = to_half(-neg_min);
+    for (int j = 0; j < QK / 2; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + QK / 2] << 4));
+  }
+}
+
+void quantize_row_q5_0_imatrix(const float* in, void* blocks, int64_t n, const float* qw) {
+  if (!qw) return quantize_row_q5_0(in, blocks, n);
+  auto* y = blocks_of<BlockQ5_0>(blocks);
+  const float sigma2 = row_sigma2(in, n);
+  for (int64_t ib = 0; ib < n / QK; ++ib) {
+    float weight[QK];
+    int8_t L[QK];
+    block_weights(in + QK * ib, qw + QK * ib, sigma2, weight);
+    y[ib].d = to_half(make_qx_quants(QK, 16, in + QK * ib, L, weight));
+    for (int j = 0; j < QK / 2; ++j) y[ib].qs[j] = uint8_t((L[j] & 0xF) | ((L[j + QK / 2] & 0xF) << 4));
+    pack_high_bits(reinterpret_cast<const uint8_t*>(L), y[ib].qh);
+  }
+}
+
+void quantize_row_q5_1_imatrix(const float* in, void* blocks, int64_t n, const float* qw) {
+  if (!qw) return quantize_row_q5_1(in, blocks, n);
+  auto* y = blocks_of<BlockQ5_1>(blocks);
+  const float sigma2 = row_sigma2(in, n);
+  for (int64_t ib = 0; ib < n / QK; ++ib) {
+    float weight[QK], neg_min;
+    uint8_t L[QK];
+    block_weights(in + QK * ib, qw + QK * ib, sigma2, weight);
+    y[ib].d = to_half(make_qkx3_quants(QK, 31, in + QK * ib, weight, L, &neg_min, -0.9f, 0.05f, 36));
+    y[ib].m = to_half(-neg_min);
+    for (int j = 0; j < QK / 2; ++j) y[ib].qs[j] = uint8_t((L[j] & 0xF) | ((L[j + QK / 2] & 0xF) << 4));
+    pack_high_bits(L, y[ib].qh);
   }
 }
 

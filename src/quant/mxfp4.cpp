@@ -1,5 +1,8 @@
 // MXFP4 (quants.md §1): 32 E2M1 values sharing one E8M0 exponent. The codebook kvalues_fp4 holds
 // twice the E2M1 values, so the block scale is half of 2^(e - 127).
+#include <algorithm>
+#include <cmath>
+
 #include "quant/blocks.h"
 #include "quant/grids.h"
 #include "quant/quants.h"
@@ -26,6 +29,32 @@ void dequantize_row_mxfp4(const void* blocks, float* out, int64_t n) {
       out[j] = float(kvalues_fp4[b[i].qs[j] & 0xF]) * d;
       out[j + QK / 2] = float(kvalues_fp4[b[i].qs[j] >> 4]) * d;
     }
+  }
+}
+
+// ggml's reference: the exponent puts amax in the top binade of the codebook, then every value
+// takes the codebook entry with the smallest absolute error (the first one on ties).
+void quantize_row_mxfp4(const float* in, void* blocks, int64_t n) {
+  auto* b = blocks_of<BlockMXFP4>(blocks);
+  auto best_index = [](float x, float d) {
+    int best = 0;
+    float best_err = std::fabs(float(kvalues_fp4[0]) * d - x);
+    for (int i = 1; i < 16; ++i) {
+      const float err = std::fabs(float(kvalues_fp4[i]) * d - x);
+      if (err < best_err) {
+        best = i;
+        best_err = err;
+      }
+    }
+    return best;
+  };
+  for (int64_t i = 0; i < n / QK; ++i, in += QK) {
+    float amax = 0;
+    for (int j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(in[j]));
+    const uint8_t e = amax > 0.0f ? uint8_t(std::floor(std::log2(amax)) - 2 + 127) : 0;
+    const float d = e8m0_half(e);
+    b[i].e = e;
+    for (int j = 0; j < QK / 2; ++j) b[i].qs[j] = uint8_t(best_index(in[j], d) | (best_index(in[j + QK / 2], d) << 4));
   }
 }
 

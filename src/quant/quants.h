@@ -80,8 +80,44 @@ float vec_dot_iq1_m_q8_K(int64_t n, const void* w, const void* a);
 float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a);
 float vec_dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
 
+// I-quant quantizers (iq_grid_quantize.cpp, iq1_quantize.cpp, iq4_quantize.cpp). Without an
+// importance matrix they give what ggml_quantize_chunk gives without one; IQ2_XXS, IQ2_XS and
+// IQ1_S, which ggml only quantizes with one, weigh every column the same (an imatrix of ones).
+void quantize_row_iq2_xxs(const float* in, void* blocks, int64_t n);
+void quantize_row_iq2_xs(const float* in, void* blocks, int64_t n);
+void quantize_row_iq2_s(const float* in, void* blocks, int64_t n);
+void quantize_row_iq3_xxs(const float* in, void* blocks, int64_t n);
+void quantize_row_iq3_s(const float* in, void* blocks, int64_t n);
+void quantize_row_iq1_s(const float* in, void* blocks, int64_t n);
+void quantize_row_iq1_m(const float* in, void* blocks, int64_t n);
+void quantize_row_iq4_nl(const float* in, void* blocks, int64_t n);
+void quantize_row_iq4_xs(const float* in, void* blocks, int64_t n);
+
+// Quantizers with importance weights (ggml's quantize_<t>(..., quant_weights)): one row of n
+// elements; `weights` holds one weight per column of the row (an importance matrix's mean squared
+// activations) or is null, in which case they equal the quantizers above.
+void quantize_row_q4_0_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q4_1_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q5_0_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q5_1_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q2_K_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q3_K_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q4_K_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q5_K_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_q6_K_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq2_xxs_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq2_xs_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq2_s_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq3_xxs_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq3_s_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq1_s_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq1_m_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq4_nl_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+void quantize_row_iq4_xs_imatrix(const float* in, void* blocks, int64_t n, const float* weights);
+
 // MXFP4 (mxfp4.cpp).
 void dequantize_row_mxfp4(const void* blocks, float* out, int64_t n);
+void quantize_row_mxfp4(const float* in, void* blocks, int64_t n);
 float vec_dot_mxfp4_q8_0(int64_t n, const void* w, const void* a);
 
 }  // namespace moeserve

@@ -126,4 +126,72 @@ inline bool all_finite(const std::vector<float>& y) {
   return true;
 }
 
+// Rows that exercise the quantizers' branches: ordinary, tiny and heavy-tailed values, all-zero
+// and constant blocks, a single outlier, and a mix of zero and non-zero blocks in one row.
+inline std::vector<std::vector<float>> quantizer_rows(int64_t n) {
+  std::vector<std::vector<float>> rows;
+  for (uint32_t seed = 1; seed <= 4; ++seed) rows.push_back(normal_row(n, seed));
+  rows.push_back(normal_row(n, 5, 1e-3f));
+  rows.push_back(normal_row(n, 6, 300.0f));
+  rows.push_back(heavy_tailed_row(n, 7));
+  rows.push_back(heavy_tailed_row(n, 8));
+  rows.push_back(std::vector<float>(static_cast<size_t>(n), 0.0f));
+  rows.push_back(std::vector<float>(static_cast<size_t>(n), 0.7f));
+  rows.push_back(std::vector<float>(static_cast<size_t>(n), -2.5f));
+  std::vector<float> outlier = normal_row(n, 9);
+  outlier[77] = 500.0f;
+  rows.push_back(outlier);
+  std::vector<float> mixed = normal_row(n, 10);
+  for (int64_t i = 0; i < n; ++i) {
+    if ((i / 256) % 3 == 1) mixed[size_t(i)] = 0.0f;
+    if ((i / 256) % 3 == 2 && i % 7 != 0) mixed[size_t(i)] = 0.0f;  // sparse super-blocks
+  }
+  rows.push_back(mixed);
+  std::vector<float> positive = normal_row(n, 11);
+  for (float& v : positive) v = std::fabs(v) + 0.25f;  // no negative values: min clamps to 0
+  rows.push_back(positive);
+  return rows;
+}
+
+// A matrix of rows: the branch-exercising rows of quantizer_rows plus rows shaped like real weight
+// matrices (columns of very different scale, a few outlier channels).
+inline std::vector<float> test_matrix(int64_t n_per_row, int64_t* n_rows) {
+  std::vector<std::vector<float>> rows = quantizer_rows(n_per_row);
+  std::mt19937 rng(99);
+  std::lognormal_distribution<float> column_scale(0.0f, 0.7f);
+  std::vector<float> scale(static_cast<size_t>(n_per_row));
+  for (float& s : scale) s = column_scale(rng);
+  for (uint32_t seed = 20; seed < 26; ++seed) {
+    std::vector<float> row = heavy_tailed_row(n_per_row, seed);
+    for (int64_t i = 0; i < n_per_row; ++i) row[size_t(i)] *= 0.02f * scale[size_t(i)];
+    rows.push_back(row);
+  }
+  *n_rows = int64_t(rows.size());
+  std::vector<float> m;
+  for (const auto& r : rows) m.insert(m.end(), r.begin(), r.end());
+  return m;
+}
+
+struct ImatrixCase {
+  const char* name;
+  std::vector<float> weights;  // empty: none
+};
+
+// Importance matrices as llama.cpp computes them (mean squared activations per column): spread
+// over orders of magnitude, a few dominant columns, and columns never activated (zero).
+inline std::vector<ImatrixCase> imatrix_cases(int64_t n) {
+  std::vector<ImatrixCase> cases;
+  cases.push_back({"none", {}});
+  std::mt19937 rng(7);
+  std::lognormal_distribution<float> spread(-2.0f, 1.5f);
+  std::vector<float> w(static_cast<size_t>(n));
+  for (float& v : w) v = spread(rng);
+  cases.push_back({"lognormal", w});
+  for (size_t i = 0; i < w.size(); i += 97) w[i] *= 400.0f;
+  for (size_t i = 5; i < w.size(); i += 31) w[i] = 0.0f;
+  cases.push_back({"outliers_and_zeros", w});
+  cases.push_back({"ones", std::vector<float>(static_cast<size_t>(n), 1.0f)});
+  return cases;
+}
+
 }  // namespace moeserve::test

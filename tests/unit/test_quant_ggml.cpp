@@ -3,7 +3,6 @@
 // registry sizes and vec_dot types against ggml's type traits, quantizers byte for byte against
 // ggml's quantize_row_*_ref, dequantizers against dequantize_row_*, and the dot products against
 // ggml's portable ggml_vec_dot_*_generic.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -11,75 +10,22 @@
 #include <cstring>
 #include <string>
 
+#include "ggml_reference.h"
 #include "quant_test_util.h"
 
 namespace moeserve {
 namespace {
 
-// Layouts of ggml's public trait structs (ggml.h, ggml-cpu.h).
-struct GgmlTypeTraits {
-  const char* type_name;
-  int64_t blck_size;
-  int64_t blck_size_interleave;
-  size_t type_size;
-  bool is_quantized;
-  void* to_float;
-  void* from_float_ref;
-};
-struct GgmlTypeTraitsCpu {
-  void* from_float;
-  void* vec_dot;
-  int32_t vec_dot_type;
-  int64_t nrows;
-};
-
-using GgmlDequantize = void (*)(const void*, float*, int64_t);
-using GgmlQuantize = void (*)(const float*, void*, int64_t);
-using GgmlVecDot = void (*)(int n, float* s, size_t bs, const void* x, size_t bx, const void* y, size_t by, int nrc);
-
-class Ggml {
- public:
-  static const Ggml& get() {
-    static const Ggml lib;
-    return lib;
-  }
-  const std::string& error() const { return error_; }
-
-  template <typename Fn>
-  Fn fn(const std::string& name) const {
-    void* p = handle_ ? dlsym(handle_, name.c_str()) : nullptr;
-    if (!p) throw std::runtime_error("ggml reference lacks symbol " + name);
-    return reinterpret_cast<Fn>(p);
-  }
-
- private:
-  Ggml() {
-    const std::string dir =
-        std::string(MOESERVE_SOURCE_DIR) + "/tests/clients/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/";
-    // The baseline x86-64 CPU build: its *_generic dot products are plain C.
-    handle_ = dlopen((dir + "libggml-cpu-x64.so").c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle_) {
-      error_ = std::string("cannot load the ggml reference (") + dlerror() +
-               "); scripts/setup.sh installs it (npm ci in tests/clients)";
-      return;
-    }
-    fn<void (*)()>("ggml_cpu_init")();  // fills the fp16 tables the CPU dot products use
-  }
-  void* handle_ = nullptr;
-  std::string error_;
-};
-
-#define REQUIRE_GGML() ASSERT_TRUE(Ggml::get().error().empty()) << Ggml::get().error()
+using test::Ggml;
+using test::GgmlDequantize;
+using test::GgmlQuantize;
+using test::GgmlTypeTraits;
+using test::GgmlTypeTraitsCpu;
+using test::GgmlVecDot;
+using test::ggml_name;
 
 std::string lower(std::string s) {
   for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// ggml's lower-case type name, used in its function names ("q4_K", "iq2_xxs").
-std::string ggml_name(GgmlType t) {
-  std::string s = lower(type_name(t));
-  if (s.size() > 2 && s.substr(s.size() - 2) == "_k") s.back() = 'K';
   return s;
 }
 
@@ -114,40 +60,13 @@ TEST(GgmlReference, DequantizeMatchesOnRandomBlocks) {
   }
 }
 
-// Rows that exercise the quantizers' branches: ordinary, tiny and heavy-tailed values, all-zero
-// and constant blocks, a single outlier, and a mix of zero and non-zero blocks in one row.
-std::vector<std::vector<float>> quantizer_rows(int64_t n) {
-  std::vector<std::vector<float>> rows;
-  for (uint32_t seed = 1; seed <= 4; ++seed) rows.push_back(test::normal_row(n, seed));
-  rows.push_back(test::normal_row(n, 5, 1e-3f));
-  rows.push_back(test::normal_row(n, 6, 300.0f));
-  rows.push_back(test::heavy_tailed_row(n, 7));
-  rows.push_back(test::heavy_tailed_row(n, 8));
-  rows.push_back(std::vector<float>(static_cast<size_t>(n), 0.0f));
-  rows.push_back(std::vector<float>(static_cast<size_t>(n), 0.7f));
-  rows.push_back(std::vector<float>(static_cast<size_t>(n), -2.5f));
-  std::vector<float> outlier = test::normal_row(n, 9);
-  outlier[77] = 500.0f;
-  rows.push_back(outlier);
-  std::vector<float> mixed = test::normal_row(n, 10);
-  for (int64_t i = 0; i < n; ++i) {
-    if ((i / 256) % 3 == 1) mixed[size_t(i)] = 0.0f;
-    if ((i / 256) % 3 == 2 && i % 7 != 0) mixed[size_t(i)] = 0.0f;  // sparse super-blocks
-  }
-  rows.push_back(mixed);
-  std::vector<float> positive = test::normal_row(n, 11);
-  for (float& v : positive) v = std::fabs(v) + 0.25f;  // no negative values: min clamps to 0
-  rows.push_back(positive);
-  return rows;
-}
-
 TEST(GgmlReference, QuantizersAreBitExact) {
   REQUIRE_GGML();
   const GgmlType types[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
                             GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q2_K, GgmlType::Q3_K,
                             GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q8_K};
   const int64_t n = 4096;
-  const auto rows = quantizer_rows(n);
+  const auto rows = test::quantizer_rows(n);
   for (GgmlType type : types) {
     const TypeTraits& t = type_traits(type);
     auto ref = Ggml::get().fn<GgmlQuantize>("quantize_row_" + ggml_name(type) + "_ref");
