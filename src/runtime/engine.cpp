@@ -164,9 +164,7 @@ void Engine::decode(std::span<const BatchToken> batch) {
   for (int64_t b = 0; b < n; ++b) {
     if (batch[size_t(b)].logits) order_[size_t(n_out++)] = step_rows_[size_t(b)];
   }
-  // Nothing asked: still a step (the caches advance); one row keeps the step's shapes valid.
-  if (n_out == 0) order_[0] = int32_t(n - 1);
-  const int64_t rows = std::max<int64_t>(n_out, 1);
+  const int64_t rows = n_out;  // none asked: the step only advances the caches
 
   StepInputs in;
   in.tokens = Tensor::contiguous(GgmlType::I32, {n, 1, 1, 1}, input_tokens_.data(), be_.device());

@@ -167,6 +167,25 @@ TEST_P(EngineArch, SaveRestoreAndCopyAreExact) {
   EXPECT_EQ(max_rel(c1, c0), 0.0);
 }
 
+TEST_P(EngineArch, StepsWithoutLogitsAdvanceTheCaches) {
+  Loaded m = load(model_path(config()), make_cpu_backend(1));
+  EngineOptions o;
+  o.n_ctx = 64;
+  o.n_batch = 16;
+  Engine e(*m.model, *m.backend, o);
+  const std::vector<int32_t> tokens = prompt_tokens(20, e.n_vocab());
+  const auto all = run_pieces(e, tokens, {16, 4});
+  e.seq_clear(0);
+  std::vector<BatchToken> batch;
+  for (int i = 0; i < 16; ++i) batch.push_back({tokens[size_t(i)], i, 0, false});
+  e.decode(batch);
+  EXPECT_EQ(e.n_outputs(), 0);
+  EXPECT_EQ(e.seq_length(0), 16);
+  const std::vector<int32_t> tail(tokens.begin() + 16, tokens.end());
+  const auto rest = run_pieces(e, tail, {4});
+  EXPECT_EQ(max_rel(rest, std::vector<std::vector<float>>(all.begin() + 16, all.end())), 0.0);
+}
+
 TEST_P(EngineArch, QuantizedKvAndFlashStayClose) {
   // Every expert routed (k = n_expert): the router's top-k is then continuous in its inputs, so
   // cache rounding cannot swap experts and the logits move smoothly with it.

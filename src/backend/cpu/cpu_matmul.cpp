@@ -1,6 +1,9 @@
 // Weight x activations: activations quantized once to the weight's vec_dot_type, then tiles of
 // (weight rows x activation columns) spread over the threads; a tile's weight rows stay in cache
-// while every column of the tile passes over them.
+// while every column of the tile passes over them. Consecutive tiles walk down the rows of one
+// column block, so each thread streams through contiguous weight memory.
+#include <atomic>
+
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 
@@ -18,10 +21,13 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
   constexpr int64_t kTileRows = 16, kTileCols = 8;
   const int64_t row_tiles = (m + kTileRows - 1) / kTileRows, col_tiles = (n + kTileCols - 1) / kTileCols;
   const int64_t n_tiles = row_tiles * col_tiles;
+  // Tiles are handed out dynamically: a thread the OS delays does not hold back the others.
+  std::atomic<int64_t> next{0};
   pool_.run([&](int ith, int nth) {
     quantize_rows(x, act_type, act, ith, nth);
     pool_.barrier();
-    for (int64_t tile = ith; tile < n_tiles; tile += nth) {
+    for (int64_t tile = next.fetch_add(1, std::memory_order_relaxed); tile < n_tiles;
+         tile = next.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t r0 = (tile % row_tiles) * kTileRows, c0 = (tile / row_tiles) * kTileCols;
       const int64_t r1 = std::min(m, r0 + kTileRows), c1 = std::min(n, c0 + kTileCols);
       for (int64_t c = c0; c < c1; ++c) {

@@ -2,6 +2,7 @@
 // activations quantized once, then gate/up + SiLU and down as tiles of (expert, weight rows) over
 // the threads so each expert's weights stream through the cache once per step, and a final
 // weighted sum per token.
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -72,12 +73,15 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   const int64_t ff_blocks = (n_ff + kRows - 1) / kRows, embd_blocks = (n_embd + kRows - 1) / kRows;
   const float* wts = weights.as<float>();
 
+  // Expert tiles are handed out dynamically (uneven expert loads, threads the OS delays).
+  std::atomic<int64_t> next_up{0}, next_down{0};
   pool_.run([&](int ith, int nth) {
     quantize_rows(x, gate_act, xg, ith, nth);
     if (!same_act) quantize_rows(x, up_act, xu, ith, nth);
     pool_.barrier();
 
-    for (int64_t task = ith; task < n_active * ff_blocks; task += nth) {
+    for (int64_t task = next_up.fetch_add(1, std::memory_order_relaxed); task < n_active * ff_blocks;
+         task = next_up.fetch_add(1, std::memory_order_relaxed)) {
       const int32_t e = active[task / ff_blocks];
       const int64_t f0 = (task % ff_blocks) * kRows, f1 = std::min(n_ff, f0 + kRows);
       for (int32_t i = offsets[e]; i < offsets[e + 1]; ++i) {
@@ -103,7 +107,8 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
     }
     pool_.barrier();
 
-    for (int64_t task = ith; task < n_active * embd_blocks; task += nth) {
+    for (int64_t task = next_down.fetch_add(1, std::memory_order_relaxed); task < n_active * embd_blocks;
+         task = next_down.fetch_add(1, std::memory_order_relaxed)) {
       const int32_t e = active[task / embd_blocks];
       const int64_t r0 = (task % embd_blocks) * kRows, r1 = std::min(n_embd, r0 + kRows);
       for (int32_t i = offsets[e]; i < offsets[e + 1]; ++i) {
