@@ -40,6 +40,7 @@ Sampler::Sampler(SamplingParams params, int32_t n_vocab) : params_(std::move(par
       bias_[size_t(token)] += bias;
     }
   }
+  in_window_.assign(size_t(n_vocab_), 0);
   seed_ = params_.seed ? *params_.seed : (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
   rng_.seed(seed_);
 }
@@ -49,13 +50,17 @@ void Sampler::accept(int32_t token) {
   const int32_t window = params_.penalty_last_n;
   if (window == 0) return;
   ++counts_[token];
+  in_window_[size_t(token)] = 1;
   if (window < 0) return;  // the whole history counts: nothing ever leaves the window
   if (history_.size() < size_t(window)) {
     history_.push_back(token);
     return;
   }
   const int32_t old = history_[history_next_];
-  if (--counts_[old] == 0) counts_.erase(old);
+  if (--counts_[old] == 0) {
+    counts_.erase(old);
+    in_window_[size_t(old)] = 0;
+  }
   history_[history_next_] = token;
   history_next_ = (history_next_ + 1) % history_.size();
 }
@@ -63,16 +68,64 @@ void Sampler::accept(int32_t token) {
 void Sampler::reset_history() {
   history_.clear();
   history_next_ = 0;
+  for (const auto& [token, count] : counts_) in_window_[size_t(token)] = 0;
   counts_.clear();
 }
 
+bool Sampler::penalties_on() const {
+  return params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f;
+}
+
+float Sampler::penalized(int32_t token, float logit, int32_t count) const {
+  logit = logit <= 0.0f ? logit * params_.repeat_penalty : logit / params_.repeat_penalty;
+  logit -= float(count) * params_.frequency_penalty + params_.presence_penalty;
+  if (std::isnan(logit) || logit == INFINITY) fail("sampling: the penalties pushed token ", token, " to ", logit);
+  return logit;
+}
+
 void Sampler::apply_penalties(std::vector<Candidate>& dense) const {
-  if (params_.repeat_penalty == 1.0f && params_.frequency_penalty == 0.0f && params_.presence_penalty == 0.0f) return;
+  if (!penalties_on()) return;
   for (const auto& [token, count] : counts_) {
     float& logit = dense[size_t(token)].logit;
-    logit = logit <= 0.0f ? logit * params_.repeat_penalty : logit / params_.repeat_penalty;
-    logit -= float(count) * params_.frequency_penalty + params_.presence_penalty;
+    logit = penalized(token, logit, count);
   }
+}
+
+void Sampler::check_logits(std::span<const float> logits) const {
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (std::isnan(logits[i]) || logits[i] == INFINITY) fail("sampling: the model's logit for token ", i, " is ", logits[i]);
+}
+
+// The most likely token after bias and penalties, in one pass over the logits (no candidate list).
+int32_t Sampler::greedy(std::span<const float> logits) const {
+  const bool skip_penalized = penalties_on();
+  bool bad = false;
+  float best = -INFINITY;
+  int32_t best_token = -1;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float l = logits[i];
+    bad |= std::isnan(l) || l == INFINITY;
+    if (skip_penalized && in_window_[i]) continue;
+    const float v = bias_.empty() ? l : l + bias_[i];
+    if (v > best) {  // strict: the lowest id wins ties
+      best = v;
+      best_token = int32_t(i);
+    }
+  }
+  if (bad) check_logits(logits);
+  if (skip_penalized) {
+    for (const auto& [token, count] : counts_) {
+      const float base = logits[size_t(token)] + (bias_.empty() ? 0.0f : bias_[size_t(token)]);
+      if (base == -INFINITY) continue;
+      const float v = penalized(token, base, count);
+      if (v > best || (v == best && v != -INFINITY && token < best_token)) {
+        best = v;
+        best_token = token;
+      }
+    }
+  }
+  if (best_token < 0) fail("sampling: no token can be chosen (every logit is -inf after logit_bias)");
+  return best_token;
 }
 
 int32_t Sampler::draw(std::vector<Candidate>& cur) {
@@ -116,39 +169,30 @@ void Sampler::fill_logprobs(std::span<const float> logits, SampledToken& out) co
 SampledToken Sampler::sample(std::span<const float> logits) {
   if (logits.size() != size_t(n_vocab_))
     fail("sampling: got ", logits.size(), " logits for a vocabulary of ", n_vocab_);
-  std::vector<Candidate>& cur = cur_;
-  cur.resize(logits.size());
-  bool bad = false;
-  bool banned = false;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    const float l = logits[i];
-    bad |= std::isnan(l) || l == INFINITY;
-    banned |= l == -INFINITY;
-    cur[i] = {int32_t(i), l, 0.0f};
-  }
-  if (bad) {
-    for (size_t i = 0; i < logits.size(); ++i)
-      if (std::isnan(logits[i]) || logits[i] == INFINITY) fail("sampling: the model's logit for token ", i, " is ", logits[i]);
-  }
-  if (!bias_.empty()) {
-    for (size_t i = 0; i < cur.size(); ++i) cur[i].logit += bias_[i];
-    banned = true;  // a -inf bias may have banned tokens
-  }
-  apply_penalties(cur);
-  for (const auto& [token, count] : counts_) {
-    const float l = cur[size_t(token)].logit;
-    if (std::isnan(l) || l == INFINITY) fail("sampling: the penalties pushed token ", token, " to ", l);
-  }
-  if (banned) std::erase_if(cur, [](const Candidate& c) { return c.logit == -INFINITY; });
-  if (cur.empty()) fail("sampling: no token can be chosen (every logit is -inf after logit_bias)");
-
   SampledToken out;
+  std::vector<Candidate>& cur = cur_;
   if (params_.temperature <= 0.0f && params_.typical_p >= 1.0f) {
     // Greedy: top-k / top-p / min-p always keep the best token, so only the argmax matters.
-    const Candidate best = cur[argmax(cur)];
-    cur.assign(1, {best.token, best.logit, 1.0f});
-    out.token = best.token;
+    out.token = greedy(logits);
+    cur.assign(1, {out.token, 0.0f, 1.0f});
   } else {
+    cur.resize(logits.size());
+    bool bad = false;
+    bool banned = false;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const float l = logits[i];
+      bad |= std::isnan(l) || l == INFINITY;
+      banned |= l == -INFINITY;
+      cur[i] = {int32_t(i), l, 0.0f};
+    }
+    if (bad) check_logits(logits);
+    if (!bias_.empty()) {
+      for (size_t i = 0; i < cur.size(); ++i) cur[i].logit += bias_[i];
+      banned = true;  // a -inf bias may have banned tokens
+    }
+    apply_penalties(cur);
+    if (banned) std::erase_if(cur, [](const Candidate& c) { return c.logit == -INFINITY; });
+    if (cur.empty()) fail("sampling: no token can be chosen (every logit is -inf after logit_bias)");
     top_k(cur, params_.top_k);
     typical_p(cur, params_.typical_p, params_.min_keep);
     top_p(cur, params_.top_p, params_.min_keep);

@@ -73,7 +73,11 @@ class Sampler {
   uint64_t seed() const { return seed_; }
 
  private:
+  bool penalties_on() const;
   void apply_penalties(std::vector<Candidate>& cur) const;
+  float penalized(int32_t token, float logit, int32_t count) const;
+  void check_logits(std::span<const float> logits) const;
+  int32_t greedy(std::span<const float> logits) const;
   int32_t draw(std::vector<Candidate>& cur);
   void fill_logprobs(std::span<const float> logits, SampledToken& out) const;
 
@@ -85,6 +89,7 @@ class Sampler {
   std::vector<int32_t> history_;                // ring of the last penalty_last_n tokens
   size_t history_next_ = 0;
   std::unordered_map<int32_t, int32_t> counts_;  // occurrences within the window
+  std::vector<uint8_t> in_window_;              // counts_ as a dense flag per token
   std::vector<Candidate> cur_;                  // scratch, reused between calls
 };
 

@@ -76,21 +76,46 @@ void typical_p(std::vector<Candidate>& cur, float p, size_t min_keep) {
 void top_p(std::vector<Candidate>& cur, float p, size_t min_keep) {
   if (p >= 1.0f || cur.size() <= 1) return;
   softmax(cur);
-  // Usually the nucleus is small: sort the best 256 first, then 4x more each time it is not enough.
-  size_t sorted = std::min<size_t>(cur.size(), 256);
-  std::partial_sort(cur.begin(), cur.begin() + sorted, cur.end(), better);
-  double cum = 0.0;
-  for (size_t i = 0; i < cur.size(); ++i) {
-    if (i == sorted) {
-      sorted = std::min(cur.size(), sorted * 4);
-      std::partial_sort(cur.begin() + i, cur.begin() + sorted, cur.end(), better);
+  const auto nucleus_of_sorted = [&](size_t from, double cum) {
+    for (size_t i = from; i < cur.size(); ++i) {
+      cum += cur[i].p;
+      if (cum >= double(p) && i + 1 >= min_keep) return i + 1;
     }
-    cum += cur[i].p;
-    if (cum >= double(p) && i + 1 >= min_keep) {
-      cur.resize(i + 1);
-      return;
-    }
+    return cur.size();
+  };
+  if (cur.size() <= 1024 || min_keep > 1) {
+    sort_best_first(cur);
+    cur.resize(nucleus_of_sorted(0, 0.0));
+    return;
   }
+  // Large lists: bucket the tokens by logit (8 buckets per nat below the best), find the bucket
+  // where the mass reaches p, and sort only that bucket. Buckets are ordered by logit, so the
+  // result is the same set a full sort would give.
+  constexpr int kBuckets = 256;
+  constexpr float kPerNat = 8.0f;
+  float max_logit = -INFINITY;
+  for (const Candidate& c : cur) max_logit = std::max(max_logit, c.logit);
+  const auto bucket = [&](const Candidate& c) {
+    return std::min(kBuckets - 1, int((max_logit - c.logit) * kPerNat));
+  };
+  double mass[kBuckets] = {};
+  for (const Candidate& c : cur) mass[bucket(c)] += c.p;
+  int last = kBuckets - 1;
+  double before = 0.0;  // mass of the buckets above `last`
+  for (int b = 0; b < kBuckets; ++b) {
+    if (before + mass[b] >= double(p)) {
+      last = b;
+      break;
+    }
+    before += mass[b];
+  }
+  // Tokens of the buckets above `last` first (in any order), then `last` sorted best first.
+  const auto split = std::partition(cur.begin(), cur.end(), [&](const Candidate& c) { return bucket(c) < last; });
+  const auto rest = std::partition(split, cur.end(), [&](const Candidate& c) { return bucket(c) == last; });
+  std::sort(split, rest, better);
+  cur.erase(rest, cur.end());
+  const size_t from = size_t(split - cur.begin());
+  cur.resize(nucleus_of_sorted(from, before));
 }
 
 void min_p(std::vector<Candidate>& cur, float p, size_t min_keep) {

@@ -25,8 +25,7 @@ void top_k(std::vector<Candidate>& cur, int32_t k);
 // mass exceeds p (p >= 1: unchanged).
 void typical_p(std::vector<Candidate>& cur, float p, size_t min_keep);
 
-// Nucleus: the fewest most likely tokens whose mass reaches p; leaves the list sorted best first
-// (p >= 1: unchanged).
+// Nucleus: the fewest most likely tokens whose mass reaches p (p >= 1: unchanged).
 void top_p(std::vector<Candidate>& cur, float p, size_t min_keep);
 
 // Keeps tokens with probability >= p * the highest probability (p <= 0: unchanged).

@@ -9,10 +9,12 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include "core/error.h"
 #include "runtime/sampler.h"
+#include "runtime/sampler_steps.h"
 
 namespace moeserve {
 namespace {
@@ -240,6 +242,36 @@ TEST(Sampler, PenaltiesAndBias) {
   expect_distribution(p, kLogits, Expect{l}, history);
 }
 
+TEST(Sampler, TopPOnLargeVocabulariesKeepsTheSortedNucleus) {
+  // Large lists take a bucketed path; the kept set must be what sorting everything gives.
+  std::mt19937 rng(5);
+  for (int iter = 0; iter < 40; ++iter) {
+    const size_t n = 2000 + rng() % 30000;
+    std::normal_distribution<float> tail(0.0f, 0.5f + float(iter % 5));
+    std::vector<Candidate> cur(n);
+    for (size_t i = 0; i < n; ++i) cur[i] = {int32_t(i), iter % 3 == 0 ? std::round(tail(rng)) : tail(rng), 0.0f};
+    if (iter % 4 == 1) cur[rng() % n].logit = 60.0f;  // a favourite far above a tail beyond the buckets
+    const float p = std::uniform_real_distribution<float>(0.05f, 0.99f)(rng);
+    std::vector<Candidate> sorted = cur;
+    std::sort(sorted.begin(), sorted.end(),
+              [](const Candidate& a, const Candidate& b) { return a.logit > b.logit || (a.logit == b.logit && a.token < b.token); });
+    double mx = sorted[0].logit, sum = 0, cum = 0;
+    for (const Candidate& c : sorted) sum += std::exp(double(c.logit) - mx);
+    std::vector<int32_t> want;
+    for (const Candidate& c : sorted) {
+      want.push_back(c.token);
+      cum += std::exp(double(c.logit) - mx) / sum;
+      if (cum >= p) break;
+    }
+    top_p(cur, p, 0);
+    std::vector<int32_t> got;
+    for (const Candidate& c : cur) got.push_back(c.token);
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    ASSERT_EQ(got, want) << "iteration " << iter << " n " << n << " p " << p;
+  }
+}
+
 TEST(Sampler, NegativeControlWrongOrderIsDetected) {
   // Draws from the real chain, compared with temperature applied *before* top-p: must fail.
   SamplingParams p = plain();
@@ -288,11 +320,19 @@ TEST(Sampler, OnlyOneFiniteLogit) {
 }
 
 TEST(Sampler, RejectsBadLogitsAndParams) {
+  for (const float temp : {1.0f, 0.0f}) {  // the sampling chain and the greedy pass
+    SamplingParams params = plain();
+    params.temperature = temp;
+    params.presence_penalty = 0.5f;
+    Sampler s(params, 3);
+    s.accept(2);
+    EXPECT_THROW(s.sample(std::vector<float>{0.0f, NAN, 1.0f}), Error);
+    EXPECT_THROW(s.sample(std::vector<float>{0.0f, INFINITY, 1.0f}), Error);
+    EXPECT_THROW(s.sample(std::vector<float>{-INFINITY, -INFINITY, -INFINITY}), Error);
+    EXPECT_THROW(s.sample(std::vector<float>{0.0f, 1.0f}), Error);
+    EXPECT_EQ(s.sample(std::vector<float>{-INFINITY, -INFINITY, 0.0f}).token, 2);  // penalized, but the only one
+  }
   Sampler s(plain(), 3);
-  EXPECT_THROW(s.sample(std::vector<float>{0.0f, NAN, 1.0f}), Error);
-  EXPECT_THROW(s.sample(std::vector<float>{0.0f, INFINITY, 1.0f}), Error);
-  EXPECT_THROW(s.sample(std::vector<float>{-INFINITY, -INFINITY, -INFINITY}), Error);
-  EXPECT_THROW(s.sample(std::vector<float>{0.0f, 1.0f}), Error);
   SamplingParams p = plain();
   p.temperature = NAN;
   EXPECT_THROW(Sampler(p, 3), Error);
