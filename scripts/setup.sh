@@ -34,6 +34,9 @@ if [ -f tests/clients/package-lock.json ]; then
   fi
 fi
 
+# ccache shares compiled objects between clones (CI builds a fresh clone each time): paths are
+# made relative to the clone and its directory is left out of the hash.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 build_type="${MOESERVE_BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" ${MOESERVE_CMAKE_ARGS:-} >/dev/null
 cmake --build build --parallel "$(nproc)"
