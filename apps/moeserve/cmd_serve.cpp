@@ -1,3 +1,4 @@
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <pthread.h>
@@ -32,14 +33,17 @@ int cmd_serve(int argc, char** argv) {
   server::ApiServer api(*options);
   api.start();
   std::fprintf(stderr, "moeserve: listening on http://%s:%d (model loading)\n", options->host.c_str(), api.port());
-  std::thread signal_thread([&api, signals] {
+  std::atomic<bool> finished{false};
+  std::thread signal_thread([&api, &finished, signals] {
     int sig = 0;
     sigwait(&signals, &sig);
+    if (finished) return;  // the wake-up below, not a user's signal
     std::fprintf(stderr, "moeserve: signal %d, shutting down\n", sig);
     api.stop();
   });
   const int rc = api.serve();
   // Wake the signal thread if the server stopped on its own (model failed to load).
+  finished = true;
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   return rc;

@@ -17,10 +17,6 @@ int cmd_bench(int argc, char** argv);
 int cmd_template(int argc, char** argv);
 int cmd_parse_output(int argc, char** argv);
 int cmd_serve(int argc, char** argv);
-int cmd_run(int argc, char** argv);
-int cmd_perplexity(int argc, char** argv);
-int cmd_bench(int argc, char** argv);
-int cmd_inspect(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 
 }  // namespace moeserve::cli

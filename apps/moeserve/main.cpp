@@ -27,10 +27,6 @@ constexpr Subcommand kSubcommands[] = {
     {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
     {"template", moeserve::cli::cmd_template, "render a chat template for a list of messages"},
     {"parse-output", moeserve::cli::cmd_parse_output, "parse a model reply (reasoning, tool calls) as the server does"},
-    {"run", moeserve::cli::cmd_run, "run a prompt through a model and generate tokens"},
-    {"perplexity", moeserve::cli::cmd_perplexity, "perplexity of a model on a token sequence (llama-perplexity's method)"},
-    {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
-    {"inspect", moeserve::cli::cmd_inspect, "validate a GGUF file and list its metadata, tensors and totals"},
     {"quantize", moeserve::cli::cmd_quantize, "quantize a GGUF model to a llama.cpp file type (Q4_K_M, IQ2_XS, ...)"},
 };
 
