@@ -57,6 +57,10 @@ SamplingParams sampling_params(const ServeOptions& o, const ChatRequest& r, int3
   p.repeat_penalty = float(s.repeat_penalty.value_or(o.repeat_penalty));
   p.presence_penalty = float(s.presence_penalty.value_or(0.0));
   p.frequency_penalty = float(s.frequency_penalty.value_or(0.0));
+  for (const auto& [token, bias] : o.logit_bias) {
+    if (token >= n_vocab) fail("--logit-bias names token ", token, ", beyond the vocabulary of ", n_vocab);
+    p.logit_bias.emplace_back(token, bias);
+  }
   for (const auto& [token, bias] : s.logit_bias) {
     if (token >= n_vocab) throw ApiError{400, str_cat("logit_bias names token ", token, ", beyond the vocabulary of ", n_vocab), "invalid_request_error", "logit_bias"};
     p.logit_bias.emplace_back(token, bias);

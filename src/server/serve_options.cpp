@@ -1,6 +1,7 @@
 #include "server/serve_options.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
@@ -93,6 +94,7 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   --api-key KEY               require this key (Authorization: Bearer KEY or x-api-key: KEY)
   -to, --timeout N            connection read/write timeout in seconds (default 600)
   --temp, --top-k, --top-p, --min-p, --repeat-penalty, -s/--seed   sampling defaults
+  -l, --logit-bias ID(+|-)BIAS  bias a token in every request, e.g. 151645+2 or 15043-inf
   --cache-ram MIB             RAM for saved prompt-cache states (default 8192; 0 disables)
   --checkpoint-every N        tokens between recurrent-state checkpoints in a prompt (default 4096)
   --no-mmap                   read the model into memory instead of mapping it
@@ -200,6 +202,15 @@ std::optional<ServeOptions> parse_serve_options(int argc, char** argv) {
       o.min_p = to_double(flag, val());
     } else if (flag == "--repeat-penalty") {
       o.repeat_penalty = to_double(flag, val());
+    } else if (flag == "-l" || flag == "--logit-bias") {
+      // llama.cpp's form: TOKEN_ID followed by a signed bias, e.g. 15043+1, 15043-inf.
+      const std::string v = val();
+      const size_t sign = v.find_first_of("+-", 1);
+      if (sign == std::string::npos) fail("flag ", flag, ": '", v, "' must be TOKEN_ID+BIAS or TOKEN_ID-BIAS");
+      const int64_t id = to_int(flag, v.substr(0, sign), 0, INT32_MAX);
+      const std::string amount = v.substr(sign);
+      const float bias = amount == "-inf" ? -INFINITY : amount == "+inf" ? INFINITY : float(to_double(flag, amount));
+      o.logit_bias.emplace_back(int32_t(id), bias);
     } else if (flag == "-s" || flag == "--seed") {
       o.seed = to_int(flag, val(), -1, INT64_MAX);
     } else if (flag == "--cache-ram" || flag == "-cram") {

@@ -45,6 +45,7 @@ struct ServeOptions {
   double min_p = 0.05;
   double repeat_penalty = 1.0;
   int64_t seed = -1;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // -l / --logit-bias ID(+|-)BIAS, every request
   // Prompt cache: RAM for saved sequence states of evicted conversations.
   int64_t cache_ram_mib = 8192;
   int64_t checkpoint_every = 4096;  // tokens between recurrent-state checkpoints during prefill
