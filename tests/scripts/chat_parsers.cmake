@@ -12,6 +12,12 @@ file(GLOB CHAT_UNIT_TEST_SOURCES CONFIGURE_DEPENDS
 add_executable(chat_unit_tests EXCLUDE_FROM_ALL ${CHAT_UNIT_TEST_SOURCES})
 target_link_libraries(chat_unit_tests PRIVATE moeserve_lib GTest::gtest GTest::gtest_main)
 moeserve_warnings(chat_unit_tests)
+# The chat-template tests among them read the spec fixtures and run the binary.
+add_dependencies(chat_unit_tests moeserve)
+target_compile_definitions(chat_unit_tests PRIVATE
+  MOESERVE_TEST_FIXTURES="${CMAKE_SOURCE_DIR}/tests/fixtures"
+  MOESERVE_SPEC_DIR="${CMAKE_SOURCE_DIR}/tests/fixtures/spec"
+  MOESERVE_BINARY="$<TARGET_FILE:moeserve>")
 
 # ASan/UBSan unit tests and libFuzzer on the reply parser. It shares the sanitizer build dir with
 # the GGUF fuzz test, so the two never run at the same time.
