@@ -96,6 +96,14 @@ class Backend {
   void upload(const Tensor& dst, const void* host);
   void download(void* host, const Tensor& src);
 
+  // Runs one forward step: `issue` issues its ops. A nonzero `graph_key` marks a step whose shape
+  // recurs (decode: the same token and output counts, one token per sequence): a backend that can
+  // record steps (CUDA graphs) records the first step of each key and replays it afterwards, so
+  // its kernels must read per-step data (positions, sequences, runs) from device copies of `batch`
+  // that it refreshes before each replay, never from values baked in at recording. The default
+  // just issues the ops.
+  virtual void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue);
+
   // Dry-run mode: ops check shapes and record their workspace needs without touching data.
   void begin_measure();
   // Ends the dry run and makes sure the workspace fits every op seen since begin_measure().

@@ -99,7 +99,7 @@ Engine::Engine(const Model& model, Backend& backend, const EngineOptions& option
     in.out_rows = Tensor::contiguous(GgmlType::I32, {n, 1, 1, 1}, input_rows_.data(), be_.device());
     in.batch = BatchInfo{int32_t(n), step_pos_.data(), step_seq_.data(), step_runs_.data(), 1};
     arena_.reset();
-    run_step(in);
+    run_step(in, 0);
   }
   be_.end_measure();
   arena_.end_measure();
@@ -120,9 +120,10 @@ void Engine::check_seq(int seq) const {
   if (seq < 0 || seq >= options_.n_seq) fail("sequence ", seq, " is out of range (this engine has ", options_.n_seq, ")");
 }
 
-void Engine::run_step(const StepInputs& in) {
+void Engine::run_step(const StepInputs& in, uint64_t graph_key) {
   ForwardContext ctx{be_, arena_, caches_, flash_};
-  const Tensor logits = model_.forward(ctx, in);
+  Tensor logits;
+  be_.run_step(in.batch, graph_key, [&] { logits = model_.forward(ctx, in); });
   be_.download(logits_.data(), logits);
 }
 
@@ -173,7 +174,9 @@ void Engine::decode(std::span<const BatchToken> batch) {
   be_.upload(in.tokens, step_tokens_.data());
   be_.upload(in.out_rows, order_.data());
   arena_.reset();
-  run_step(in);
+  // A decode step (one token per sequence) has the same shape every time it recurs.
+  const bool decode_shape = n_runs == n;
+  run_step(in, decode_shape ? (uint64_t(n) << 32 | uint64_t(n_out)) : 0);
   for (int32_t r = 0; r < n_runs; ++r) seq_len_[size_t(step_runs_[size_t(r)].seq)] += step_runs_[size_t(r)].count;
   n_outputs_ = n_out;
 }

@@ -85,7 +85,7 @@ class Engine {
 
  private:
   void check_seq(int seq) const;
-  void run_step(const StepInputs& in);
+  void run_step(const StepInputs& in, uint64_t graph_key);
 
   const Model& model_;
   Backend& be_;
