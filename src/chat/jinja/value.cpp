@@ -1,12 +1,12 @@
 #include "chat/jinja/value.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 
 #include "chat/jinja/unicode.h"
+#include "chat/py_value.h"
 
 namespace moeserve::jinja {
 
@@ -300,47 +300,7 @@ std::string type_name(const Value& v) {
 std::string format_float(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
-  if (d == 0.0) return std::signbit(d) ? "-0.0" : "0.0";
-  // Shortest round-trip digits, then Python's layout: fixed for 1e-4 <= |d| < 1e16, else exponent.
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf), d, std::chars_format::scientific);
-  std::string sci(buf, res.ptr);
-  std::string out;
-  size_t pos = 0;
-  if (sci[0] == '-') {
-    out += '-';
-    pos = 1;
-  }
-  const size_t e_pos = sci.find('e');
-  std::string digits;
-  for (size_t i = pos; i < e_pos; ++i)
-    if (sci[i] != '.') digits += sci[i];
-  const int exp10 = std::atoi(sci.c_str() + e_pos + 1);
-  if (exp10 >= -4 && exp10 < 16) {
-    if (exp10 < 0) {
-      out += "0.";
-      out.append(size_t(-exp10 - 1), '0');
-      out += digits;
-    } else if (size_t(exp10) + 1 >= digits.size()) {
-      out += digits;
-      out.append(size_t(exp10) + 1 - digits.size(), '0');
-      out += ".0";
-    } else {
-      out += digits.substr(0, size_t(exp10) + 1);
-      out += '.';
-      out += digits.substr(size_t(exp10) + 1);
-    }
-    return out;
-  }
-  out += digits[0];
-  if (digits.size() > 1) {
-    out += '.';
-    out += digits.substr(1);
-  }
-  char ebuf[16];
-  std::snprintf(ebuf, sizeof(ebuf), "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
-  out += ebuf;
-  return out;
+  return chat::py_float_repr(d);  // finite: the same shortest round-trip layout as json.dumps
 }
 
 std::string repr_string(std::string_view s) {
