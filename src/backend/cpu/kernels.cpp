@@ -69,7 +69,9 @@ Kernels make_kernels(Isa isa) {
   // AVX-512 machines run the AVX2 kernels until AVX-512 versions exist.
   if (isa == Isa::avx2 || isa == Isa::avx512) {
     install_avx2_kernels(k);
+    install_avx2_k_kernels(k);
     install_avx2_iq_kernels(k);
+    install_avx2_iq_more_kernels(k);
     k.isa = Isa::avx2;
   }
 #endif
