@@ -23,6 +23,7 @@ std::vector<float> random_row(int64_t n, std::mt19937& gen, float scale) {
 std::vector<Isa> simd_levels() {
   std::vector<Isa> levels;
   if (detect_isa() != Isa::scalar) levels.push_back(Isa::avx2);
+  if (detect_isa() == Isa::avx512) levels.push_back(Isa::avx512);
   return levels;
 }
 
@@ -97,7 +98,8 @@ TEST(CpuKernels, DotProductsMatchReference) {
 }
 
 // The multi-column kernels against the same table's one-column kernel: bit for bit, for every
-// column count (dot_cols splits 9 columns into groups of kMaxCols and a remainder) and row length.
+// column count (dot_cols splits 9 columns into groups of kMaxCols and a remainder; kernels with
+// fewer registers' worth of columns split further) and row length.
 TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
   std::mt19937 gen(8);
   for (Isa isa : simd_levels()) {
@@ -129,8 +131,32 @@ TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
         }
       }
     }
-    EXPECT_GE(checked, 8) << isa_name(isa);  // Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, IQ2_XXS, IQ2_XS, IQ3_XXS
+    EXPECT_GE(checked, 14) << isa_name(isa);  // Q8_0, Q4_0, Q2_K..Q6_K, 7 i-quants
   }
+}
+
+// The AVX-512 table's own kernels against the AVX2 ones: bit for bit (same integer sums, same
+// float steps), which the dot-product test above only checks within a tolerance.
+TEST(CpuKernels, Avx512DotsEqualAvx2) {
+  if (detect_isa() != Isa::avx512) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const Kernels k2 = make_kernels(Isa::avx2), k5 = make_kernels(Isa::avx512);
+  std::mt19937 gen(9);
+  int checked = 0;
+  for (size_t slot = 0; slot < kTypeSlots; ++slot) {
+    const TypeTraits* t = find_type(int32_t(slot));
+    if (!t || k5.vec_dot[slot] == k2.vec_dot[slot]) continue;
+    ++checked;
+    const GgmlType act = t->vec_dot_type;
+    for (int64_t blocks : {1, 5, 64}) {
+      const int64_t n = std::max(t->block_size, type_traits(act).block_size) * blocks;
+      const std::vector<uint8_t> w = test::random_blocks(t->type, n, uint32_t(gen()));
+      const std::vector<float> xf = random_row(n, gen, 3.0f);
+      std::vector<uint8_t> x(row_bytes(act, n));
+      k2.quantize[size_t(act)](xf.data(), x.data(), n);
+      EXPECT_EQ(k5.vec_dot[slot](n, w.data(), x.data()), k2.vec_dot[slot](n, w.data(), x.data())) << t->name;
+    }
+  }
+  EXPECT_GE(checked, 1);
 }
 
 TEST(CpuKernels, FloatHelpers) {

@@ -11,6 +11,7 @@
 
 namespace moeserve::cpu {
 
+// avx2: AVX2 + FMA + F16C. avx512: also AVX512 F, BW, VL and VNNI.
 enum class Isa { scalar, avx2, avx512 };
 
 const char* isa_name(Isa isa);
@@ -22,7 +23,7 @@ inline constexpr size_t kTypeSlots = 40;  // ggml type ids are < 40
 // One weight row against `ncols` (1..kMaxCols) activation rows a[0..ncols) of its vec_dot_type:
 // out[c] = vec_dot(n, w, a[c]) bit for bit, with each weight block decoded once for all columns.
 using VecDotColsFn = void (*)(int64_t n, const void* w, const void* const* a, int ncols, float* out);
-inline constexpr int kMaxCols = 4;
+inline constexpr int kMaxCols = 8;
 
 struct Kernels {
   Isa isa = Isa::scalar;
@@ -63,5 +64,6 @@ void install_avx2_kernels(Kernels& k);
 void install_avx2_k_kernels(Kernels& k);
 void install_avx2_iq_kernels(Kernels& k);
 void install_avx2_iq_more_kernels(Kernels& k);
+void install_avx512_kernels(Kernels& k);
 
 }  // namespace moeserve::cpu

@@ -165,7 +165,7 @@ MOESERVE_AVX2 void dot_q8_0(int64_t n, const void* w, const void* const* a, floa
   }
   for (int c = 0; c < NC; ++c) out[c] = hsum(_mm256_add_ps(acc0[c], acc1[c]));
 }
-MOESERVE_AVX2_COLS(dot_q8_0)
+MOESERVE_AVX2_COLS(dot_q8_0, 4)
 
 template <int NC>
 MOESERVE_AVX2 void dot_q4_0(int64_t n, const void* w, const void* const* a, float* out) {
@@ -188,7 +188,7 @@ MOESERVE_AVX2 void dot_q4_0(int64_t n, const void* w, const void* const* a, floa
   }
   for (int c = 0; c < NC; ++c) out[c] = hsum(acc[c]);
 }
-MOESERVE_AVX2_COLS(dot_q4_0)
+MOESERVE_AVX2_COLS(dot_q4_0, 4)
 
 MOESERVE_AVX2 void dequantize_q4_0(const void* blocks, float* out, int64_t n) {
   const auto* b = static_cast<const BlockQ4_0*>(blocks);

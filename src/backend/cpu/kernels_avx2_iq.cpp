@@ -43,7 +43,7 @@ MOESERVE_AVX2 void dot_iq2_xxs(int64_t n, const void* w, const void* const* a, f
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq2_xxs)
+MOESERVE_AVX2_COLS(dot_iq2_xxs, 8)
 
 template <int NC>
 MOESERVE_AVX2 void dot_iq2_xs(int64_t n, const void* w, const void* const* a, float* out) {
@@ -73,7 +73,7 @@ MOESERVE_AVX2 void dot_iq2_xs(int64_t n, const void* w, const void* const* a, fl
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq2_xs)
+MOESERVE_AVX2_COLS(dot_iq2_xs, 8)
 
 template <int NC>
 MOESERVE_AVX2 void dot_iq3_xxs(int64_t n, const void* w, const void* const* a, float* out) {
@@ -99,7 +99,7 @@ MOESERVE_AVX2 void dot_iq3_xxs(int64_t n, const void* w, const void* const* a, f
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq3_xxs)
+MOESERVE_AVX2_COLS(dot_iq3_xxs, 8)
 
 }  // namespace
 

@@ -50,7 +50,7 @@ MOESERVE_AVX2 void dot_iq4_xs(int64_t n, const void* w, const void* const* a, fl
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq4_xs)
+MOESERVE_AVX2_COLS(dot_iq4_xs, 4)
 
 template <int NC>
 MOESERVE_AVX2 void dot_iq4_nl(int64_t n, const void* w, const void* const* a, float* out) {
@@ -74,7 +74,7 @@ MOESERVE_AVX2 void dot_iq4_nl(int64_t n, const void* w, const void* const* a, fl
   }
   for (int c = 0; c < NC; ++c) out[c] = hsum(acc[c]);
 }
-MOESERVE_AVX2_COLS(dot_iq4_nl)
+MOESERVE_AVX2_COLS(dot_iq4_nl, 4)
 
 // IQ3_S: per 32 elements 8 grid indices (4 elements each, 9th bits in qh), 32 sign bits, one
 // 4-bit scale per 32 elements (two per byte).
@@ -104,7 +104,7 @@ MOESERVE_AVX2 void dot_iq3_s(int64_t n, const void* w, const void* const* a, flo
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq3_s)
+MOESERVE_AVX2_COLS(dot_iq3_s, 8)
 
 // IQ2_S: per 32 elements 4 grid indices (8 elements each, bits 8-9 in qh), 32 sign bits in the
 // second half of qs, two 4-bit scales.
@@ -133,7 +133,7 @@ MOESERVE_AVX2 void dot_iq2_s(int64_t n, const void* w, const void* const* a, flo
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq2_s)
+MOESERVE_AVX2_COLS(dot_iq2_s, 8)
 
 }  // namespace
 

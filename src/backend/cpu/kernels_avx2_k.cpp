@@ -87,13 +87,13 @@ template <int NC>
 MOESERVE_AVX2 void dot_q2_k(int64_t n, const void* w, const void* const* a, float* out) {
   dot_q23_k<NC, false>(n, w, a, out);
 }
-MOESERVE_AVX2_COLS(dot_q2_k)
+MOESERVE_AVX2_COLS(dot_q2_k, 4)
 
 template <int NC>
 MOESERVE_AVX2 void dot_q3_k(int64_t n, const void* w, const void* const* a, float* out) {
   dot_q23_k<NC, true>(n, w, a, out);
 }
-MOESERVE_AVX2_COLS(dot_q3_k)
+MOESERVE_AVX2_COLS(dot_q3_k, 4)
 
 template <int NC, typename Block, bool kFifthBit>
 MOESERVE_AVX2 void dot_q45_k(int64_t n, const void* w, const void* const* a, float* out) {
@@ -149,13 +149,13 @@ template <int NC>
 MOESERVE_AVX2 void dot_q4_k(int64_t n, const void* w, const void* const* a, float* out) {
   dot_q45_k<NC, BlockQ4_K, false>(n, w, a, out);
 }
-MOESERVE_AVX2_COLS(dot_q4_k)
+MOESERVE_AVX2_COLS(dot_q4_k, 4)
 
 template <int NC>
 MOESERVE_AVX2 void dot_q5_k(int64_t n, const void* w, const void* const* a, float* out) {
   dot_q45_k<NC, BlockQ5_K, true>(n, w, a, out);
 }
-MOESERVE_AVX2_COLS(dot_q5_k)
+MOESERVE_AVX2_COLS(dot_q5_k, 4)
 
 // Q6_K: values stored +32; sum (q - 32) * y = sum q * y - 32 * sum y, the latter from bsums.
 template <int NC>
@@ -201,7 +201,7 @@ MOESERVE_AVX2 void dot_q6_k(int64_t n, const void* w, const void* const* a, floa
   }
   for (int c = 0; c < NC; ++c) out[c] = hsum(acc[c]);
 }
-MOESERVE_AVX2_COLS(dot_q6_k)
+MOESERVE_AVX2_COLS(dot_q6_k, 4)
 
 }  // namespace
 

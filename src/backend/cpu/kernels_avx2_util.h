@@ -57,20 +57,27 @@ MOESERVE_AVX2 inline __m256i two_scales(int lo, int hi) {
 }  // namespace moeserve::cpu::avx2
 
 // From `template <int NC> void NAME(int64_t n, const void* w, const void* const* a, float* out)`:
-// NAME_one (a VecDotFn) and NAME_cols (a VecDotColsFn, 1..kMaxCols columns).
-#define MOESERVE_AVX2_COLS(NAME)                                                                      \
+// NAME_one (a VecDotFn) and NAME_cols (a VecDotColsFn for 1..kMaxCols columns), the latter in
+// groups of at most MAXNC columns (kernels whose per-column work dominates gain nothing from more
+// columns than the registers hold).
+#define MOESERVE_AVX2_COLS(NAME, MAXNC)                                                               \
   MOESERVE_AVX2 float NAME##_one(int64_t n, const void* w, const void* a) {                           \
     float r;                                                                                          \
     NAME<1>(n, w, &a, &r);                                                                            \
     return r;                                                                                         \
   }                                                                                                   \
   MOESERVE_AVX2 void NAME##_cols(int64_t n, const void* w, const void* const* a, int ncols, float* out) { \
-    static_assert(kMaxCols == 4);                                                                     \
+    static_assert(kMaxCols == 8 && (MAXNC == 4 || MAXNC == 8));                                       \
+    for (; ncols > MAXNC; ncols -= MAXNC, a += MAXNC, out += MAXNC) NAME<MAXNC>(n, w, a, out);        \
     switch (ncols) {                                                                                  \
       case 1: NAME<1>(n, w, a, out); break;                                                           \
       case 2: NAME<2>(n, w, a, out); break;                                                           \
       case 3: NAME<3>(n, w, a, out); break;                                                           \
-      default: NAME<4>(n, w, a, out); break;                                                          \
+      case 4: NAME<4>(n, w, a, out); break;                                                           \
+      case 5: NAME<MAXNC == 8 ? 5 : 1>(n, w, a, out); break;                                          \
+      case 6: NAME<MAXNC == 8 ? 6 : 1>(n, w, a, out); break;                                          \
+      case 7: NAME<MAXNC == 8 ? 7 : 1>(n, w, a, out); break;                                          \
+      default: NAME<MAXNC == 8 ? 8 : 1>(n, w, a, out); break;                                         \
     }                                                                                                 \
   }
 
