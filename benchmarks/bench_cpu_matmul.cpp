@@ -2,8 +2,9 @@
 // than the caches) times 1 column (decode), 4 columns (an expert hit by a few tokens) or 64
 // columns (prefill). Reports weight bytes read per second (the decode roofline quantity) and
 // multiply-adds per second. Weights are random blocks of the type (the kernels' speed does not
-// depend on the values), made once per type. Arguments: columns, threads, kernels (1: the best
-// the CPU has, 0: the scalar references, the "before" of types that had no SIMD kernel).
+// depend on the values), made once per type. Arguments: columns, threads, kernels (2: the best
+// the CPU has, 1: at most AVX2, 0: the scalar references, the "before" of types that had no SIMD
+// kernel).
 #include <benchmark/benchmark.h>
 
 #include <map>
@@ -48,7 +49,7 @@ void matmul(benchmark::State& state, GgmlType type) {
   const int64_t k = kK, m = kM, n = state.range(0);
   cpu::CpuOptions opt;
   opt.n_threads = int(state.range(1));
-  if (state.range(2) == 0) opt.isa = cpu::Isa::scalar;
+  opt.isa = state.range(2) == 0 ? cpu::Isa::scalar : state.range(2) == 1 ? cpu::Isa::avx2 : cpu::Isa::avx512;
   auto be = std::make_unique<cpu::CpuBackend>(opt);
   const std::vector<uint8_t>& wv = weights(type);
   const size_t w_bytes = wv.size();
@@ -68,8 +69,14 @@ void matmul(benchmark::State& state, GgmlType type) {
 }
 
 void args(benchmark::internal::Benchmark* b) {
-  for (int64_t n : {1, 4, 64}) b->Args({n, 1, 1})->Args({n, 2, 1});
-  b->ArgNames({"cols", "threads", "simd"})->Unit(benchmark::kMillisecond)->UseRealTime();
+  for (int64_t n : {1, 4, 64}) b->Args({n, 1, 2})->Args({n, 2, 2});
+  b->ArgNames({"cols", "threads", "isa"})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+// Types with an AVX-512 kernel: the AVX2 one too, to compare.
+void args_with_avx2(benchmark::internal::Benchmark* b) {
+  args(b);
+  for (int64_t n : {1, 4, 64}) b->Args({n, 1, 1});
 }
 
 void args_with_scalar(benchmark::internal::Benchmark* b) {
@@ -78,7 +85,7 @@ void args_with_scalar(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK_CAPTURE(matmul, F16, GgmlType::F16)->Apply(args);
-BENCHMARK_CAPTURE(matmul, Q8_0, GgmlType::Q8_0)->Apply(args);
+BENCHMARK_CAPTURE(matmul, Q8_0, GgmlType::Q8_0)->Apply(args_with_avx2);
 BENCHMARK_CAPTURE(matmul, Q4_0, GgmlType::Q4_0)->Apply(args);
 BENCHMARK_CAPTURE(matmul, Q4_K, GgmlType::Q4_K)->Apply(args);
 BENCHMARK_CAPTURE(matmul, Q5_K, GgmlType::Q5_K)->Apply(args);

@@ -72,6 +72,7 @@ Kernels make_kernels(Isa isa) {
     install_avx2_k_kernels(k);
     install_avx2_iq_kernels(k);
     install_avx2_iq_more_kernels(k);
+    install_avx2_legacy_kernels(k);
     k.isa = Isa::avx2;
   }
   if (isa == Isa::avx512) {

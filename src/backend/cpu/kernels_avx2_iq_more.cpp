@@ -21,14 +21,7 @@ MOESERVE_AVX2 inline __m256i iq4_table() {
 }
 
 // 32 sign bits (bit b: element b negated) as +1 / -1 bytes.
-MOESERVE_AVX2 inline __m256i bit_signs(uint32_t bits) {
-  const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(bits)),
-                                             _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202,
-                                                                0x0303030303030303));
-  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
-  const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-  return _mm256_or_si256(neg, _mm256_set1_epi8(1));
-}
+MOESERVE_AVX2 inline __m256i bit_signs(uint32_t bits) { return _mm256_or_si256(bit_mask(bits), _mm256_set1_epi8(1)); }
 
 template <int NC>
 MOESERVE_AVX2 void dot_iq4_xs(int64_t n, const void* w, const void* const* a, float* out) {
