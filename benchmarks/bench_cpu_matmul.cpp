@@ -86,7 +86,7 @@ void args_with_scalar(benchmark::internal::Benchmark* b) {
 
 BENCHMARK_CAPTURE(matmul, F16, GgmlType::F16)->Apply(args);
 BENCHMARK_CAPTURE(matmul, Q8_0, GgmlType::Q8_0)->Apply(args_with_avx2);
-BENCHMARK_CAPTURE(matmul, Q4_0, GgmlType::Q4_0)->Apply(args);
+BENCHMARK_CAPTURE(matmul, Q4_0, GgmlType::Q4_0)->Apply(args_with_avx2);
 BENCHMARK_CAPTURE(matmul, Q4_K, GgmlType::Q4_K)->Apply(args);
 BENCHMARK_CAPTURE(matmul, Q5_K, GgmlType::Q5_K)->Apply(args);
 BENCHMARK_CAPTURE(matmul, Q6_K, GgmlType::Q6_K)->Apply(args);
@@ -99,6 +99,9 @@ BENCHMARK_CAPTURE(matmul, IQ2_S, GgmlType::IQ2_S)->Apply(args_with_scalar);
 BENCHMARK_CAPTURE(matmul, IQ3_S, GgmlType::IQ3_S)->Apply(args_with_scalar);
 BENCHMARK_CAPTURE(matmul, IQ4_XS, GgmlType::IQ4_XS)->Apply(args_with_scalar);
 BENCHMARK_CAPTURE(matmul, IQ4_NL, GgmlType::IQ4_NL)->Apply(args_with_scalar);
+BENCHMARK_CAPTURE(matmul, Q4_1, GgmlType::Q4_1)->Apply(args_with_scalar);
+BENCHMARK_CAPTURE(matmul, Q5_0, GgmlType::Q5_0)->Apply(args_with_scalar);
+BENCHMARK_CAPTURE(matmul, Q5_1, GgmlType::Q5_1)->Apply(args_with_scalar);
 
 }  // namespace
 

@@ -10,7 +10,6 @@
 #if defined(__x86_64__)
 #include "backend/cpu/kernels_avx2_util.h"
 #include "quant/blocks.h"
-#include "quant/grids.h"
 
 #define MOESERVE_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
@@ -59,9 +58,36 @@ MOESERVE_VNNI void dot_q8_0(int64_t n, const void* w, const void* const* a, floa
 }
 MOESERVE_AVX2_COLS(dot_q8_0, 4)
 
+// Q4_0 (also a KV cache type): nibbles - 8.
+template <int NC>
+MOESERVE_VNNI void dot_q4_0(int64_t n, const void* w, const void* const* a, float* out) {
+  const auto* x = static_cast<const BlockQ4_0*>(w);
+  const BlockQ8_0* y[NC];
+  __m256 acc[NC];
+  for (int c = 0; c < NC; ++c) {
+    y[c] = static_cast<const BlockQ8_0*>(a[c]);
+    acc[c] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const __m256i xq = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
+    const __m256i ax = _mm256_sign_epi8(xq, xq);
+    const float d = h2f(x[i].d);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+      const __m256i p = dot_abs_vnni(ax, xq, load256(y[c][i].qs));
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * h2f(y[c][i].d)), acc[c]);
+    }
+  }
+  for (int c = 0; c < NC; ++c) out[c] = hsum(acc[c]);
+}
+MOESERVE_AVX2_COLS(dot_q4_0, 4)
+
 }  // namespace
 
-void install_avx512_kernels(Kernels& k) { MOESERVE_INSTALL_COLS(k, Q8_0, dot_q8_0); }
+void install_avx512_kernels(Kernels& k) {
+  MOESERVE_INSTALL_COLS(k, Q8_0, dot_q8_0);
+  MOESERVE_INSTALL_COLS(k, Q4_0, dot_q4_0);
+}
 
 }  // namespace moeserve::cpu
 
