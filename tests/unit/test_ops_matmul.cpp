@@ -106,7 +106,8 @@ TEST(OpsMatmul, ColumnsIndependentOfThreadsAndBatch) {
     for (int64_t c : {int64_t(0), int64_t(5), n - 1}) {
       HostTensor one = HostTensor::make(GgmlType::F32, {m, 1, 1, 1});
       cpu3->matmul(one.t, w.t, x.t.rows(c, 1));
-      EXPECT_EQ(0, std::memcmp(one.f(), a.f() + c * m, size_t(m) * sizeof(float))) << type_name(type) << " column " << c;
+      EXPECT_EQ(0, std::memcmp(one.f(), a.f() + c * m, size_t(m) * sizeof(float)))
+          << type_name(type) << " column " << c;
     }
   }
 }
@@ -132,7 +133,8 @@ TEST(OpsMoe, TokensIndependentOfThreadsAndBatch) {
     for (int64_t t : {int64_t(0), n - 1}) {
       HostTensor one = HostTensor::make(GgmlType::F32, {n_embd, 1, 1, 1});
       cpu3->moe_experts(one.t, x.t.rows(t, 1), ex, ids.t.rows(t, 1), wts.t.rows(t, 1));
-      EXPECT_EQ(0, std::memcmp(one.f(), a.f() + t * n_embd, size_t(n_embd) * sizeof(float))) << type_name(type) << " token " << t;
+      EXPECT_EQ(0, std::memcmp(one.f(), a.f() + t * n_embd, size_t(n_embd) * sizeof(float)))
+          << type_name(type) << " token " << t;
     }
   }
 }

@@ -16,7 +16,9 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
   const GgmlType act_type = type_traits(w.type).vec_dot_type;
   const size_t act_stride = row_bytes(act_type, k);
   if (skip(act_stride * size_t(n))) return;
-  if (!kernels_.dot_for(w.type) || !kernels_.quantize_for(act_type)) fail("matmul: no dot product for ", type_name(w.type), " weights");
+  if (!kernels_.dot_for(w.type) || !kernels_.quantize_for(act_type)) {
+    fail("matmul: no dot product for ", type_name(w.type), " weights");
+  }
   char* act = static_cast<char*>(workspace());
 
   constexpr int64_t kTileRows = 16, kTileCols = 8;

@@ -49,7 +49,8 @@ struct IqAcc {
     }
   }
   // Groups ib and ib + 1 of super-block i: magnitudes, signs and scales of each.
-  MOESERVE_AVX2 void add(int64_t i, int ib, __m256i m0, __m256i sg0, __m256i sc0, __m256i m1, __m256i sg1, __m256i sc1) {
+  MOESERVE_AVX2 void add(int64_t i, int ib, __m256i m0, __m256i sg0, __m256i sc0, __m256i m1, __m256i sg1,
+                         __m256i sc1) {
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) {
       const __m256i p0 = scaled_dot(m0, sg0, y[c][i].qs + 32 * ib, sc0);
