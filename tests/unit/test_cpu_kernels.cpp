@@ -23,6 +23,7 @@ std::vector<float> random_row(int64_t n, std::mt19937& gen, float scale) {
 std::vector<Isa> simd_levels() {
   std::vector<Isa> levels;
   if (detect_isa() != Isa::scalar) levels.push_back(Isa::avx2);
+  if (detect_isa() == Isa::avx512) levels.push_back(Isa::avx512);
   return levels;
 }
 
@@ -94,6 +95,68 @@ TEST(CpuKernels, DotProductsMatchReference) {
     }
     EXPECT_GE(checked, 8) << isa_name(isa);  // F32, F16, Q8_0, Q4_0, Q4_K, IQ2_XXS, IQ2_XS, IQ3_XXS
   }
+}
+
+// The multi-column kernels against the same table's one-column kernel: bit for bit, for every
+// column count (dot_cols splits 9 columns into groups of kMaxCols and a remainder; kernels with
+// fewer registers' worth of columns split further) and row length.
+TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
+  std::mt19937 gen(8);
+  for (Isa isa : simd_levels()) {
+    const Kernels k = make_kernels(isa);
+    int checked = 0;
+    for (size_t slot = 0; slot < kTypeSlots; ++slot) {
+      const TypeTraits* t = find_type(int32_t(slot));
+      if (!t || !k.vec_dot_cols[slot]) continue;
+      ++checked;
+      const GgmlType act = t->vec_dot_type;
+      for (int64_t blocks : {1, 3, 8}) {
+        const int64_t n = std::max(t->block_size, type_traits(act).block_size) * blocks;
+        const std::vector<uint8_t> w = test::random_blocks(t->type, n, uint32_t(gen()));
+        constexpr int kCols = 9;
+        std::vector<std::vector<uint8_t>> x(kCols, std::vector<uint8_t>(row_bytes(act, n)));
+        const void* a[kCols];
+        for (int c = 0; c < kCols; ++c) {
+          const std::vector<float> xf = random_row(n, gen, c == 3 ? 1e-3f : 2.0f);
+          k.quantize[size_t(act)](xf.data(), x[size_t(c)].data(), n);
+          a[c] = x[size_t(c)].data();
+        }
+        for (int nc = 1; nc <= kCols; ++nc) {
+          float out[kCols];
+          k.dot_cols(t->type, n, w.data(), a, nc, out);
+          for (int c = 0; c < nc; ++c) {
+            EXPECT_EQ(out[c], k.vec_dot[slot](n, w.data(), a[c]))
+                << t->name << " " << isa_name(isa) << " n=" << n << " ncols=" << nc << " column " << c;
+          }
+        }
+      }
+    }
+    EXPECT_GE(checked, 14) << isa_name(isa);  // Q8_0, Q4_0, Q2_K..Q6_K, 7 i-quants
+  }
+}
+
+// The AVX-512 table's own kernels against the AVX2 ones: bit for bit (same integer sums, same
+// float steps), which the dot-product test above only checks within a tolerance.
+TEST(CpuKernels, Avx512DotsEqualAvx2) {
+  if (detect_isa() != Isa::avx512) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const Kernels k2 = make_kernels(Isa::avx2), k5 = make_kernels(Isa::avx512);
+  std::mt19937 gen(9);
+  int checked = 0;
+  for (size_t slot = 0; slot < kTypeSlots; ++slot) {
+    const TypeTraits* t = find_type(int32_t(slot));
+    if (!t || k5.vec_dot[slot] == k2.vec_dot[slot]) continue;
+    ++checked;
+    const GgmlType act = t->vec_dot_type;
+    for (int64_t blocks : {1, 5, 64}) {
+      const int64_t n = std::max(t->block_size, type_traits(act).block_size) * blocks;
+      const std::vector<uint8_t> w = test::random_blocks(t->type, n, uint32_t(gen()));
+      const std::vector<float> xf = random_row(n, gen, 3.0f);
+      std::vector<uint8_t> x(row_bytes(act, n));
+      k2.quantize[size_t(act)](xf.data(), x.data(), n);
+      EXPECT_EQ(k5.vec_dot[slot](n, w.data(), x.data()), k2.vec_dot[slot](n, w.data(), x.data())) << t->name;
+    }
+  }
+  EXPECT_GE(checked, 1);
 }
 
 TEST(CpuKernels, FloatHelpers) {

@@ -90,6 +90,55 @@ TEST(OpsMoe, ExpertsMatchReference) {
   }
 }
 
+// A column's result does not depend on the thread count nor on which other columns share the
+// product (the kernels decode a weight row once for several columns, each column bit for bit as
+// alone): prefill, chunked prefill and decode give the same numbers for the same token.
+TEST(OpsMatmul, ColumnsIndependentOfThreadsAndBatch) {
+  auto cpu1 = cpu_backend(1), cpu3 = cpu_backend(3);
+  for (GgmlType type : matmul_types()) {
+    const int64_t k = std::max<int64_t>(type_traits(type).block_size, 32) * 3, m = 37, n = 13;
+    HostTensor w = random_typed(type, {k, m, 1, 1});
+    HostTensor x = random_f32({k, n, 1, 1}, -2, 2);
+    HostTensor a = HostTensor::make(GgmlType::F32, {m, n, 1, 1}), b = a.clone();
+    cpu1->matmul(a.t, w.t, x.t);
+    cpu3->matmul(b.t, w.t, x.t);
+    EXPECT_EQ(*a.bytes, *b.bytes) << type_name(type);
+    for (int64_t c : {int64_t(0), int64_t(5), n - 1}) {
+      HostTensor one = HostTensor::make(GgmlType::F32, {m, 1, 1, 1});
+      cpu3->matmul(one.t, w.t, x.t.rows(c, 1));
+      EXPECT_EQ(0, std::memcmp(one.f(), a.f() + c * m, size_t(m) * sizeof(float)))
+          << type_name(type) << " column " << c;
+    }
+  }
+}
+
+TEST(OpsMoe, TokensIndependentOfThreadsAndBatch) {
+  auto cpu1 = cpu_backend(1), cpu3 = cpu_backend(3);
+  // Types whose kernels take 4 and 8 columns at a time; 17 tokens over 2 experts puts more than 8
+  // on one of them.
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::IQ2_XXS, GgmlType::IQ4_XS}) {
+    const int64_t n_embd = 256, n_ff = 256, n_expert = 2, k = 1, n = 17;
+    HostTensor gate = random_typed(type, {n_embd, n_ff, n_expert, 1});
+    HostTensor up = random_typed(type, {n_embd, n_ff, n_expert, 1});
+    HostTensor down = random_typed(type, {n_ff, n_embd, n_expert, 1});
+    HostTensor x = random_f32({n_embd, n, 1, 1});
+    HostTensor logits = random_f32({n_expert, n, 1, 1}, -3, 3);
+    HostTensor ids = HostTensor::make(GgmlType::I32, {k, n, 1, 1}), wts = HostTensor::make(GgmlType::F32, {k, n, 1, 1});
+    cpu1->moe_route(ids.t, wts.t, logits.t, true);
+    const ExpertWeights ex{gate.t, up.t, down.t};
+    HostTensor a = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1}), b = a.clone();
+    cpu1->moe_experts(a.t, x.t, ex, ids.t, wts.t);
+    cpu3->moe_experts(b.t, x.t, ex, ids.t, wts.t);
+    EXPECT_EQ(*a.bytes, *b.bytes) << type_name(type);
+    for (int64_t t : {int64_t(0), n - 1}) {
+      HostTensor one = HostTensor::make(GgmlType::F32, {n_embd, 1, 1, 1});
+      cpu3->moe_experts(one.t, x.t.rows(t, 1), ex, ids.t.rows(t, 1), wts.t.rows(t, 1));
+      EXPECT_EQ(0, std::memcmp(one.f(), a.f() + t * n_embd, size_t(n_embd) * sizeof(float)))
+          << type_name(type) << " token " << t;
+    }
+  }
+}
+
 TEST(OpsMoe, ExpertsEqualDenseFfnPerExpert) {
   // The fused op equals running each chosen expert as a dense SwiGLU FFN and summing by weight.
   auto cpu = cpu_backend(2);

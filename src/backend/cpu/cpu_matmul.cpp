@@ -1,7 +1,9 @@
 // Weight x activations: activations quantized once to the weight's vec_dot_type, then tiles of
 // (weight rows x activation columns) spread over the threads; a tile's weight rows stay in cache
 // while every column of the tile passes over them. Consecutive tiles walk down the rows of one
-// column block, so each thread streams through contiguous weight memory.
+// column block, so each thread streams through contiguous weight memory. Within a tile each weight
+// row is decoded once for up to kMaxCols columns (Kernels::dot_cols), which gives every column the
+// same result as a one-column product, so the output does not depend on the tiling or threads.
 #include <atomic>
 
 #include "backend/cpu/cpu_backend.h"
@@ -14,8 +16,9 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
   const GgmlType act_type = type_traits(w.type).vec_dot_type;
   const size_t act_stride = row_bytes(act_type, k);
   if (skip(act_stride * size_t(n))) return;
-  const VecDotFn dot = kernels_.dot_for(w.type);
-  if (!dot || !kernels_.quantize_for(act_type)) fail("matmul: no dot product for ", type_name(w.type), " weights");
+  if (!kernels_.dot_for(w.type) || !kernels_.quantize_for(act_type)) {
+    fail("matmul: no dot product for ", type_name(w.type), " weights");
+  }
   char* act = static_cast<char*>(workspace());
 
   constexpr int64_t kTileRows = 16, kTileCols = 8;
@@ -30,10 +33,17 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
          tile = next.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t r0 = (tile % row_tiles) * kTileRows, c0 = (tile / row_tiles) * kTileCols;
       const int64_t r1 = std::min(m, r0 + kTileRows), c1 = std::min(n, c0 + kTileCols);
+      const void* a[kTileCols];
+      float* y[kTileCols];
       for (int64_t c = c0; c < c1; ++c) {
-        const char* a = act + size_t(c) * act_stride;
-        float* y = reinterpret_cast<float*>(dst.row(c));
-        for (int64_t r = r0; r < r1; ++r) y[r] = dot(k, w.row(r), a);
+        a[c - c0] = act + size_t(c) * act_stride;
+        y[c - c0] = reinterpret_cast<float*>(dst.row(c));
+      }
+      const int nc = int(c1 - c0);
+      float out[kTileCols];
+      for (int64_t r = r0; r < r1; ++r) {
+        kernels_.dot_cols(w.type, k, w.row(r), a, nc, out);
+        for (int c = 0; c < nc; ++c) y[c][r] = out[c];
       }
     }
   });

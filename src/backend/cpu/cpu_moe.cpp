@@ -1,7 +1,8 @@
 // Routed experts, fused: tokens grouped by expert (counting sort of the (token, slot) pairs), the
 // activations quantized once, then gate/up + SiLU and down as tiles of (expert, weight rows) over
 // the threads so each expert's weights stream through the cache once per step, and a final
-// weighted sum per token.
+// weighted sum per token. The tokens routed to one expert go through its rows kMaxCols at a time
+// (Kernels::dot_cols: each weight row decoded once for all of them, results as one at a time).
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -39,9 +40,9 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   const size_t total = off_out + align64(sizeof(float) * size_t(n_slots * n_embd));
   if (skip(total)) return;
 
-  const VecDotFn dot_gate = kernels_.dot_for(ex.gate.type), dot_up = kernels_.dot_for(ex.up.type);
-  const VecDotFn dot_down = kernels_.dot_for(ex.down.type);
-  if (!dot_gate || !dot_up || !dot_down) fail("moe_experts: no dot product for the expert weight types");
+  if (!kernels_.dot_for(ex.gate.type) || !kernels_.dot_for(ex.up.type) || !kernels_.dot_for(ex.down.type)) {
+    fail("moe_experts: no dot product for the expert weight types");
+  }
 
   char* ws = static_cast<char*>(workspace());
   auto* offsets = reinterpret_cast<int32_t*>(ws + off_offsets);
@@ -84,16 +85,21 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
          task = next_up.fetch_add(1, std::memory_order_relaxed)) {
       const int32_t e = active[task / ff_blocks];
       const int64_t f0 = (task % ff_blocks) * kRows, f1 = std::min(n_ff, f0 + kRows);
-      for (int32_t i = offsets[e]; i < offsets[e + 1]; ++i) {
-        const int32_t sl = slots[i];
-        const int64_t t = sl / k;
-        const char* a_g = xg + size_t(t) * xg_stride;
-        const char* a_u = xu + size_t(t) * xu_stride;
-        float* h = act + size_t(sl) * size_t(n_ff);
+      for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
+        const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
+        const void *a_g[kMaxCols], *a_u[kMaxCols];
+        float* h[kMaxCols];
+        for (int c = 0; c < nc; ++c) {
+          const int32_t sl = slots[i0 + c];
+          a_g[c] = xg + size_t(sl / k) * xg_stride;
+          a_u[c] = xu + size_t(sl / k) * xu_stride;
+          h[c] = act + size_t(sl) * size_t(n_ff);
+        }
+        float g[kMaxCols], u[kMaxCols];
         for (int64_t f = f0; f < f1; ++f) {
-          const float g = dot_gate(n_embd, ex.gate.row(f, e), a_g);
-          const float u = dot_up(n_embd, ex.up.row(f, e), a_u);
-          h[f] = g / (1.0f + std::exp(-g)) * u;
+          kernels_.dot_cols(ex.gate.type, n_embd, ex.gate.row(f, e), a_g, nc, g);
+          kernels_.dot_cols(ex.up.type, n_embd, ex.up.row(f, e), a_u, nc, u);
+          for (int c = 0; c < nc; ++c) h[c][f] = g[c] / (1.0f + std::exp(-g[c])) * u[c];
         }
       }
     }
@@ -111,11 +117,20 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
          task = next_down.fetch_add(1, std::memory_order_relaxed)) {
       const int32_t e = active[task / embd_blocks];
       const int64_t r0 = (task % embd_blocks) * kRows, r1 = std::min(n_embd, r0 + kRows);
-      for (int32_t i = offsets[e]; i < offsets[e + 1]; ++i) {
-        const int32_t sl = slots[i];
-        const char* a = actq + size_t(sl) * ad_stride;
-        float* o = out + size_t(sl) * size_t(n_embd);
-        for (int64_t r = r0; r < r1; ++r) o[r] = dot_down(n_ff, ex.down.row(r, e), a);
+      for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
+        const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
+        const void* a[kMaxCols];
+        float* o[kMaxCols];
+        for (int c = 0; c < nc; ++c) {
+          const int32_t sl = slots[i0 + c];
+          a[c] = actq + size_t(sl) * ad_stride;
+          o[c] = out + size_t(sl) * size_t(n_embd);
+        }
+        float d[kMaxCols];
+        for (int64_t r = r0; r < r1; ++r) {
+          kernels_.dot_cols(ex.down.type, n_ff, ex.down.row(r, e), a, nc, d);
+          for (int c = 0; c < nc; ++c) o[c][r] = d[c];
+        }
       }
     }
     pool_.barrier();

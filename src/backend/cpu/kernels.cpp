@@ -44,7 +44,7 @@ Isa detect_isa() {
   const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl")) {
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
     return Isa::avx512;
   }
   if (avx2) return Isa::avx2;
@@ -66,11 +66,18 @@ Kernels make_kernels(Isa isa) {
   k.scale_f32 = scale_f32_scalar;
   k.isa = Isa::scalar;
 #if defined(__x86_64__)
-  // AVX-512 machines run the AVX2 kernels until AVX-512 versions exist.
+  // AVX-512 machines run the AVX2 kernels where no AVX-512 one measured faster.
   if (isa == Isa::avx2 || isa == Isa::avx512) {
     install_avx2_kernels(k);
+    install_avx2_k_kernels(k);
     install_avx2_iq_kernels(k);
+    install_avx2_iq_more_kernels(k);
+    install_avx2_legacy_kernels(k);
     k.isa = Isa::avx2;
+  }
+  if (isa == Isa::avx512) {
+    install_avx512_kernels(k);
+    k.isa = Isa::avx512;
   }
 #endif
   return k;

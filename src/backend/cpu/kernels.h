@@ -11,6 +11,7 @@
 
 namespace moeserve::cpu {
 
+// avx2: AVX2 + FMA + F16C. avx512: also AVX512 F, BW, VL and VNNI.
 enum class Isa { scalar, avx2, avx512 };
 
 const char* isa_name(Isa isa);
@@ -19,10 +20,17 @@ Isa detect_isa();
 
 inline constexpr size_t kTypeSlots = 40;  // ggml type ids are < 40
 
+// One weight row against `ncols` (1..kMaxCols) activation rows a[0..ncols) of its vec_dot_type:
+// out[c] = vec_dot(n, w, a[c]) bit for bit, with each weight block decoded once for all columns.
+using VecDotColsFn = void (*)(int64_t n, const void* w, const void* const* a, int ncols, float* out);
+inline constexpr int kMaxCols = 8;
+
 struct Kernels {
   Isa isa = Isa::scalar;
   // Weight row (type t) . activation row already in t's vec_dot_type.
   std::array<VecDotFn, kTypeSlots> vec_dot{};
+  // Multi-column form of vec_dot where a kernel has one (prefill, experts hit by several tokens).
+  std::array<VecDotColsFn, kTypeSlots> vec_dot_cols{};
   // F32 -> type, for activation types (and KV cache types).
   std::array<QuantizeRowFn, kTypeSlots> quantize{};
   // type -> F32.
@@ -34,6 +42,15 @@ struct Kernels {
   void (*scale_f32)(int64_t n, float a, float* y) = nullptr;
 
   VecDotFn dot_for(GgmlType t) const { return vec_dot[size_t(t)]; }
+  // out[c] = weight row w . a[c] for any number of columns, through vec_dot_cols where installed.
+  void dot_cols(GgmlType t, int64_t n, const void* w, const void* const* a, int ncols, float* out) const {
+    if (const VecDotColsFn f = vec_dot_cols[size_t(t)]) {
+      for (int c = 0; c < ncols; c += kMaxCols) f(n, w, a + c, ncols - c < kMaxCols ? ncols - c : kMaxCols, out + c);
+    } else {
+      const VecDotFn f1 = vec_dot[size_t(t)];
+      for (int c = 0; c < ncols; ++c) out[c] = f1(n, w, a[c]);
+    }
+  }
   QuantizeRowFn quantize_for(GgmlType t) const { return quantize[size_t(t)]; }
   DequantizeRowFn dequantize_for(GgmlType t) const { return dequantize[size_t(t)]; }
 };
@@ -44,6 +61,10 @@ Kernels make_kernels(Isa isa);
 
 // Per-ISA overrides, each in its own file compiled with that ISA's target attribute.
 void install_avx2_kernels(Kernels& k);
+void install_avx2_k_kernels(Kernels& k);
 void install_avx2_iq_kernels(Kernels& k);
+void install_avx2_iq_more_kernels(Kernels& k);
+void install_avx2_legacy_kernels(Kernels& k);
+void install_avx512_kernels(Kernels& k);
 
 }  // namespace moeserve::cpu

@@ -10,45 +10,22 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/cpu/kernels_avx2_util.h"
 #include "core/fp16.h"
 #include "quant/blocks.h"
-#include "quant/k_quants.h"
 
-#define MOESERVE_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace moeserve::cpu {
 namespace {
 
 using namespace quant;
-
-MOESERVE_AVX2 inline float hsum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  const __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  __m128 sh = _mm_movehdup_ps(lo);
-  lo = _mm_add_ps(lo, sh);
-  sh = _mm_movehl_ps(sh, lo);
-  return _mm_cvtss_f32(_mm_add_ss(lo, sh));
-}
+using namespace avx2;
 
 MOESERVE_AVX2 inline float hmax(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
   return _mm_cvtss_f32(m);
-}
-
-MOESERVE_AVX2 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-// Sum of products of 32 signed bytes, as 8 int32 lanes: |x| (unsigned) times y with x's sign.
-MOESERVE_AVX2 inline __m256i dot_i8(__m256i x, __m256i y) {
-  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
-
-// Unsigned bytes (< 128) times signed bytes, as 8 int32 lanes.
-MOESERVE_AVX2 inline __m256i dot_u8_i8(__m256i x, __m256i y) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
 }
 
 // Four vectors of 8 int32 (each within int8 range) -> 32 int8 in order.
@@ -155,47 +132,63 @@ MOESERVE_AVX2 void dequantize_q8_0(const void* blocks, float* out, int64_t n) {
   }
 }
 
-MOESERVE_AVX2 float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
+template <int NC>
+MOESERVE_AVX2 void dot_q8_0(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockQ8_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
+  const BlockQ8_0* y[NC];
+  __m256 acc0[NC], acc1[NC];
+  for (int c = 0; c < NC; ++c) {
+    y[c] = static_cast<const BlockQ8_0*>(a[c]);
+    acc0[c] = acc1[c] = _mm256_setzero_ps();
+  }
   const int64_t nb = n / QK;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
-    const __m256i p0 = dot_i8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs)),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs)));
-    const __m256i p1 = dot_i8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i + 1].qs)),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i + 1].qs)));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), acc1);
+    const __m256i x0 = load256(x[i].qs), x1 = load256(x[i + 1].qs);
+    const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+    const float d0 = h2f(x[i].d), d1 = h2f(x[i + 1].d);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+      const __m256i p0 = dot_abs_i8(ax0, x0, load256(y[c][i].qs));
+      const __m256i p1 = dot_abs_i8(ax1, x1, load256(y[c][i + 1].qs));
+      acc0[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * h2f(y[c][i].d)), acc0[c]);
+      acc1[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d1 * h2f(y[c][i + 1].d)), acc1[c]);
+    }
   }
   for (; i < nb; ++i) {
-    const __m256i p = dot_i8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs)),
-                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs)));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), acc0);
+    const __m256i x0 = load256(x[i].qs), ax0 = _mm256_sign_epi8(x0, x0);
+    const float d0 = h2f(x[i].d);
+    for (int c = 0; c < NC; ++c) {
+      const __m256i p = dot_abs_i8(ax0, x0, load256(y[c][i].qs));
+      acc0[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d0 * h2f(y[c][i].d)), acc0[c]);
+    }
   }
-  return hsum(_mm256_add_ps(acc0, acc1));
+  for (int c = 0; c < NC; ++c) out[c] = hsum(_mm256_add_ps(acc0[c], acc1[c]));
 }
+MOESERVE_AVX2_COLS(dot_q8_0, 4)
 
-// 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15), then high nibbles (16..31).
-MOESERVE_AVX2 inline __m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-}
-
-MOESERVE_AVX2 float vec_dot_q4_0(int64_t n, const void* w, const void* a) {
+template <int NC>
+MOESERVE_AVX2 void dot_q4_0(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockQ4_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  const int64_t nb = n / QK;
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < nb; ++i) {
-    const __m256i xq = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
-    const __m256i p = dot_i8(xq, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs)));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), acc);
+  const BlockQ8_0* y[NC];
+  __m256 acc[NC];
+  for (int c = 0; c < NC; ++c) {
+    y[c] = static_cast<const BlockQ8_0*>(a[c]);
+    acc[c] = _mm256_setzero_ps();
   }
-  return hsum(acc);
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const __m256i xq = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
+    const __m256i ax = _mm256_sign_epi8(xq, xq);
+    const float d = h2f(x[i].d);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+      const __m256i p = dot_abs_i8(ax, xq, load256(y[c][i].qs));
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * h2f(y[c][i].d)), acc[c]);
+    }
+  }
+  for (int c = 0; c < NC; ++c) out[c] = hsum(acc[c]);
 }
+MOESERVE_AVX2_COLS(dot_q4_0, 4)
 
 MOESERVE_AVX2 void dequantize_q4_0(const void* blocks, float* out, int64_t n) {
   const auto* b = static_cast<const BlockQ4_0*>(blocks);
@@ -210,7 +203,7 @@ MOESERVE_AVX2 void dequantize_q4_0(const void* blocks, float* out, int64_t n) {
   }
 }
 
-// ---- Q8_K / Q4_K / Q5_K / Q6_K -----------------------------------------------------------------------------
+// ---- Q8_K -----------------------------------------------------------------------------
 
 MOESERVE_AVX2 void quantize_q8_k(const float* in, void* blocks, int64_t n) {
   auto* y = static_cast<BlockQ8_K*>(blocks);
@@ -255,106 +248,6 @@ MOESERVE_AVX2 void quantize_q8_k(const float* in, void* blocks, int64_t n) {
   }
 }
 
-MOESERVE_AVX2 float vec_dot_q4_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ4_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    int msum = 0;
-    int16_t sc[8];
-    for (int s = 0; s < 8; ++s) {
-      const ScaleMin sm = q4k_scale_min(x[i].scales, s);
-      sc[s] = sm.scale;
-      msum += sm.min * (y[i].bsums[2 * s] + y[i].bsums[2 * s + 1]);
-    }
-    __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
-      const __m256i lo = _mm256_and_si256(q4, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-      const __m256i y_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
-      const __m256i y_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
-      const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), _mm256_set1_epi16(sc[2 * c]));
-      const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), _mm256_set1_epi16(sc[2 * c + 1]));
-      isum = _mm256_add_epi32(isum, _mm256_add_epi32(p_lo, p_hi));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
-    mins += y[i].d * h2f(x[i].dmin) * float(msum);
-  }
-  return hsum(acc) - mins;
-}
-
-MOESERVE_AVX2 float vec_dot_q5_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ5_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0;
-  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    int msum = 0;
-    int16_t sc[8];
-    for (int s = 0; s < 8; ++s) {
-      const ScaleMin sm = q4k_scale_min(x[i].scales, s);
-      sc[s] = sm.scale;
-      msum += sm.min * (y[i].bsums[2 * s] + y[i].bsums[2 * s + 1]);
-    }
-    // qh[l] bit 2c (2c+1): the fifth bit of element 64c + l (64c + 32 + l).
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh));
-    __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * c));
-      const __m256i h_lo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
-      const __m256i h_hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, low4), h_lo);
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), low4), h_hi);
-      const __m256i y_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c));
-      const __m256i y_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 64 * c + 32));
-      const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), _mm256_set1_epi16(sc[2 * c]));
-      const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), _mm256_set1_epi16(sc[2 * c + 1]));
-      isum = _mm256_add_epi32(isum, _mm256_add_epi32(p_lo, p_hi));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)), _mm256_cvtepi32_ps(isum), acc);
-    mins += y[i].d * h2f(x[i].dmin) * float(msum);
-  }
-  return hsum(acc) - mins;
-}
-
-// Q6_K: values stored +32; sum (q - 32) * y = sum q * y - 32 * sum y, the latter from bsums.
-MOESERVE_AVX2 float vec_dot_q6_k(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ6_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    int offset = 0;
-    for (int g = 0; g < QK_K / 16; ++g) offset += x[i].scales[g] * y[i].bsums[g];
-    __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 2; ++c) {
-      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].ql + 64 * c));
-      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].ql + 64 * c + 32));
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh + 32 * c));
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, two), 4)),
-          _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), two), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), two), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), two), 4)),
-      };
-      for (int j = 0; j < 4; ++j) {
-        const int8_t* sc = x[i].scales + 8 * c + 2 * j;  // scales of the two 16-element halves
-        const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 128 * c + 32 * j));
-        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], yv), scales));
-      }
-    }
-    const __m256i total = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * offset, 0, 0, 0, 0, 0, 0, 0));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)), _mm256_cvtepi32_ps(total), acc);
-  }
-  return hsum(acc);
-}
-
 }  // namespace
 
 void install_avx2_kernels(Kernels& k) {
@@ -366,13 +259,10 @@ void install_avx2_kernels(Kernels& k) {
   k.dequantize[size_t(GgmlType::F16)] = dequantize_f16;
   k.quantize[size_t(GgmlType::Q8_0)] = quantize_q8_0;
   k.dequantize[size_t(GgmlType::Q8_0)] = dequantize_q8_0;
-  k.vec_dot[size_t(GgmlType::Q8_0)] = vec_dot_q8_0;
-  k.vec_dot[size_t(GgmlType::Q4_0)] = vec_dot_q4_0;
+  MOESERVE_INSTALL_COLS(k, Q8_0, dot_q8_0);
+  MOESERVE_INSTALL_COLS(k, Q4_0, dot_q4_0);
   k.dequantize[size_t(GgmlType::Q4_0)] = dequantize_q4_0;
   k.quantize[size_t(GgmlType::Q8_K)] = quantize_q8_k;
-  k.vec_dot[size_t(GgmlType::Q4_K)] = vec_dot_q4_k;
-  k.vec_dot[size_t(GgmlType::Q5_K)] = vec_dot_q5_k;
-  k.vec_dot[size_t(GgmlType::Q6_K)] = vec_dot_q6_k;
 }
 
 }  // namespace moeserve::cpu
