@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kGemmThreads)
     gemm_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride, int64_t n,
                 float* dst, int64_t d_stride) {
   __shared__ GemmSmem sm;
-  __shared__ __align__(32) float c_tile[kTileN * kLdC];
+  __shared__ __align__(128) float c_tile[kTileN * kLdC];
   __shared__ const float* cols[kTileN];
   const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) cols[j] = n0 + j < n ? x + (n0 + j) * x_stride : nullptr;

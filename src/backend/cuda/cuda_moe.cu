@@ -220,8 +220,8 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot];
   const int32_t n_cols = min(kTileN, plan.offsets[e] + counts[e] - pos0);
   __shared__ GemmSmem sg;
-  __shared__ __align__(16) __half a_up[kTileM * kLdA];
-  __shared__ __align__(32) float c_tile[kTileN * kLdC];
+  __shared__ __align__(128) __half a_up[kTileM * kLdA];
+  __shared__ __align__(128) float c_tile[kTileN * kLdC];
   __shared__ const float* cols[kTileN];
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) {
     cols[j] = j < n_cols ? x + int64_t(plan.sorted[pos0 + j] / k) * x_stride : nullptr;
@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot];
   const int32_t n_cols = min(kTileN, plan.offsets[e] + counts[e] - pos0);
   __shared__ GemmSmem sm;
-  __shared__ __align__(32) float c_tile[kTileN * kLdC];
+  __shared__ __align__(128) float c_tile[kTileN * kLdC];
   __shared__ const float* cols[kTileN];
   __shared__ float col_w[kTileN];
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) {

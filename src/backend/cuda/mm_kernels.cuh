@@ -48,7 +48,7 @@ __device__ __forceinline__ void lane_dot(const uint8_t* row, int64_t k, const fl
 inline constexpr int kTileM = 64, kTileN = 64, kTileK = 32, kGemmThreads = 128;
 inline constexpr int kLdA = kTileK + 8, kLdC = kTileM + 4;  // padded against bank conflicts
 
-struct GemmSmem {
+struct __align__(128) GemmSmem {
   __half a[kTileM * kLdA];
   __half b[kTileN * kLdA];
 };
