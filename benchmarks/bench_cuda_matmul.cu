@@ -1,8 +1,9 @@
 // Speed of the weight-side CUDA kernels on the real Qwen3-Coder-Next shapes (plain CUDA program,
-// not Google Benchmark: CUDA events around many launches). Prints one line per case:
+// not Google Benchmark: CUDA events around a replayed graph of launches). Prints one line per case:
 //   matvec: weight GB/s and % of the H100's 3.35 TB/s;
 //   gemm:   TFLOP/s at 512 columns (prefill);
 //   moe:    time per layer (decode: 1 token; prefill: 512 tokens), with the experts' bytes/s.
+// Each case is a CUDA graph of many launches (launch gaps excluded, as in graph-replayed decode).
 // Weights are random blocks with sane scales, spread over more memory than the 50 MB L2 and
 // rotated between launches so every launch reads from DRAM.
 // Usage: bench_cuda_matmul [filter substring]
@@ -60,21 +61,32 @@ float* random_floats(size_t count, float lo, float hi, uint32_t seed) {
   return d;
 }
 
-// Mean milliseconds of `iters` calls of f(i) after a warm-up.
+cudaStream_t g_stream = nullptr;
+
+// Mean milliseconds of one call of f(i): `iters` calls captured as one CUDA graph (as decode runs
+// them), replayed after a warm-up replay, so launch gaps stay out of the numbers.
 template <typename F>
 double time_ms(int iters, F&& f) {
-  for (int i = 0; i < 3; ++i) f(i);
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  MOESERVE_CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < iters; ++i) f(i);
+  MOESERVE_CUDA_CHECK(cudaStreamEndCapture(g_stream, &graph));
+  MOESERVE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  MOESERVE_CUDA_CHECK(cudaGraphLaunch(exec, g_stream));
   cudaEvent_t a, b;
   MOESERVE_CUDA_CHECK(cudaEventCreate(&a));
   MOESERVE_CUDA_CHECK(cudaEventCreate(&b));
-  MOESERVE_CUDA_CHECK(cudaEventRecord(a));
-  for (int i = 0; i < iters; ++i) f(i);
-  MOESERVE_CUDA_CHECK(cudaEventRecord(b));
+  MOESERVE_CUDA_CHECK(cudaEventRecord(a, g_stream));
+  MOESERVE_CUDA_CHECK(cudaGraphLaunch(exec, g_stream));
+  MOESERVE_CUDA_CHECK(cudaEventRecord(b, g_stream));
   MOESERVE_CUDA_CHECK(cudaEventSynchronize(b));
   float ms = 0;
   MOESERVE_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
   cudaEventDestroy(a);
   cudaEventDestroy(b);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
   return double(ms) / iters;
 }
 
@@ -98,7 +110,7 @@ void bench_matmul(GgmlType type, int64_t m, int64_t k, int64_t n) {
   const int iters = n <= 8 ? 200 : 20;
   const double ms = time_ms(iters, [&](int i) {
     tw.data = static_cast<char*>(w) + size_t(i % copies) * mat_bytes;
-    cuda::matmul(nullptr, ty, tw, tx, ws);
+    cuda::matmul(g_stream, ty, tw, tx, ws);
   });
   if (n <= 8) {
     const double gbs = double(mat_bytes) / (ms * 1e-3) / 1e9;
@@ -158,7 +170,7 @@ void bench_moe(GgmlType gate_up, GgmlType down, int64_t n) {
   const int iters = n <= 8 ? 200 : 20;
   const double ms = time_ms(iters, [&](int i) {
     tid.data = d_ids + size_t(i % kDraws) * size_t(n * k);
-    cuda::moe_experts(nullptr, ty, tx, ex, tid, tw, ws);
+    cuda::moe_experts(g_stream, ty, tx, ex, tid, tw, ws);
   });
   // Bytes of the experts one token touches (decode reads each selected expert once).
   const double expert_bytes = double(k) * (double(2 * n_ff) * double(gu_row) + double(n_embd) * double(d_row));
@@ -187,6 +199,7 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   MOESERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+  MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
   try {
     // Decode: one token through a 2048 -> 8192 projection, every type.
     for (const TypeTraits* t = all_types().begin; t != all_types().end; ++t) {

@@ -19,7 +19,7 @@ constexpr int kWarpsPerBlock = 4;  // in the decode kernels
 // columns already give the reuse (and hold registers).
 template <int NC>
 constexpr int rows_per_warp() {
-  return NC <= 2 ? 4 : NC <= 4 ? 2 : 1;
+  return NC <= 2 ? 2 : 1;
 }
 
 template <GgmlType T, int NC>
@@ -55,9 +55,14 @@ template <GgmlType T>
 __global__ void __launch_bounds__(kGemmThreads)
     gemm_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride,
                 bool x_aligned, int64_t n, float* dst, int64_t d_stride) {
-  __shared__ __align__(128) __half a_tile[kTileM * kLdA];
-  __shared__ __align__(128) __half b_tile[kTileN * kLdA];
-  __shared__ __align__(128) float c_tile[kTileN * kLdC];
+  // The f32 output tile reuses the operand tiles' memory once the products are done (half the
+  // shared memory per block, so twice the blocks per SM to hide the load latency).
+  constexpr size_t kOperands = sizeof(__half) * (kTileM + kTileN) * kLdA;
+  constexpr size_t kOutput = sizeof(float) * kTileN * kLdC;
+  __shared__ __align__(128) unsigned char smem[kOperands > kOutput ? kOperands : kOutput];
+  __half* a_tile = reinterpret_cast<__half*>(smem);
+  __half* b_tile = a_tile + kTileM * kLdA;
+  float* c_tile = reinterpret_cast<float*>(smem);
   __shared__ const float* cols[kTileN];
   const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) cols[j] = n0 + j < n ? x + (n0 + j) * x_stride : nullptr;
@@ -71,6 +76,7 @@ __global__ void __launch_bounds__(kGemmThreads)
     __syncthreads();
     mma_tile(a_tile, b_tile, acc, warp);
   }
+  __syncthreads();  // every warp is done reading the operands that c_tile overwrites
   store_c(c_tile, acc, warp);
   __syncthreads();
   for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {

@@ -31,8 +31,8 @@ __host__ __device__ inline const uint8_t* expert_row(const ExpertMat& m, int32_t
 ExpertMat mat_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data), t.nb[1], t.nb[2]}; }
 
 // ---- few tokens ---------------------------------------------------------------------------------------
-constexpr int kFfRowsPerWarp = 2;    // gate_up: rows f, f+1 of both matrices share each x chunk
-constexpr int kEmbdRowsPerWarp = 2;  // down: rows i, i+1 share each h chunk
+constexpr int kFfRowsPerWarp = 1;  // gate_up: row f of both matrices shares each x chunk
+constexpr int kDownThreads = 128;  // down: one block per output row
 
 // h[p * n_ff + f] = silu(gate_e[f] . x_t) * (up_e[f] . x_t), p = t * k + j.
 // grid (n_ff / (kWarps * kFfRowsPerWarp), k, n).
@@ -69,39 +69,36 @@ __global__ void __launch_bounds__(32 * kWarps)
   }
 }
 
-// dst[t][i] = sum_j w[t,j] * (down_e[i] . h[t * k + j]). grid (n_embd / (kWarps * kEmbdRowsPerWarp), n).
-// The lanes of a warp share out all (slot, chunk) pairs of its rows, so the k experts' rows are
-// read in parallel; the order of the sums is fixed, so results repeat bit for bit.
+// dst[t][i] = sum_j w[t,j] * (down_e[i] . h[t * k + j]). grid (n_embd, n), kDownThreads threads.
+// The threads of a block share out all (slot, chunk) pairs of row i, so the k experts' rows are
+// read in parallel (a decode step has only n_embd rows: one warp per row would leave most of the
+// GPU idle); the order of the sums is fixed, so results repeat bit for bit.
 template <GgmlType T>
-__global__ void __launch_bounds__(32 * kWarps)
+__global__ void __launch_bounds__(kDownThreads)
     moe_down_vec(ExpertMat down, int64_t n_embd, int64_t n_ff, int32_t n_expert, const float* h, bool h_aligned,
                  const int32_t* ids, const float* weights, int k, float* dst, int64_t d_stride) {
-  constexpr int R = kEmbdRowsPerWarp;
-  const int lane = threadIdx.x % 32;
-  const int64_t i0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * R;
-  if (i0 >= n_embd) return;
-  const int64_t t = blockIdx.y;
+  const int64_t i = blockIdx.x, t = blockIdx.y;
   const int64_t n_chunks = (n_ff + 7) / 8, tasks = int64_t(k) * n_chunks;
-  float acc[R] = {};
+  float acc = 0.0f;
 #pragma unroll 4
-  for (int64_t task = lane; task < tasks; task += 32) {
+  for (int64_t task = threadIdx.x; task < tasks; task += kDownThreads) {
     const int j = int(task / n_chunks);
     const int64_t c = task % n_chunks, p = t * k + j;
     const int32_t e = ids[p];
     if (e < 0 || e >= n_expert) continue;
-    const uint8_t* rows[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) rows[r] = expert_row(down, e, min(i0 + r, n_embd - 1));
-    float part[R][1] = {};
-    dot_chunk<T, 1, R>(rows, c, n_ff, h + p * n_ff, 0, h_aligned, part);
-    const float w = weights[p];
-#pragma unroll
-    for (int r = 0; r < R; ++r) acc[r] = fmaf(w, part[r][0], acc[r]);
+    const uint8_t* rows[1] = {expert_row(down, e, i)};
+    float part[1][1] = {{0.0f}};
+    dot_chunk<T, 1, 1>(rows, c, n_ff, h + p * n_ff, 0, h_aligned, part);
+    acc = fmaf(weights[p], part[0][0], acc);
   }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const float s = warp_sum(acc[r]);
-    if (lane == 0 && i0 + r < n_embd) dst[t * d_stride + i0 + r] = s;
+  __shared__ float warp_acc[kDownThreads / 32];
+  acc = warp_sum(acc);
+  if (threadIdx.x % 32 == 0) warp_acc[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.0f;
+    for (int w = 0; w < kDownThreads / 32; ++w) s += warp_acc[w];
+    dst[t * d_stride + i] = s;
   }
 }
 
@@ -251,10 +248,14 @@ __global__ void __launch_bounds__(kGemmThreads)
   if (slot >= *plan.tile_count) return;
   const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot];
   const int32_t n_cols = min(kTileN, plan.offsets[e] + counts[e] - pos0);
-  __shared__ __align__(128) __half a_gate[kTileM * kLdA];
-  __shared__ __align__(128) __half a_up[kTileM * kLdA];
-  __shared__ __align__(128) __half b_tile[kTileN * kLdA];
-  __shared__ __align__(128) float c_tile[kTileN * kLdC];
+  // The f32 output tile reuses the operand memory after the products (more blocks per SM).
+  constexpr size_t kOperands = sizeof(__half) * (2 * kTileM + kTileN) * kLdA;
+  static_assert(sizeof(float) * kTileN * kLdC <= kOperands);
+  __shared__ __align__(128) unsigned char smem[kOperands];
+  __half* a_gate = reinterpret_cast<__half*>(smem);
+  __half* a_up = a_gate + kTileM * kLdA;
+  __half* b_tile = a_up + kTileM * kLdA;
+  float* c_tile = reinterpret_cast<float*>(smem);
   __shared__ const float* cols[kTileN];
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) {
     cols[j] = j < n_cols ? x + int64_t(plan.sorted[pos0 + j] / k) * x_stride : nullptr;
@@ -275,6 +276,7 @@ __global__ void __launch_bounds__(kGemmThreads)
     mma_tile(a_gate, b_tile, acc_g, warp);
     mma_tile(a_up, b_tile, acc_u, warp);
   }
+  __syncthreads();  // every warp is done reading the operands that c_tile overwrites
   // Gate and up accumulators share one fragment layout: combine element-wise in registers.
 #pragma unroll
   for (int i = 0; i < TileShape<kTileN>::kFm; ++i)
@@ -301,9 +303,12 @@ __global__ void __launch_bounds__(kGemmThreads)
   if (slot >= *plan.tile_count) return;
   const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot];
   const int32_t n_cols = min(kTileN, plan.offsets[e] + counts[e] - pos0);
-  __shared__ __align__(128) __half a_tile[kTileM * kLdA];
-  __shared__ __align__(128) __half b_tile[kTileN * kLdA];
-  __shared__ __align__(128) float c_tile[kTileN * kLdC];
+  constexpr size_t kOperands = sizeof(__half) * (kTileM + kTileN) * kLdA;
+  static_assert(sizeof(float) * kTileN * kLdC <= kOperands);
+  __shared__ __align__(128) unsigned char smem[kOperands];
+  __half* a_tile = reinterpret_cast<__half*>(smem);
+  __half* b_tile = a_tile + kTileM * kLdA;
+  float* c_tile = reinterpret_cast<float*>(smem);
   __shared__ const float* cols[kTileN];
   __shared__ float col_w[kTileN];
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) {
@@ -322,6 +327,7 @@ __global__ void __launch_bounds__(kGemmThreads)
     __syncthreads();
     mma_tile(a_tile, b_tile, acc, warp);
   }
+  __syncthreads();  // every warp is done reading the operands that c_tile overwrites
   store_c(c_tile, acc, warp);
   __syncthreads();
   for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
@@ -389,10 +395,9 @@ void moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const 
     });
     MOESERVE_CUDA_CHECK_LAUNCH();
     ok_d = dispatch_type(experts.down.type, [&]<GgmlType T>() {
-      const int64_t per_block = kWarps * kEmbdRowsPerWarp;
-      const dim3 grid(unsigned((n_embd + per_block - 1) / per_block), unsigned(n));
+      const dim3 grid{unsigned(n_embd), unsigned(n)};
       const bool h_aligned = reinterpret_cast<uintptr_t>(h) % 16 == 0 && n_ff % 4 == 0;
-      moe_down_vec<T><<<grid, 32 * kWarps, 0, stream>>>(down, n_embd, n_ff, n_expert, h, h_aligned, id, wt,
+      moe_down_vec<T><<<grid, kDownThreads, 0, stream>>>(down, n_embd, n_ff, n_expert, h, h_aligned, id, wt,
                                                         int(k), dst.as<float>(), d_stride);
     });
     MOESERVE_CUDA_CHECK_LAUNCH();

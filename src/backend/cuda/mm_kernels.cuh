@@ -59,17 +59,18 @@ __device__ __forceinline__ void dot_chunk(const uint8_t* const (&rows)[R], int64
 
 // acc[r][c] += rows[r] . x_c over this lane's chunks (lane, lane + 32, ...); the caller sums over
 // the warp. x_c = x + c * x_stride (floats); `aligned`: x and x_stride allow 16-byte loads. Each
-// activation chunk is loaded once for the R rows, and two chunks are in flight per lane.
+// activation chunk is loaded once for the R rows, and four chunks per row are in flight per lane:
+// a low-bit row is a few hundred bytes, so memory parallelism has to come from unrolling.
 template <GgmlType T, int NC, int R>
 __device__ __forceinline__ void lane_dot(const uint8_t* const (&rows)[R], int64_t k, const float* x, int64_t x_stride,
                                          bool aligned, float (&acc)[R][NC], int lane) {
   const int64_t n_chunks = (k + 7) / 8;
   int64_t c = lane;
-  for (; c + 32 < n_chunks; c += 64) {
-    dot_chunk<T, NC, R>(rows, c, k, x, x_stride, aligned, acc);
-    dot_chunk<T, NC, R>(rows, c + 32, k, x, x_stride, aligned, acc);
+  for (; c + 96 < n_chunks; c += 128) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) dot_chunk<T, NC, R>(rows, c + 32 * u, k, x, x_stride, aligned, acc);
   }
-  if (c < n_chunks) dot_chunk<T, NC, R>(rows, c, k, x, x_stride, aligned, acc);
+  for (; c < n_chunks; c += 32) dot_chunk<T, NC, R>(rows, c, k, x, x_stride, aligned, acc);
 }
 
 // ---- tensor-core tiles ------------------------------------------------------------------------------
