@@ -2,8 +2,8 @@
 // up_e x_t), e = ids[j,t]. Expert ids and router weights stay on the device; every grid is sized
 // from shapes alone, so the host never waits and a decode step can be captured as a graph.
 //
-// Few tokens: per (token, slot) one pass over the gate and up rows together, then per output row
-// the k down products summed in slot order (deterministic, no atomics).
+// Few tokens: per (token, slot) one pass over the gate and up rows together, then one block per
+// output row for the k down products, summed in a fixed order (deterministic, no atomics).
 // Many tokens: the (token, slot) pairs are grouped by expert on the device (counts, prefix sums,
 // stable per-expert lists), then tensor-core tiles run per expert over its gathered tokens; each
 // pair's down output is written to its own row and the final sum per token goes in slot order.

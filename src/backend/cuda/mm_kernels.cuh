@@ -1,9 +1,10 @@
 // The two product shapes every weight-side op reduces to:
-// * warp_dot: one warp, one weight row against up to NC F32 activation columns, dequantizing each
-//   8-element chunk once and reusing it for every column (decode: the weight bytes are read once);
-// * tensor-core tiles: a 64 x BN output tile on tensor cores (f16 inputs, f32 accumulation) from weight
-//   tiles dequantized into shared memory and activation columns found through a column map, so the
-//   same kernel serves dense products and the routed-expert products over gathered tokens.
+// * lane_dot: the lanes of a warp share out the 8-element chunks of R weight rows; each chunk is
+//   dequantized once and used for every one of the NC F32 activation columns, each activation
+//   chunk once for the R rows (decode: the weight bytes are read once, in registers);
+// * tensor-core tiles: a 64 x BN output tile (f16 inputs, f32 accumulation) from weight tiles
+//   dequantized into shared memory and activation columns found through a column map, so the
+//   same code serves dense products and the routed-expert products over gathered tokens.
 #pragma once
 
 #include <cuda_fp16.h>
