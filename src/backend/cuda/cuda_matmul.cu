@@ -1,0 +1,152 @@
+// matmul and get_rows on CUDA (see cuda_matmul.h). Up to kMaxDecodeCols activation columns use
+// one warp per weight row (fused dequantize + dot, weights read once); more use tensor-core tiles.
+#include "backend/cuda/cuda_matmul.h"
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/mm_kernels.cuh"
+#include "core/error.h"
+
+namespace moeserve::cuda {
+
+namespace {
+
+constexpr int kMaxDecodeCols = 8;
+constexpr int kRowsPerBlock = 4;  // warps per block in the decode kernels
+
+template <GgmlType T, int NC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    matvec_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride, float* dst,
+                  int64_t d_stride) {
+  const int lane = threadIdx.x % 32;
+  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (r >= m) return;
+  float acc[NC];
+#pragma unroll
+  for (int c = 0; c < NC; ++c) acc[c] = 0.0f;
+  lane_dot<T, NC>(w + size_t(r) * w_nb1, k, x, x_stride, acc, lane);
+#pragma unroll
+  for (int c = 0; c < NC; ++c) {
+    const float s = warp_sum(acc[c]);
+    if (lane == 0) dst[c * d_stride + r] = s;
+  }
+}
+
+template <GgmlType T>
+__global__ void __launch_bounds__(kGemmThreads)
+    gemm_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride, int64_t n,
+                float* dst, int64_t d_stride) {
+  __shared__ GemmSmem sm;
+  __shared__ __align__(32) float c_tile[kTileN * kLdC];
+  __shared__ const float* cols[kTileN];
+  const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
+  for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) cols[j] = n0 + j < n ? x + (n0 + j) * x_stride : nullptr;
+  const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
+  FragC acc[2][2];
+  zero_acc(acc);
+  for (int64_t k0 = 0; k0 < k; k0 += kTileK) {
+    __syncthreads();
+    load_a_tile<T>(sm.a, w, w_nb1, m, k, m0, k0);
+    load_b_tile(sm.b, cols, k, k0);
+    __syncthreads();
+    mma_tile(sm.a, sm.b, acc, wm, wn);
+  }
+  store_c(c_tile, acc, wm, wn);
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
+    const int j = idx / kTileM, r = idx % kTileM;
+    if (n0 + j < n && m0 + r < m) dst[(n0 + j) * d_stride + m0 + r] = c_tile[j * kLdC + r];
+  }
+}
+
+template <GgmlType T>
+__global__ void get_rows_kernel(float* dst, int64_t d_stride, const uint8_t* src, size_t s_nb1, int64_t n_src_rows,
+                                int64_t k, const int32_t* ids) {
+  const int64_t i = blockIdx.y;
+  const int32_t id = ids[i];
+  float* out = dst + i * d_stride;
+  const int64_t n_chunks = (k + 7) / 8;
+  for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < n_chunks; c += int64_t(gridDim.x) * blockDim.x) {
+    float v[8];
+    // An id outside the table has no row: NaN makes the caller's bug visible instead of reading
+    // out of bounds (the host-side reference fails on it; device code cannot).
+    if (id < 0 || id >= n_src_rows) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[e] = __int_as_float(0x7fc00000);
+    } else {
+      row_chunk<T>(src + size_t(id) * s_nb1, c, k, v);
+    }
+    for (int e = 0; e < 8 && 8 * c + e < k; ++e) out[8 * c + e] = v[e];
+  }
+}
+
+int64_t float_stride(const Tensor& t, const char* what) {
+  if (t.nb[1] % sizeof(float) != 0) fail("internal: cuda ", what, " row stride ", t.nb[1], " is not a multiple of 4");
+  return int64_t(t.nb[1] / sizeof(float));
+}
+
+template <GgmlType T, int NC>
+void launch_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x) {
+  const int64_t m = w.ne[1];
+  const dim3 grid(unsigned((m + kRowsPerBlock - 1) / kRowsPerBlock));
+  matvec_kernel<T, NC><<<grid, 32 * kRowsPerBlock, 0, stream>>>(
+      static_cast<const uint8_t*>(w.data), w.nb[1], m, w.ne[0], x.as<const float>(), float_stride(x, "matmul x"),
+      dst.as<float>(), float_stride(dst, "matmul dst"));
+}
+
+template <GgmlType T>
+void launch_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x) {
+  const int64_t n = x.ne[1];
+  switch (n) {
+    case 1: return launch_matvec<T, 1>(stream, dst, w, x);
+    case 2: return launch_matvec<T, 2>(stream, dst, w, x);
+    case 3: return launch_matvec<T, 3>(stream, dst, w, x);
+    case 4: return launch_matvec<T, 4>(stream, dst, w, x);
+    case 5: return launch_matvec<T, 5>(stream, dst, w, x);
+    case 6: return launch_matvec<T, 6>(stream, dst, w, x);
+    case 7: return launch_matvec<T, 7>(stream, dst, w, x);
+    case 8: return launch_matvec<T, 8>(stream, dst, w, x);
+    default: break;
+  }
+  static_assert(kMaxDecodeCols == 8);
+  const int64_t m = w.ne[1];
+  const dim3 grid(unsigned((m + kTileM - 1) / kTileM), unsigned((n + kTileN - 1) / kTileN));
+  gemm_kernel<T><<<grid, kGemmThreads, 0, stream>>>(static_cast<const uint8_t*>(w.data), w.nb[1], m, w.ne[0],
+                                                    x.as<const float>(), float_stride(x, "matmul x"), n,
+                                                    dst.as<float>(), float_stride(dst, "matmul dst"));
+}
+
+struct NoOp {
+  template <GgmlType>
+  void operator()() const {}
+};
+
+}  // namespace
+
+bool supports_weight_type(GgmlType type) {
+  return dispatch_type(type, NoOp{});
+}
+
+size_t matmul_workspace_bytes(const Tensor&, const Tensor&, const Tensor&) { return 0; }
+
+void matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void*) {
+  if (dst.ne[1] == 0 || w.ne[1] == 0) return;
+  const bool ok = dispatch_type(w.type, [&]<GgmlType T>() { launch_matmul<T>(stream, dst, w, x); });
+  if (!ok) fail("internal: cuda matmul has no kernel for weight type ", type_name(w.type));
+  MOESERVE_CUDA_CHECK_LAUNCH();
+}
+
+void get_rows(cudaStream_t stream, const Tensor& dst, const Tensor& src, const Tensor& ids) {
+  const int64_t n = dst.ne[1], k = src.ne[0];
+  if (n == 0 || k == 0) return;
+  const int64_t n_chunks = (k + 7) / 8;
+  const dim3 grid(unsigned((n_chunks + 127) / 128), unsigned(n));
+  const bool ok = dispatch_type(src.type, [&]<GgmlType T>() {
+    get_rows_kernel<T><<<grid, 128, 0, stream>>>(dst.as<float>(), float_stride(dst, "get_rows dst"),
+                                                 static_cast<const uint8_t*>(src.data), src.nb[1], src.ne[1], k,
+                                                 ids.as<const int32_t>());
+  });
+  if (!ok) fail("internal: cuda get_rows has no kernel for type ", type_name(src.type));
+  MOESERVE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace moeserve::cuda

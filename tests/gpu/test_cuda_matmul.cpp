@@ -1,0 +1,311 @@
+// The weight-side CUDA kernels (backend/cuda/cuda_matmul.h) against double-precision products of
+// the host reference dequantizers (src/quant, checked against ggml's test vectors in the unit
+// tests): every weight type, random blocks (random bytes with realistic scales), odd shapes,
+// strided views, outputs poisoned with NaN so an element left unwritten fails.
+#include "backend/cuda/cuda_matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../unit/quant_test_util.h"
+#include "backend/cuda/cuda_check.h"
+#include "core/fp16.h"
+
+namespace moeserve {
+namespace {
+
+constexpr DeviceId kGpu{DeviceKind::cuda, 0};
+
+struct DevMem {
+  void* p = nullptr;
+  explicit DevMem(size_t bytes) {
+    MOESERVE_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 1)));
+    MOESERVE_CUDA_CHECK(cudaMemset(p, 0xFF, std::max<size_t>(bytes, 1)));  // all-ones floats are NaN
+  }
+  ~DevMem() { cudaFree(p); }
+  DevMem(const DevMem&) = delete;
+  DevMem& operator=(const DevMem&) = delete;
+  char* bytes() const { return static_cast<char*>(p); }
+};
+
+void upload(void* dst, const void* src, size_t bytes) {
+  MOESERVE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+template <typename T>
+std::vector<T> download(const void* src, size_t count) {
+  std::vector<T> out(count);
+  MOESERVE_CUDA_CHECK(cudaDeviceSynchronize());
+  MOESERVE_CUDA_CHECK(cudaMemcpy(out.data(), src, count * sizeof(T), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+// Every type the CPU path can multiply with (a registered dot product).
+std::vector<GgmlType> weight_types() {
+  std::vector<GgmlType> out;
+  for (const TypeTraits* t = all_types().begin; t != all_types().end; ++t) {
+    if (t->vec_dot && t->dequantize) out.push_back(t->type);
+  }
+  return out;
+}
+
+// A row length for the type: odd for plain types (not a multiple of 8 or of the 32-wide tiles),
+// several blocks otherwise.
+int64_t row_len(GgmlType type) {
+  const int64_t bs = type_traits(type).block_size;
+  return bs == 1 ? 77 : bs == 32 ? 96 : 512;
+}
+
+// `rows` rows of n elements of `type`, each row followed by `pad` bytes: random blocks with
+// realistic scales for block types, normal values (sigma 0.5) for plain types.
+std::vector<uint8_t> random_rows(GgmlType type, int64_t n, int64_t rows, size_t pad, uint32_t seed) {
+  const size_t rb = row_bytes(type, n);
+  std::vector<uint8_t> out((rb + pad) * size_t(rows), 0);
+  std::mt19937 rng(seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* dst = out.data() + size_t(r) * (rb + pad);
+    if (type_traits(type).block_size == 1) {
+      const std::vector<float> v = test::normal_row(n, uint32_t(rng()), 0.5f);
+      type_traits(type).quantize(v.data(), dst, n);
+    } else {
+      std::vector<uint8_t> b = test::random_blocks(type, n, uint32_t(rng()));
+      // Keep MXFP4 magnitudes where real weights are (the generic helper goes up to 2^21, past
+      // the f16 range the tensor-core path works in).
+      if (type == GgmlType::MXFP4) {
+        for (size_t o = 0; o < b.size(); o += 17) b[o] = uint8_t(118 + b[o] % 12);
+      }
+      std::memcpy(dst, b.data(), rb);
+    }
+  }
+  return out;
+}
+
+std::vector<float> dequant_rows(GgmlType type, const std::vector<uint8_t>& data, int64_t n, int64_t rows, size_t stride) {
+  std::vector<float> out(size_t(n * rows));
+  for (int64_t r = 0; r < rows; ++r) type_traits(type).dequantize(data.data() + size_t(r) * stride, out.data() + r * n, n);
+  return out;
+}
+
+std::vector<float> random_act(int64_t count, std::mt19937& rng, float lo = 0.05f, float hi = 1.5f) {
+  // Never zero: magnitudes in [lo, hi), random signs.
+  std::uniform_real_distribution<float> mag(lo, hi);
+  std::vector<float> v(static_cast<size_t>(count));
+  for (float& x : v) x = (rng() & 1 ? -1.0f : 1.0f) * mag(rng);
+  return v;
+}
+
+Tensor strided(GgmlType type, std::array<int64_t, 4> ne, size_t row_stride, void* data) {
+  Tensor t = Tensor::contiguous(type, ne, data, kGpu);
+  t.nb[1] = row_stride;
+  t.nb[2] = row_stride * size_t(ne[1]);
+  t.nb[3] = t.nb[2] * size_t(ne[2]);
+  return t;
+}
+
+// Tolerances, relative to mag = sum |w_i x_i| of the element's dot product:
+// * up to 8 columns (warp kernels): f32 activations and f32 sums in another order than the
+//   double reference: k * 2^-24 * mag bounds the reordering (times 1.1 for the partial sums);
+// * more columns (tensor cores): weights and activations are rounded to f16 (2^-11 relative
+//   each), so each product is off by up to ~2^-10 relative: 1e-3 * mag, plus the f32 sums.
+double tolerance(int64_t n_cols, int64_t k, double mag) {
+  const double sums = double(k) * 6e-8 * mag * 1.1;
+  return (n_cols <= 8 ? sums : 1e-3 * mag + sums) + 1e-30;
+}
+
+TEST(CudaMatmul, SupportsEveryTypeWithADotProduct) {
+  for (GgmlType t : weight_types()) EXPECT_TRUE(cuda::supports_weight_type(t)) << type_name(t);
+  EXPECT_FALSE(cuda::supports_weight_type(GgmlType::I32));
+}
+
+TEST(CudaMatmul, EveryTypeEveryColumnCount) {
+  std::mt19937 rng(11);
+  const int64_t m = 67;  // not a multiple of the 4-row blocks nor the 64-row tiles
+  for (GgmlType type : weight_types()) {
+    const int64_t k = row_len(type);
+    for (int64_t n : {1, 2, 3, 7, 8, 9, 64, 513}) {
+      // Odd n: weight rows with a gap after each (a view's stride); even n: contiguous.
+      const size_t pad = n % 2 ? 32 : 0, w_stride = row_bytes(type, k) + pad;
+      const std::vector<uint8_t> w = random_rows(type, k, m, pad, uint32_t(rng()));
+      const std::vector<float> wf = dequant_rows(type, w, k, m, w_stride);
+      const int64_t x_stride = k + 5, d_stride = m + 3;  // strided activation and output rows
+      const std::vector<float> x = random_act(x_stride * n, rng);
+      DevMem dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
+      upload(dw.p, w.data(), w.size());
+      upload(dx.p, x.data(), x.size() * 4);
+      const Tensor tw = strided(type, {k, m, 1, 1}, w_stride, dw.p);
+      const Tensor tx = strided(GgmlType::F32, {k, n, 1, 1}, size_t(x_stride) * 4, dx.p);
+      const Tensor td = strided(GgmlType::F32, {m, n, 1, 1}, size_t(d_stride) * 4, dd.p);
+      DevMem ws(cuda::matmul_workspace_bytes(td, tw, tx));
+      cuda::matmul(nullptr, td, tw, tx, ws.p);
+      const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
+      int bad = 0;
+      for (int64_t j = 0; j < n && bad < 5; ++j) {
+        for (int64_t i = 0; i < m && bad < 5; ++i) {
+          double ref = 0, mag = 0;
+          for (int64_t e = 0; e < k; ++e) {
+            const double p = double(wf[size_t(i * k + e)]) * x[size_t(j * x_stride + e)];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          const float g = got[size_t(j * d_stride + i)];
+          if (!(std::fabs(g - ref) <= tolerance(n, k, mag))) {
+            ++bad;
+            ADD_FAILURE() << type_name(type) << " n=" << n << " row " << i << " col " << j << ": got " << g
+                          << " want " << ref << " (mag " << mag << ")";
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaMatmul, GetRowsEveryType) {
+  std::mt19937 rng(12);
+  const int64_t n_src = 37;
+  const std::vector<int32_t> ids = {3, 0, 36, 3, 17, 36};
+  for (GgmlType type : weight_types()) {
+    const int64_t k = row_len(type);
+    const size_t s_stride = row_bytes(type, k);
+    const std::vector<uint8_t> src = random_rows(type, k, n_src, 0, uint32_t(rng()));
+    const std::vector<float> ref = dequant_rows(type, src, k, n_src, s_stride);
+    const int64_t n = int64_t(ids.size()), d_stride = k + 3;
+    DevMem ds(src.size()), di(ids.size() * 4), dd(size_t(d_stride * n) * 4);
+    upload(ds.p, src.data(), src.size());
+    upload(di.p, ids.data(), ids.size() * 4);
+    const Tensor ts = strided(type, {k, n_src, 1, 1}, s_stride, ds.p);
+    const Tensor tid = Tensor::contiguous(GgmlType::I32, {n, 1, 1, 1}, di.p, kGpu);
+    const Tensor td = strided(GgmlType::F32, {k, n, 1, 1}, size_t(d_stride) * 4, dd.p);
+    cuda::get_rows(nullptr, td, ts, tid);
+    const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
+    for (int64_t j = 0; j < n; ++j) {
+      const float* want = ref.data() + ids[size_t(j)] * k;
+      float row_max = 0;
+      for (int64_t e = 0; e < k; ++e) row_max = std::max(row_max, std::fabs(want[e]));
+      for (int64_t e = 0; e < k; ++e) {
+        // The same float formulas as the host; the device may fuse a multiply-add (Q4_1, Q5_1,
+        // the K-quant mins), one rounding of a term no larger than the row's largest value.
+        ASSERT_NEAR(got[size_t(j * d_stride + e)], want[e], 2.4e-7 * row_max) << type_name(type) << " row " << j << " elem " << e;
+      }
+    }
+  }
+}
+
+// ---- routed experts ----------------------------------------------------------------------------------
+struct MoeCase {
+  GgmlType gate_up, down;
+  int64_t n_embd, n_ff;
+};
+
+double silu_d(double v) { return v / (1.0 + std::exp(-v)); }
+
+void check_moe(const MoeCase& c, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int64_t n_expert = 8, k = 3, E = n_expert;
+  const int64_t n_embd = c.n_embd, n_ff = c.n_ff;
+  // Fused gate_up [n_embd, 2 * n_ff, E] as the loader makes it; gate/up are its halves.
+  const size_t gu_row = row_bytes(c.gate_up, n_embd), d_row = row_bytes(c.down, n_ff);
+  const std::vector<uint8_t> gu = random_rows(c.gate_up, n_embd, 2 * n_ff * E, 0, uint32_t(rng()));
+  const std::vector<uint8_t> dn = random_rows(c.down, n_ff, n_embd * E, 0, uint32_t(rng()));
+  const std::vector<float> guf = dequant_rows(c.gate_up, gu, n_embd, 2 * n_ff * E, gu_row);
+  const std::vector<float> dnf = dequant_rows(c.down, dn, n_ff, n_embd * E, d_row);
+  const int64_t x_stride = n_embd + 4, d_stride = n_embd + 1;
+  const std::vector<float> x = random_act(x_stride * n, rng);
+  // Top-k ids: distinct per token, from experts 0..6 only (expert 7 is never hit), so experts
+  // repeat across tokens and some get no token at all.
+  std::vector<int32_t> ids(size_t(k * n));
+  std::vector<float> wts(size_t(k * n));
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<int32_t> pool = {0, 1, 2, 3, 4, 5, 6};
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int64_t j = 0; j < k; ++j) {
+      ids[size_t(t * k + j)] = pool[size_t(j)];
+      wts[size_t(t * k + j)] = std::uniform_real_distribution<float>(0.05f, 0.6f)(rng);
+    }
+  }
+  DevMem dgu(gu.size()), ddn(dn.size()), dx(x.size() * 4), did(ids.size() * 4), dw(wts.size() * 4),
+      dd(size_t(d_stride * n) * 4);
+  upload(dgu.p, gu.data(), gu.size());
+  upload(ddn.p, dn.data(), dn.size());
+  upload(dx.p, x.data(), x.size() * 4);
+  upload(did.p, ids.data(), ids.size() * 4);
+  upload(dw.p, wts.data(), wts.size() * 4);
+  ExpertWeights ex;
+  const std::array<size_t, 4> gnb = {type_traits(c.gate_up).block_bytes, gu_row, gu_row * size_t(2 * n_ff),
+                                     gu_row * size_t(2 * n_ff * E)};
+  ex.gate = Tensor{c.gate_up, {n_embd, n_ff, E, 1}, gnb, dgu.p, kGpu};
+  ex.up = Tensor{c.gate_up, {n_embd, n_ff, E, 1}, gnb, dgu.bytes() + gu_row * size_t(n_ff), kGpu};
+  ex.down = Tensor::contiguous(c.down, {n_ff, n_embd, E, 1}, ddn.p, kGpu);
+  const Tensor tx = strided(GgmlType::F32, {n_embd, n, 1, 1}, size_t(x_stride) * 4, dx.p);
+  const Tensor td = strided(GgmlType::F32, {n_embd, n, 1, 1}, size_t(d_stride) * 4, dd.p);
+  const Tensor tid = Tensor::contiguous(GgmlType::I32, {k, n, 1, 1}, did.p, kGpu);
+  const Tensor tw = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dw.p, kGpu);
+  DevMem ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));  // NaN-filled: unwritten reads show
+  cuda::moe_experts(nullptr, td, tx, ex, tid, tw, ws.p);
+  const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
+
+  int bad = 0;
+  for (int64_t t = 0; t < n && bad < 5; ++t) {
+    std::vector<double> ref(static_cast<size_t>(n_embd), 0.0), mag(static_cast<size_t>(n_embd), 0.0);
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = ids[size_t(t * k + j)];
+      const double w = wts[size_t(t * k + j)];
+      std::vector<double> h(static_cast<size_t>(n_ff)), hmag(static_cast<size_t>(n_ff));
+      for (int64_t f = 0; f < n_ff; ++f) {
+        const float* gr = guf.data() + (e * 2 * n_ff + f) * n_embd;
+        const float* ur = gr + n_ff * n_embd;
+        double g = 0, u = 0, gm = 0, um = 0;
+        for (int64_t i = 0; i < n_embd; ++i) {
+          const double xv = x[size_t(t * x_stride + i)];
+          g += gr[i] * xv;
+          u += ur[i] * xv;
+          gm += std::fabs(gr[i] * xv);
+          um += std::fabs(ur[i] * xv);
+        }
+        h[size_t(f)] = silu_d(g) * u;
+        hmag[size_t(f)] = (std::fabs(g) + gm) * um;  // bounds |silu(g) u| and its perturbations
+      }
+      for (int64_t i = 0; i < n_embd; ++i) {
+        const float* dr = dnf.data() + (e * n_embd + i) * n_ff;
+        double s = 0, sm = 0;
+        for (int64_t f = 0; f < n_ff; ++f) {
+          s += dr[f] * h[size_t(f)];
+          sm += std::fabs(dr[f]) * hmag[size_t(f)];
+        }
+        ref[size_t(i)] += w * s;
+        mag[size_t(i)] += w * sm;
+      }
+    }
+    for (int64_t i = 0; i < n_embd && bad < 5; ++i) {
+      // Two chained products: the tolerance of one (see tolerance()) over the larger length,
+      // applied to the magnitude bound of the whole chain.
+      const double tol = 2 * tolerance(n, std::max(n_embd, n_ff), mag[size_t(i)]);
+      const float g = got[size_t(t * d_stride + i)];
+      if (!(std::fabs(g - ref[size_t(i)]) <= tol)) {
+        ++bad;
+        ADD_FAILURE() << type_name(c.gate_up) << "/" << type_name(c.down) << " n=" << n << " token " << t << " elem "
+                      << i << ": got " << g << " want " << ref[size_t(i)] << " (tol " << tol << ")";
+      }
+    }
+  }
+}
+
+TEST(CudaMatmul, MoeExpertsDecodeAndPrefill) {
+  const MoeCase cases[] = {
+      {GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, 256, 512},  // the Qwen3-Coder-Next expert types
+      {GgmlType::IQ2_XS, GgmlType::IQ2_XS, 512, 256},
+      {GgmlType::Q8_0, GgmlType::Q4_K, 256, 256},
+      {GgmlType::Q8_0, GgmlType::Q8_0, 160, 96},  // rows not a multiple of the 64-row tiles
+      {GgmlType::F16, GgmlType::F32, 72, 40},     // k not a multiple of the 32-wide k tiles
+  };
+  uint32_t seed = 100;
+  for (const MoeCase& c : cases) {
+    for (int64_t n : {1, 2, 8, 9, 33, 130}) check_moe(c, n, seed++);
+  }
+}
+
+}  // namespace
+}  // namespace moeserve
