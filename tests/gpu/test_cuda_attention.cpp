@@ -132,7 +132,6 @@ TEST(CudaAttention, HeadShapes) {
 }
 
 TEST(CudaAttention, UnsupportedCacheTypeIsAnError) {
-  const Shape s{64, 64, 2, 1, 8, 1};
   const HostTensor k = HostTensor::make(GgmlType::IQ4_NL, {64, 8, 1, 1}), v = HostTensor::make(GgmlType::F16, {64, 8, 1, 1});
   const HostTensor q = random_f32({64, 2, 1, 1}), out = HostTensor::make(GgmlType::F32, {64, 2, 1, 1});
   DevTensor d_k = to_gpu(k), d_v = to_gpu(v), d_q = to_gpu(q), d_out = to_gpu(out);

@@ -3,6 +3,8 @@
 // step gives.
 #include "gpu_test_util.h"
 
+#include "core/error.h"
+
 namespace moeserve::test {
 namespace {
 
@@ -140,6 +142,15 @@ TEST(CudaGraphs, ReplayedDecodeStepEqualsDirectIssue) {
   const HostTensor conv_w = random_f32({4, 192, 1, 1});
   const DevTensor d_w = to_gpu(conv_w);
   StepState graphed = make_state(kc, vc, conv, ssm, n), direct = make_state(kc, vc, conv, ssm, n);
+  {
+    // Plan the workspace first, as the engine does at load: nothing may allocate while recording.
+    TestBatch plan;
+    plan.add_run(0, 0, 1);
+    plan.add_run(1, 0, 1);
+    gpu().begin_measure();
+    issue_step(graphed, plan.info(), d_w.t);
+    gpu().end_measure();
+  }
   std::vector<uint8_t> previous;
   // Positions move every step, one sequence far into the context (several attention ranges).
   const int32_t starts[2] = {2500, 7};
