@@ -14,6 +14,7 @@
 
 #include "../unit/quant_test_util.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/dequant.cuh"
 #include "core/fp16.h"
 
 namespace moeserve {
@@ -121,6 +122,36 @@ TEST(CudaMatmul, SupportsEveryTypeWithADotProduct) {
   EXPECT_FALSE(cuda::supports_weight_type(GgmlType::I32));
 }
 
+// The chunk decoders compiled for the host (same source as the kernels) against the reference
+// dequantizers: every chunk of random rows, bit for bit.
+TEST(CudaMatmul, ChunkDecodersMatchHostDequantizers) {
+  std::mt19937 rng(10);
+  for (GgmlType type : weight_types()) {
+    const int64_t k = row_len(type);
+    const int64_t rows = 16;
+    const size_t rb = row_bytes(type, k);
+    const std::vector<uint8_t> w = random_rows(type, k, rows, 0, uint32_t(rng()));
+    const std::vector<float> ref = dequant_rows(type, w, k, rows, rb);
+    int bad = 0;
+    const bool ok = cuda::dispatch_type(type, [&]<GgmlType T>() {
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < (k + 7) / 8; ++c) {
+          float v[8];
+          cuda::row_chunk<T>(w.data() + size_t(r) * rb, c, k, v);
+          for (int64_t i = 0; i < 8 && 8 * c + i < k && bad < 5; ++i) {
+            const float want = ref[size_t(r * k + 8 * c + i)];
+            if (std::memcmp(&v[i], &want, 4) != 0) {
+              ++bad;
+              ADD_FAILURE() << type_name(type) << " row " << r << " elem " << 8 * c + i << ": " << v[i] << " vs " << want;
+            }
+          }
+        }
+      }
+    });
+    EXPECT_TRUE(ok) << type_name(type);
+  }
+}
+
 TEST(CudaMatmul, EveryTypeEveryColumnCount) {
   std::mt19937 rng(11);
   const int64_t m = 67;  // not a multiple of the 4-row blocks nor the 64-row tiles
@@ -202,96 +233,108 @@ struct MoeCase {
 
 double silu_d(double v) { return v / (1.0 + std::exp(-v)); }
 
-void check_moe(const MoeCase& c, int64_t n, uint32_t seed) {
+// Rows quantized by the host quantizer from normal weights (sigma 0.02): realistic magnitudes,
+// so the expert FFN's intermediate values stay in the f16 range the tensor-core path uses (as in
+// real models; random bytes with scales up to 2 would make gate*up reach 1e8).
+std::vector<uint8_t> realistic_rows(GgmlType type, int64_t n, int64_t rows, uint32_t seed) {
+  const std::vector<float> v = test::normal_row(n * rows, seed, 0.02f);
+  std::vector<uint8_t> out(row_bytes(type, n) * size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) type_traits(type).quantize(v.data() + r * n, out.data() + size_t(r) * row_bytes(type, n), n);
+  return out;
+}
+
+void check_moe(const MoeCase& c, const std::vector<int64_t>& token_counts, uint32_t seed) {
   std::mt19937 rng(seed);
   const int64_t n_expert = 8, k = 3, E = n_expert;
   const int64_t n_embd = c.n_embd, n_ff = c.n_ff;
   // Fused gate_up [n_embd, 2 * n_ff, E] as the loader makes it; gate/up are its halves.
   const size_t gu_row = row_bytes(c.gate_up, n_embd), d_row = row_bytes(c.down, n_ff);
-  const std::vector<uint8_t> gu = random_rows(c.gate_up, n_embd, 2 * n_ff * E, 0, uint32_t(rng()));
-  const std::vector<uint8_t> dn = random_rows(c.down, n_ff, n_embd * E, 0, uint32_t(rng()));
+  const std::vector<uint8_t> gu = realistic_rows(c.gate_up, n_embd, 2 * n_ff * E, uint32_t(rng()));
+  const std::vector<uint8_t> dn = realistic_rows(c.down, n_ff, n_embd * E, uint32_t(rng()));
   const std::vector<float> guf = dequant_rows(c.gate_up, gu, n_embd, 2 * n_ff * E, gu_row);
   const std::vector<float> dnf = dequant_rows(c.down, dn, n_ff, n_embd * E, d_row);
-  const int64_t x_stride = n_embd + 4, d_stride = n_embd + 1;
-  const std::vector<float> x = random_act(x_stride * n, rng);
-  // Top-k ids: distinct per token, from experts 0..6 only (expert 7 is never hit), so experts
-  // repeat across tokens and some get no token at all.
-  std::vector<int32_t> ids(size_t(k * n));
-  std::vector<float> wts(size_t(k * n));
-  for (int64_t t = 0; t < n; ++t) {
-    std::vector<int32_t> pool = {0, 1, 2, 3, 4, 5, 6};
-    std::shuffle(pool.begin(), pool.end(), rng);
-    for (int64_t j = 0; j < k; ++j) {
-      ids[size_t(t * k + j)] = pool[size_t(j)];
-      wts[size_t(t * k + j)] = std::uniform_real_distribution<float>(0.05f, 0.6f)(rng);
+  for (const int64_t n : token_counts) {
+    const int64_t x_stride = n_embd + 4, d_stride = n_embd + 1;
+    const std::vector<float> x = random_act(x_stride * n, rng);
+    // Top-k ids: distinct per token, from experts 0..6 only (expert 7 is never hit), so experts
+    // repeat across tokens and some get no token at all.
+    std::vector<int32_t> ids(size_t(k * n));
+    std::vector<float> wts(size_t(k * n));
+    for (int64_t t = 0; t < n; ++t) {
+      std::vector<int32_t> pool = {0, 1, 2, 3, 4, 5, 6};
+      std::shuffle(pool.begin(), pool.end(), rng);
+      for (int64_t j = 0; j < k; ++j) {
+        ids[size_t(t * k + j)] = pool[size_t(j)];
+        wts[size_t(t * k + j)] = std::uniform_real_distribution<float>(0.05f, 0.6f)(rng);
+      }
     }
-  }
-  DevMem dgu(gu.size()), ddn(dn.size()), dx(x.size() * 4), did(ids.size() * 4), dw(wts.size() * 4),
-      dd(size_t(d_stride * n) * 4);
-  upload(dgu.p, gu.data(), gu.size());
-  upload(ddn.p, dn.data(), dn.size());
-  upload(dx.p, x.data(), x.size() * 4);
-  upload(did.p, ids.data(), ids.size() * 4);
-  upload(dw.p, wts.data(), wts.size() * 4);
-  ExpertWeights ex;
-  const std::array<size_t, 4> gnb = {type_traits(c.gate_up).block_bytes, gu_row, gu_row * size_t(2 * n_ff),
-                                     gu_row * size_t(2 * n_ff * E)};
-  ex.gate = Tensor{c.gate_up, {n_embd, n_ff, E, 1}, gnb, dgu.p, kGpu};
-  ex.up = Tensor{c.gate_up, {n_embd, n_ff, E, 1}, gnb, dgu.bytes() + gu_row * size_t(n_ff), kGpu};
-  ex.down = Tensor::contiguous(c.down, {n_ff, n_embd, E, 1}, ddn.p, kGpu);
-  const Tensor tx = strided(GgmlType::F32, {n_embd, n, 1, 1}, size_t(x_stride) * 4, dx.p);
-  const Tensor td = strided(GgmlType::F32, {n_embd, n, 1, 1}, size_t(d_stride) * 4, dd.p);
-  const Tensor tid = Tensor::contiguous(GgmlType::I32, {k, n, 1, 1}, did.p, kGpu);
-  const Tensor tw = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dw.p, kGpu);
-  DevMem ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));  // NaN-filled: unwritten reads show
-  cuda::moe_experts(nullptr, td, tx, ex, tid, tw, ws.p);
-  const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
+    DevMem dgu(gu.size()), ddn(dn.size()), dx(x.size() * 4), did(ids.size() * 4), dw(wts.size() * 4),
+        dd(size_t(d_stride * n) * 4);
+    upload(dgu.p, gu.data(), gu.size());
+    upload(ddn.p, dn.data(), dn.size());
+    upload(dx.p, x.data(), x.size() * 4);
+    upload(did.p, ids.data(), ids.size() * 4);
+    upload(dw.p, wts.data(), wts.size() * 4);
+    ExpertWeights ex;
+    const std::array<size_t, 4> gnb = {type_traits(c.gate_up).block_bytes, gu_row, gu_row * size_t(2 * n_ff),
+                                       gu_row * size_t(2 * n_ff * E)};
+    ex.gate = Tensor{c.gate_up, {n_embd, n_ff, E, 1}, gnb, dgu.p, kGpu};
+    ex.up = Tensor{c.gate_up, {n_embd, n_ff, E, 1}, gnb, dgu.bytes() + gu_row * size_t(n_ff), kGpu};
+    ex.down = Tensor::contiguous(c.down, {n_ff, n_embd, E, 1}, ddn.p, kGpu);
+    const Tensor tx = strided(GgmlType::F32, {n_embd, n, 1, 1}, size_t(x_stride) * 4, dx.p);
+    const Tensor td = strided(GgmlType::F32, {n_embd, n, 1, 1}, size_t(d_stride) * 4, dd.p);
+    const Tensor tid = Tensor::contiguous(GgmlType::I32, {k, n, 1, 1}, did.p, kGpu);
+    const Tensor tw = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dw.p, kGpu);
+    DevMem ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));  // NaN-filled: unwritten reads show
+    cuda::moe_experts(nullptr, td, tx, ex, tid, tw, ws.p);
+    const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
 
-  int bad = 0;
-  for (int64_t t = 0; t < n && bad < 5; ++t) {
-    std::vector<double> ref(static_cast<size_t>(n_embd), 0.0), mag(static_cast<size_t>(n_embd), 0.0);
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t e = ids[size_t(t * k + j)];
-      const double w = wts[size_t(t * k + j)];
-      std::vector<double> h(static_cast<size_t>(n_ff)), hmag(static_cast<size_t>(n_ff));
-      for (int64_t f = 0; f < n_ff; ++f) {
-        const float* gr = guf.data() + (e * 2 * n_ff + f) * n_embd;
-        const float* ur = gr + n_ff * n_embd;
-        double g = 0, u = 0, gm = 0, um = 0;
-        for (int64_t i = 0; i < n_embd; ++i) {
-          const double xv = x[size_t(t * x_stride + i)];
-          g += gr[i] * xv;
-          u += ur[i] * xv;
-          gm += std::fabs(gr[i] * xv);
-          um += std::fabs(ur[i] * xv);
-        }
-        h[size_t(f)] = silu_d(g) * u;
-        hmag[size_t(f)] = (std::fabs(g) + gm) * um;  // bounds |silu(g) u| and its perturbations
-      }
-      for (int64_t i = 0; i < n_embd; ++i) {
-        const float* dr = dnf.data() + (e * n_embd + i) * n_ff;
-        double s = 0, sm = 0;
+    int bad = 0;
+    for (int64_t t = 0; t < n && bad < 5; ++t) {
+      std::vector<double> ref(static_cast<size_t>(n_embd), 0.0), mag(static_cast<size_t>(n_embd), 0.0);
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t e = ids[size_t(t * k + j)];
+        const double w = wts[size_t(t * k + j)];
+        std::vector<double> h(static_cast<size_t>(n_ff)), hmag(static_cast<size_t>(n_ff));
         for (int64_t f = 0; f < n_ff; ++f) {
-          s += dr[f] * h[size_t(f)];
-          sm += std::fabs(dr[f]) * hmag[size_t(f)];
+          const float* gr = guf.data() + (e * 2 * n_ff + f) * n_embd;
+          const float* ur = gr + n_ff * n_embd;
+          double g = 0, u = 0, gm = 0, um = 0;
+          for (int64_t i = 0; i < n_embd; ++i) {
+            const double xv = x[size_t(t * x_stride + i)];
+            g += gr[i] * xv;
+            u += ur[i] * xv;
+            gm += std::fabs(gr[i] * xv);
+            um += std::fabs(ur[i] * xv);
+          }
+          h[size_t(f)] = silu_d(g) * u;
+          hmag[size_t(f)] = (std::fabs(g) + gm) * um;  // bounds |silu(g) u| and its perturbations
         }
-        ref[size_t(i)] += w * s;
-        mag[size_t(i)] += w * sm;
+        for (int64_t i = 0; i < n_embd; ++i) {
+          const float* dr = dnf.data() + (e * n_embd + i) * n_ff;
+          double s = 0, sm = 0;
+          for (int64_t f = 0; f < n_ff; ++f) {
+            s += dr[f] * h[size_t(f)];
+            sm += std::fabs(dr[f]) * hmag[size_t(f)];
+          }
+          ref[size_t(i)] += w * s;
+          mag[size_t(i)] += w * sm;
+        }
       }
-    }
-    for (int64_t i = 0; i < n_embd && bad < 5; ++i) {
-      // Two chained products: the tolerance of one (see tolerance()) over the larger length,
-      // applied to the magnitude bound of the whole chain.
-      const double tol = 2 * tolerance(n, std::max(n_embd, n_ff), mag[size_t(i)]);
-      const float g = got[size_t(t * d_stride + i)];
-      if (!(std::fabs(g - ref[size_t(i)]) <= tol)) {
-        ++bad;
-        ADD_FAILURE() << type_name(c.gate_up) << "/" << type_name(c.down) << " n=" << n << " token " << t << " elem "
-                      << i << ": got " << g << " want " << ref[size_t(i)] << " (tol " << tol << ")";
+      for (int64_t i = 0; i < n_embd && bad < 5; ++i) {
+        // Two chained products: the tolerance of one (see tolerance()) over the larger length,
+        // applied to the magnitude bound of the whole chain.
+        const double tol = 2 * tolerance(n, std::max(n_embd, n_ff), mag[size_t(i)]);
+        const float g = got[size_t(t * d_stride + i)];
+        if (!(std::fabs(g - ref[size_t(i)]) <= tol)) {
+          ++bad;
+          ADD_FAILURE() << type_name(c.gate_up) << "/" << type_name(c.down) << " n=" << n << " token " << t << " elem "
+                        << i << ": got " << g << " want " << ref[size_t(i)] << " (tol " << tol << ")";
+        }
       }
-    }
   }
 }
+  }
 
 TEST(CudaMatmul, MoeExpertsDecodeAndPrefill) {
   const MoeCase cases[] = {
@@ -302,9 +345,7 @@ TEST(CudaMatmul, MoeExpertsDecodeAndPrefill) {
       {GgmlType::F16, GgmlType::F32, 72, 40},     // k not a multiple of the 32-wide k tiles
   };
   uint32_t seed = 100;
-  for (const MoeCase& c : cases) {
-    for (int64_t n : {1, 2, 8, 9, 33, 130}) check_moe(c, n, seed++);
-  }
+  for (const MoeCase& c : cases) check_moe(c, {1, 2, 8, 9, 33, 130}, seed++);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // one warp per weight row (fused dequantize + dot, weights read once); more use tensor-core tiles.
 #include "backend/cuda/cuda_matmul.h"
 
+#include <cstdint>
+
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/mm_kernels.cuh"
 #include "core/error.h"
@@ -11,46 +13,65 @@ namespace moeserve::cuda {
 namespace {
 
 constexpr int kMaxDecodeCols = 8;
-constexpr int kRowsPerBlock = 4;  // warps per block in the decode kernels
+constexpr int kWarpsPerBlock = 4;  // in the decode kernels
+
+// Rows per warp: each activation chunk is loaded once for all of them; fewer rows when many
+// columns already give the reuse (and hold registers).
+template <int NC>
+constexpr int rows_per_warp() {
+  return NC <= 2 ? 4 : NC <= 4 ? 2 : 1;
+}
 
 template <GgmlType T, int NC>
-__global__ void __launch_bounds__(32 * kRowsPerBlock)
-    matvec_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride, float* dst,
-                  int64_t d_stride) {
+__global__ void __launch_bounds__(32 * kWarpsPerBlock)
+    matvec_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride,
+                  bool x_aligned, float* dst, int64_t d_stride) {
+  constexpr int R = rows_per_warp<NC>();
   const int lane = threadIdx.x % 32;
-  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  if (r >= m) return;
-  float acc[NC];
+  const int64_t r0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * R;
+  if (r0 >= m) return;
+  const uint8_t* rows[R];
 #pragma unroll
-  for (int c = 0; c < NC; ++c) acc[c] = 0.0f;
-  lane_dot<T, NC>(w + size_t(r) * w_nb1, k, x, x_stride, acc, lane);
+  for (int r = 0; r < R; ++r) rows[r] = w + size_t(min(r0 + r, m - 1)) * w_nb1;  // past the end: recompute the last
+  float acc[R][NC];
 #pragma unroll
-  for (int c = 0; c < NC; ++c) {
-    const float s = warp_sum(acc[c]);
-    if (lane == 0) dst[c * d_stride + r] = s;
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
+  lane_dot<T, NC, R>(rows, k, x, x_stride, x_aligned, acc, lane);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const float s = warp_sum(acc[r][c]);
+      if (lane == 0 && r0 + r < m) dst[c * d_stride + r0 + r] = s;
+    }
   }
 }
 
+constexpr int kTileN = 64;
+
 template <GgmlType T>
 __global__ void __launch_bounds__(kGemmThreads)
-    gemm_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride, int64_t n,
-                float* dst, int64_t d_stride) {
-  __shared__ GemmSmem sm;
-  __shared__ __align__(32) float c_tile[kTileN * kLdC];
+    gemm_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride,
+                bool x_aligned, int64_t n, float* dst, int64_t d_stride) {
+  __shared__ __align__(128) __half a_tile[kTileM * kLdA];
+  __shared__ __align__(128) __half b_tile[kTileN * kLdA];
+  __shared__ __align__(128) float c_tile[kTileN * kLdC];
   __shared__ const float* cols[kTileN];
   const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) cols[j] = n0 + j < n ? x + (n0 + j) * x_stride : nullptr;
-  const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
-  FragC acc[2][2];
+  const int warp = threadIdx.x / 32;
+  Acc<kTileN> acc;
   zero_acc(acc);
   for (int64_t k0 = 0; k0 < k; k0 += kTileK) {
     __syncthreads();
-    load_a_tile<T>(sm.a, w, w_nb1, m, k, m0, k0);
-    load_b_tile(sm.b, cols, k, k0);
+    load_a_tile<T>(a_tile, w, w_nb1, m, k, m0, k0);
+    load_b_tile<kTileN>(b_tile, cols, k, k0, x_aligned);
     __syncthreads();
-    mma_tile(sm.a, sm.b, acc, wm, wn);
+    mma_tile(a_tile, b_tile, acc, warp);
   }
-  store_c(c_tile, acc, wm, wn);
+  store_c(c_tile, acc, warp);
   __syncthreads();
   for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
     const int j = idx / kTileM, r = idx % kTileM;
@@ -86,11 +107,13 @@ int64_t float_stride(const Tensor& t, const char* what) {
 
 template <GgmlType T, int NC>
 void launch_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x) {
-  const int64_t m = w.ne[1];
-  const dim3 grid(unsigned((m + kRowsPerBlock - 1) / kRowsPerBlock));
-  matvec_kernel<T, NC><<<grid, 32 * kRowsPerBlock, 0, stream>>>(
-      static_cast<const uint8_t*>(w.data), w.nb[1], m, w.ne[0], x.as<const float>(), float_stride(x, "matmul x"),
-      dst.as<float>(), float_stride(dst, "matmul dst"));
+  const int64_t m = w.ne[1], rows_per_block = int64_t(kWarpsPerBlock) * rows_per_warp<NC>();
+  const dim3 grid(unsigned((m + rows_per_block - 1) / rows_per_block));
+  const int64_t x_stride = float_stride(x, "matmul x");
+  const bool aligned = reinterpret_cast<uintptr_t>(x.data) % 16 == 0 && x_stride % 4 == 0;
+  matvec_kernel<T, NC><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(static_cast<const uint8_t*>(w.data), w.nb[1], m,
+                                                                 w.ne[0], x.as<const float>(), x_stride, aligned,
+                                                                 dst.as<float>(), float_stride(dst, "matmul dst"));
 }
 
 template <GgmlType T>
@@ -110,9 +133,11 @@ void launch_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, cons
   static_assert(kMaxDecodeCols == 8);
   const int64_t m = w.ne[1];
   const dim3 grid(unsigned((m + kTileM - 1) / kTileM), unsigned((n + kTileN - 1) / kTileN));
+  const int64_t x_stride = float_stride(x, "matmul x");
+  const bool aligned = reinterpret_cast<uintptr_t>(x.data) % 16 == 0 && x_stride % 4 == 0;
   gemm_kernel<T><<<grid, kGemmThreads, 0, stream>>>(static_cast<const uint8_t*>(w.data), w.nb[1], m, w.ne[0],
-                                                    x.as<const float>(), float_stride(x, "matmul x"), n,
-                                                    dst.as<float>(), float_stride(dst, "matmul dst"));
+                                                    x.as<const float>(), x_stride, aligned, n, dst.as<float>(),
+                                                    float_stride(dst, "matmul dst"));
 }
 
 struct NoOp {

@@ -31,47 +31,78 @@ __host__ __device__ inline const uint8_t* expert_row(const ExpertMat& m, int32_t
 ExpertMat mat_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data), t.nb[1], t.nb[2]}; }
 
 // ---- few tokens ---------------------------------------------------------------------------------------
-// h[p * n_ff + f] = silu(gate_e[f] . x_t) * (up_e[f] . x_t), p = t * k + j. grid (n_ff / 4, k, n).
-template <GgmlType TG, GgmlType TU>
+constexpr int kFfRowsPerWarp = 2;    // gate_up: rows f, f+1 of both matrices share each x chunk
+constexpr int kEmbdRowsPerWarp = 2;  // down: rows i, i+1 share each h chunk
+
+// h[p * n_ff + f] = silu(gate_e[f] . x_t) * (up_e[f] . x_t), p = t * k + j.
+// grid (n_ff / (kWarps * kFfRowsPerWarp), k, n).
+template <GgmlType T>
 __global__ void __launch_bounds__(32 * kWarps)
     moe_gate_up_vec(ExpertMat gate, ExpertMat up, int64_t n_embd, int64_t n_ff, int32_t n_expert, const float* x,
-                    int64_t x_stride, const int32_t* ids, int k, float* h) {
+                    int64_t x_stride, bool x_aligned, const int32_t* ids, int k, float* h) {
+  constexpr int R = kFfRowsPerWarp;
   const int lane = threadIdx.x % 32;
-  const int64_t f = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  if (f >= n_ff) return;
+  const int64_t f0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * R;
+  if (f0 >= n_ff) return;
   const int64_t t = blockIdx.z;
   const int64_t p = t * k + blockIdx.y;
   const int32_t e = ids[p];
-  float out = 0.0f;
-  if (e >= 0 && e < n_expert) {
-    const float* xt = x + t * x_stride;
-    float g[1] = {0.0f}, u[1] = {0.0f};
-    lane_dot<TG, 1>(expert_row(gate, e, f), n_embd, xt, 0, g, lane);
-    lane_dot<TU, 1>(expert_row(up, e, f), n_embd, xt, 0, u, lane);
-    out = silu_f(warp_sum(g[0])) * warp_sum(u[0]);
+  if (e < 0 || e >= n_expert) {  // no such expert: contributes nothing
+    if (lane < R && f0 + lane < n_ff) h[p * n_ff + f0 + lane] = 0.0f;
+    return;
   }
-  if (lane == 0) h[p * n_ff + f] = out;
+  const uint8_t* rows[2 * R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int64_t f = min(f0 + r, n_ff - 1);
+    rows[2 * r] = expert_row(gate, e, f);
+    rows[2 * r + 1] = expert_row(up, e, f);
+  }
+  float acc[2 * R][1];
+#pragma unroll
+  for (int r = 0; r < 2 * R; ++r) acc[r][0] = 0.0f;
+  lane_dot<T, 1, 2 * R>(rows, n_embd, x + t * x_stride, 0, x_aligned, acc, lane);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const float g = warp_sum(acc[2 * r][0]), u = warp_sum(acc[2 * r + 1][0]);
+    if (lane == 0 && f0 + r < n_ff) h[p * n_ff + f0 + r] = silu_f(g) * u;
+  }
 }
 
-// dst[t][i] = sum_j w[t,j] * (down_e[i] . h[t * k + j]). grid (n_embd / 4, n).
-template <GgmlType TD>
+// dst[t][i] = sum_j w[t,j] * (down_e[i] . h[t * k + j]). grid (n_embd / (kWarps * kEmbdRowsPerWarp), n).
+// The lanes of a warp share out all (slot, chunk) pairs of its rows, so the k experts' rows are
+// read in parallel; the order of the sums is fixed, so results repeat bit for bit.
+template <GgmlType T>
 __global__ void __launch_bounds__(32 * kWarps)
-    moe_down_vec(ExpertMat down, int64_t n_embd, int64_t n_ff, int32_t n_expert, const float* h, const int32_t* ids,
-                 const float* weights, int k, float* dst, int64_t d_stride) {
+    moe_down_vec(ExpertMat down, int64_t n_embd, int64_t n_ff, int32_t n_expert, const float* h, bool h_aligned,
+                 const int32_t* ids, const float* weights, int k, float* dst, int64_t d_stride) {
+  constexpr int R = kEmbdRowsPerWarp;
   const int lane = threadIdx.x % 32;
-  const int64_t i = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  if (i >= n_embd) return;
+  const int64_t i0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * R;
+  if (i0 >= n_embd) return;
   const int64_t t = blockIdx.y;
-  float acc = 0.0f;
-  for (int j = 0; j < k; ++j) {
-    const int64_t p = t * k + j;
+  const int64_t n_chunks = (n_ff + 7) / 8, tasks = int64_t(k) * n_chunks;
+  float acc[R] = {};
+#pragma unroll 4
+  for (int64_t task = lane; task < tasks; task += 32) {
+    const int j = int(task / n_chunks);
+    const int64_t c = task % n_chunks, p = t * k + j;
     const int32_t e = ids[p];
     if (e < 0 || e >= n_expert) continue;
-    float s[1] = {0.0f};
-    lane_dot<TD, 1>(expert_row(down, e, i), n_ff, h + p * n_ff, 0, s, lane);
-    acc += weights[p] * warp_sum(s[0]);
+    const uint8_t* rows[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) rows[r] = expert_row(down, e, min(i0 + r, n_embd - 1));
+    float part[R][1] = {};
+    dot_chunk<T, 1, R>(rows, c, n_ff, h + p * n_ff, 0, h_aligned, part);
+    const float w = weights[p];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = fmaf(w, part[r][0], acc[r]);
   }
-  if (lane == 0) dst[t * d_stride + i] = acc;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const float s = warp_sum(acc[r]);
+    if (lane == 0 && i0 + r < n_embd) dst[t * d_stride + i0 + r] = s;
+  }
 }
 
 // ---- many tokens: grouping --------------------------------------------------------------------------
@@ -89,6 +120,7 @@ struct Plan {
 };
 
 constexpr int kGroupThreads = 256;
+constexpr int kTileN = 32;  // ~10 tokens per expert in a 512-token prefill of 512 experts, top-10
 
 int64_t tile_slots(int64_t pairs, int64_t n_expert) {
   return (pairs + kTileN - 1) / kTileN + std::min<int64_t>(n_expert, pairs);
@@ -214,42 +246,45 @@ __global__ void moe_fill(const int32_t* ids, int64_t pairs, int32_t n_expert, co
 template <GgmlType TG, GgmlType TU>
 __global__ void __launch_bounds__(kGemmThreads)
     moe_gate_up_gemm(ExpertMat gate, ExpertMat up, int64_t n_embd, int64_t n_ff, const float* x, int64_t x_stride,
-                     int k, const int32_t* counts, Plan plan) {
+                     bool x_aligned, int k, const int32_t* counts, Plan plan) {
   const int slot = blockIdx.y;
   if (slot >= *plan.tile_count) return;
   const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot];
   const int32_t n_cols = min(kTileN, plan.offsets[e] + counts[e] - pos0);
-  __shared__ GemmSmem sg;
-  __shared__ __align__(16) __half a_up[kTileM * kLdA];
-  __shared__ __align__(32) float c_tile[kTileN * kLdC];
+  __shared__ __align__(128) __half a_gate[kTileM * kLdA];
+  __shared__ __align__(128) __half a_up[kTileM * kLdA];
+  __shared__ __align__(128) __half b_tile[kTileN * kLdA];
+  __shared__ __align__(128) float c_tile[kTileN * kLdC];
   __shared__ const float* cols[kTileN];
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) {
     cols[j] = j < n_cols ? x + int64_t(plan.sorted[pos0 + j] / k) * x_stride : nullptr;
   }
   const int64_t m0 = int64_t(blockIdx.x) * kTileM;
-  const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
-  FragC acc_g[2][2], acc_u[2][2];
+  const int warp = threadIdx.x / 32;
+  Acc<kTileN> acc_g, acc_u;
   zero_acc(acc_g);
   zero_acc(acc_u);
   const uint8_t* g0 = expert_row(gate, e, 0);
   const uint8_t* u0 = expert_row(up, e, 0);
   for (int64_t k0 = 0; k0 < n_embd; k0 += kTileK) {
     __syncthreads();
-    load_a_tile<TG>(sg.a, g0, gate.nb1, n_ff, n_embd, m0, k0);
+    load_a_tile<TG>(a_gate, g0, gate.nb1, n_ff, n_embd, m0, k0);
     load_a_tile<TU>(a_up, u0, up.nb1, n_ff, n_embd, m0, k0);
-    load_b_tile(sg.b, cols, n_embd, k0);
+    load_b_tile<kTileN>(b_tile, cols, n_embd, k0, x_aligned);
     __syncthreads();
-    mma_tile(sg.a, sg.b, acc_g, wm, wn);
-    mma_tile(a_up, sg.b, acc_u, wm, wn);
+    mma_tile(a_gate, b_tile, acc_g, warp);
+    mma_tile(a_up, b_tile, acc_u, warp);
   }
   // Gate and up accumulators share one fragment layout: combine element-wise in registers.
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < TileShape<kTileN>::kFm; ++i)
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
+    for (int j = 0; j < TileShape<kTileN>::kFn; ++j)
 #pragma unroll
-      for (int q = 0; q < acc_g[i][j].num_elements; ++q) acc_g[i][j].x[q] = silu_f(acc_g[i][j].x[q]) * acc_u[i][j].x[q];
-  store_c(c_tile, acc_g, wm, wn);
+      for (int q = 0; q < acc_g.f[i][j].num_elements; ++q) {
+        acc_g.f[i][j].x[q] = silu_f(acc_g.f[i][j].x[q]) * acc_u.f[i][j].x[q];
+      }
+  store_c(c_tile, acc_g, warp);
   __syncthreads();
   for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
     const int j = idx / kTileM, r = idx % kTileM;
@@ -260,13 +295,15 @@ __global__ void __launch_bounds__(kGemmThreads)
 // grid (ceil(n_embd / 64), slots): y[pos] = w[pair] * down_e . h[pos].
 template <GgmlType TD>
 __global__ void __launch_bounds__(kGemmThreads)
-    moe_down_gemm(ExpertMat down, int64_t n_embd, int64_t n_ff, const float* weights, const int32_t* counts, Plan plan) {
+    moe_down_gemm(ExpertMat down, int64_t n_embd, int64_t n_ff, const float* weights, const int32_t* counts,
+                  bool h_aligned, Plan plan) {
   const int slot = blockIdx.y;
   if (slot >= *plan.tile_count) return;
   const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot];
   const int32_t n_cols = min(kTileN, plan.offsets[e] + counts[e] - pos0);
-  __shared__ GemmSmem sm;
-  __shared__ __align__(32) float c_tile[kTileN * kLdC];
+  __shared__ __align__(128) __half a_tile[kTileM * kLdA];
+  __shared__ __align__(128) __half b_tile[kTileN * kLdA];
+  __shared__ __align__(128) float c_tile[kTileN * kLdC];
   __shared__ const float* cols[kTileN];
   __shared__ float col_w[kTileN];
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) {
@@ -274,18 +311,18 @@ __global__ void __launch_bounds__(kGemmThreads)
     col_w[j] = j < n_cols ? weights[plan.sorted[pos0 + j]] : 0.0f;
   }
   const int64_t m0 = int64_t(blockIdx.x) * kTileM;
-  const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
-  FragC acc[2][2];
+  const int warp = threadIdx.x / 32;
+  Acc<kTileN> acc;
   zero_acc(acc);
   const uint8_t* d0 = expert_row(down, e, 0);
   for (int64_t k0 = 0; k0 < n_ff; k0 += kTileK) {
     __syncthreads();
-    load_a_tile<TD>(sm.a, d0, down.nb1, n_embd, n_ff, m0, k0);
-    load_b_tile(sm.b, cols, n_ff, k0);
+    load_a_tile<TD>(a_tile, d0, down.nb1, n_embd, n_ff, m0, k0);
+    load_b_tile<kTileN>(b_tile, cols, n_ff, k0, h_aligned);
     __syncthreads();
-    mma_tile(sm.a, sm.b, acc, wm, wn);
+    mma_tile(a_tile, b_tile, acc, warp);
   }
-  store_c(c_tile, acc, wm, wn);
+  store_c(c_tile, acc, warp);
   __syncthreads();
   for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
     const int j = idx / kTileM, r = idx % kTileM;
@@ -344,15 +381,19 @@ void moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const 
   if (n <= kMaxDecodeTokens) {
     float* h = static_cast<float*>(workspace);
     ok_gu = dispatch_type(experts.gate.type, [&]<GgmlType T>() {
-      const dim3 grid(unsigned((n_ff + kWarps - 1) / kWarps), unsigned(k), unsigned(n));
-      moe_gate_up_vec<T, T><<<grid, 32 * kWarps, 0, stream>>>(gate, up, n_embd, n_ff, n_expert, x.as<const float>(),
-                                                             x_stride, id, int(k), h);
+      const int64_t per_block = kWarps * kFfRowsPerWarp;
+      const dim3 grid(unsigned((n_ff + per_block - 1) / per_block), unsigned(k), unsigned(n));
+      const bool aligned = reinterpret_cast<uintptr_t>(x.data) % 16 == 0 && x_stride % 4 == 0;
+      moe_gate_up_vec<T><<<grid, 32 * kWarps, 0, stream>>>(gate, up, n_embd, n_ff, n_expert, x.as<const float>(),
+                                                          x_stride, aligned, id, int(k), h);
     });
     MOESERVE_CUDA_CHECK_LAUNCH();
     ok_d = dispatch_type(experts.down.type, [&]<GgmlType T>() {
-      const dim3 grid(unsigned((n_embd + kWarps - 1) / kWarps), unsigned(n));
-      moe_down_vec<T><<<grid, 32 * kWarps, 0, stream>>>(down, n_embd, n_ff, n_expert, h, id, wt, int(k),
-                                                        dst.as<float>(), d_stride);
+      const int64_t per_block = kWarps * kEmbdRowsPerWarp;
+      const dim3 grid(unsigned((n_embd + per_block - 1) / per_block), unsigned(n));
+      const bool h_aligned = reinterpret_cast<uintptr_t>(h) % 16 == 0 && n_ff % 4 == 0;
+      moe_down_vec<T><<<grid, 32 * kWarps, 0, stream>>>(down, n_embd, n_ff, n_expert, h, h_aligned, id, wt,
+                                                        int(k), dst.as<float>(), d_stride);
     });
     MOESERVE_CUDA_CHECK_LAUNCH();
   } else {
@@ -367,13 +408,15 @@ void moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const 
     MOESERVE_CUDA_CHECK_LAUNCH();
     ok_gu = dispatch_type(experts.gate.type, [&]<GgmlType T>() {
       const dim3 grid(unsigned((n_ff + kTileM - 1) / kTileM), unsigned(slots));
+      const bool aligned = reinterpret_cast<uintptr_t>(x.data) % 16 == 0 && x_stride % 4 == 0;
       moe_gate_up_gemm<T, T><<<grid, kGemmThreads, 0, stream>>>(gate, up, n_embd, n_ff, x.as<const float>(), x_stride,
-                                                               int(k), plan.counts, plan);
+                                                               aligned, int(k), plan.counts, plan);
     });
     MOESERVE_CUDA_CHECK_LAUNCH();
     ok_d = dispatch_type(experts.down.type, [&]<GgmlType T>() {
       const dim3 grid(unsigned((n_embd + kTileM - 1) / kTileM), unsigned(slots));
-      moe_down_gemm<T><<<grid, kGemmThreads, 0, stream>>>(down, n_embd, n_ff, wt, plan.counts, plan);
+      const bool aligned = reinterpret_cast<uintptr_t>(plan.h) % 16 == 0 && n_ff % 4 == 0;
+      moe_down_gemm<T><<<grid, kGemmThreads, 0, stream>>>(down, n_embd, n_ff, wt, plan.counts, aligned, plan);
     });
     MOESERVE_CUDA_CHECK_LAUNCH();
     const dim3 grid(unsigned((n_embd + 255) / 256), unsigned(n));

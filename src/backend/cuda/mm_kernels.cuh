@@ -1,7 +1,7 @@
 // The two product shapes every weight-side op reduces to:
 // * warp_dot: one warp, one weight row against up to NC F32 activation columns, dequantizing each
 //   8-element chunk once and reusing it for every column (decode: the weight bytes are read once);
-// * gemm_tile: a 64 x 64 output tile on tensor cores (f16 inputs, f32 accumulation) from weight
+// * tensor-core tiles: a 64 x BN output tile on tensor cores (f16 inputs, f32 accumulation) from weight
 //   tiles dequantized into shared memory and activation columns found through a column map, so the
 //   same kernel serves dense products and the routed-expert products over gathered tokens.
 #pragma once
@@ -19,45 +19,89 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// acc[c] += row . x_c for c < NC, over this lane's chunks (lane, lane + 32, ...); the caller sums
-// over the warp. x_c = x + c * x_stride (floats). k need not be a multiple of 8 for plain types.
-template <GgmlType T, int NC>
-__device__ __forceinline__ void lane_dot(const uint8_t* row, int64_t k, const float* x, int64_t x_stride,
-                                         float (&acc)[NC], int lane) {
-  const int64_t n_chunks = (k + 7) / 8;
-  for (int64_t c = lane; c < n_chunks; c += 32) {
-    float v[8];
-    row_chunk<T>(row, c, k, v);
-    const int64_t e0 = 8 * c;
+// 8 activations at p: two 16-byte loads where the caller vouched for alignment.
+__device__ __forceinline__ void load_x8(const float* p, bool aligned, float* out) {
+  if (aligned) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+  } else {
 #pragma unroll
-    for (int col = 0; col < NC; ++col) {
-      const float* xc = x + col * x_stride + e0;
+    for (int i = 0; i < 8; ++i) out[i] = __ldg(p + i);
+  }
+}
+
+// One chunk step of lane_dot: chunk c of each of the R rows against the NC columns.
+template <GgmlType T, int NC, int R>
+__device__ __forceinline__ void dot_chunk(const uint8_t* const (&rows)[R], int64_t c, int64_t k, const float* x,
+                                          int64_t x_stride, bool aligned, float (&acc)[R][NC]) {
+  const int64_t e0 = 8 * c;
+  const bool tail = Dq<T>::kPlain && e0 + 8 > k;
+  float v[R][8];
+#pragma unroll
+  for (int r = 0; r < R; ++r) row_chunk<T>(rows[r], c, k, v[r]);
+#pragma unroll
+  for (int col = 0; col < NC; ++col) {
+    float xv[8];
+    if (tail) {
+      for (int i = 0; i < 8; ++i) xv[i] = e0 + i < k ? x[col * x_stride + e0 + i] : 0.0f;
+    } else {
+      load_x8(x + col * x_stride + e0, aligned, xv);
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
       float s = 0.0f;
-      if (Dq<T>::kPlain && e0 + 8 > k) {
-        for (int i = 0; i < 8; ++i) s += e0 + i < k ? v[i] * xc[i] : 0.0f;
-      } else {
 #pragma unroll
-        for (int i = 0; i < 8; ++i) s += v[i] * __ldg(xc + i);
-      }
-      acc[col] += s;
+      for (int i = 0; i < 8; ++i) s = fmaf(v[r][i], xv[i], s);
+      acc[r][col] += s;
     }
   }
 }
 
+// acc[r][c] += rows[r] . x_c over this lane's chunks (lane, lane + 32, ...); the caller sums over
+// the warp. x_c = x + c * x_stride (floats); `aligned`: x and x_stride allow 16-byte loads. Each
+// activation chunk is loaded once for the R rows, and two chunks are in flight per lane.
+template <GgmlType T, int NC, int R>
+__device__ __forceinline__ void lane_dot(const uint8_t* const (&rows)[R], int64_t k, const float* x, int64_t x_stride,
+                                         bool aligned, float (&acc)[R][NC], int lane) {
+  const int64_t n_chunks = (k + 7) / 8;
+  int64_t c = lane;
+  for (; c + 32 < n_chunks; c += 64) {
+    dot_chunk<T, NC, R>(rows, c, k, x, x_stride, aligned, acc);
+    dot_chunk<T, NC, R>(rows, c + 32, k, x, x_stride, aligned, acc);
+  }
+  if (c < n_chunks) dot_chunk<T, NC, R>(rows, c, k, x, x_stride, aligned, acc);
+}
+
 // ---- tensor-core tiles ------------------------------------------------------------------------------
-inline constexpr int kTileM = 64, kTileN = 64, kTileK = 32, kGemmThreads = 128;
+// 64 weight rows x BN columns per block of 4 warps, k in steps of 64. BN = 64 for dense products;
+// 32 for the routed experts, whose experts see ~10 tokens each in a 512-token prefill.
+inline constexpr int kTileM = 64, kTileK = 64, kGemmThreads = 128;
 inline constexpr int kLdA = kTileK + 8, kLdC = kTileM + 4;  // padded against bank conflicts
 
-struct GemmSmem {
-  __half a[kTileM * kLdA];
-  __half b[kTileN * kLdA];
+template <int BN>
+struct TileShape {
+  static constexpr int kWarpRows = BN == 64 ? 2 : 4;           // warps along m
+  static constexpr int kWarpCols = 4 / kWarpRows;              // warps along n
+  static constexpr int kFm = kTileM / kWarpRows / 16;          // 16x16 fragments per warp along m
+  static constexpr int kFn = BN / kWarpCols / 16;              // ... along n
 };
 
-// Dequantizes rows [m0, m0 + 64) x k-range [k0, k0 + 32) of w into a (f16, row-major, ld kLdA).
+using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major>;
+using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::col_major>;
+using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
+
+template <int BN>
+struct Acc {
+  FragC f[TileShape<BN>::kFm][TileShape<BN>::kFn];
+};
+
+// Dequantizes rows [m0, m0 + 64) x k-range [k0, k0 + 64) of w into a (f16, row-major, ld kLdA).
 template <GgmlType T>
 __device__ __forceinline__ void load_a_tile(__half* a, const uint8_t* w, size_t w_nb1, int64_t m, int64_t k,
                                             int64_t m0, int64_t k0) {
-  for (int idx = threadIdx.x; idx < kTileM * (kTileK / 8); idx += kGemmThreads) {
+#pragma unroll
+  for (int it = 0; it < kTileM * (kTileK / 8) / kGemmThreads; ++it) {
+    const int idx = threadIdx.x + it * kGemmThreads;
     const int r = idx / (kTileK / 8), ch = idx % (kTileK / 8);
     float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const int64_t c = k0 / 8 + ch;
@@ -69,54 +113,73 @@ __device__ __forceinline__ void load_a_tile(__half* a, const uint8_t* w, size_t 
   }
 }
 
-// Activation columns [0, 64) of the tile, k-range [k0, k0 + 32): column j reads cols[j] (null:
-// past the end, zeros). Stored as b[j * kLdA + kk] (a col-major K x N operand).
-__device__ __forceinline__ void load_b_tile(__half* b, const float* const* cols, int64_t k, int64_t k0) {
-  for (int idx = threadIdx.x; idx < kTileN * kTileK; idx += kGemmThreads) {
-    const int j = idx / kTileK, kk = idx % kTileK;
+// Activation columns [0, BN) of the tile, k-range [k0, k0 + 64): column j reads cols[j] (null:
+// past the end, zeros). Stored as b[j * kLdA + kk] (a col-major K x N operand). `aligned`: every
+// column pointer allows 16-byte loads.
+template <int BN>
+__device__ __forceinline__ void load_b_tile(__half* b, const float* const* cols, int64_t k, int64_t k0, bool aligned) {
+#pragma unroll
+  for (int it = 0; it < BN * (kTileK / 4) / kGemmThreads; ++it) {
+    const int idx = threadIdx.x + it * kGemmThreads;
+    const int j = idx / (kTileK / 4), q = idx % (kTileK / 4);
     const float* col = cols[j];
-    const float v = col && k0 + kk < k ? col[k0 + kk] : 0.0f;
-    b[j * kLdA + kk] = __float2half_rn(v);
+    const int64_t e = k0 + 4 * q;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (col) {
+      if (aligned && e + 4 <= k) {
+        v = __ldg(reinterpret_cast<const float4*>(col + e));
+      } else {
+        v.x = e < k ? col[e] : 0.0f;
+        v.y = e + 1 < k ? col[e + 1] : 0.0f;
+        v.z = e + 2 < k ? col[e + 2] : 0.0f;
+        v.w = e + 3 < k ? col[e + 3] : 0.0f;
+      }
+    }
+    __align__(8) __half2 h[2] = {__floats2half2_rn(v.x, v.y), __floats2half2_rn(v.z, v.w)};
+    *reinterpret_cast<uint2*>(b + j * kLdA + 4 * q) = *reinterpret_cast<const uint2*>(h);
   }
 }
 
-using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major>;
-using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::col_major>;
-using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
-
-// One k-tile of products: warp (wm, wn) owns rows wm*32..+32 and columns wn*32..+32.
-__device__ __forceinline__ void mma_tile(const __half* a, const __half* b, FragC (&acc)[2][2], int wm, int wn) {
+// One k-tile of products for this warp's fragments.
+template <int BN>
+__device__ __forceinline__ void mma_tile(const __half* a, const __half* b, Acc<BN>& acc, int warp) {
   using namespace nvcuda;
+  using S = TileShape<BN>;
+  const int wm = warp / S::kWarpCols, wn = warp % S::kWarpCols;
 #pragma unroll
   for (int kk = 0; kk < kTileK; kk += 16) {
-    FragA fa[2];
-    FragB fb[2];
+    FragA fa[S::kFm];
+    FragB fb[S::kFn];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], a + (wm * 32 + i * 16) * kLdA + kk, kLdA);
+    for (int i = 0; i < S::kFm; ++i) wmma::load_matrix_sync(fa[i], a + (wm * S::kFm * 16 + i * 16) * kLdA + kk, kLdA);
 #pragma unroll
-    for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], b + (wn * 32 + j * 16) * kLdA + kk, kLdA);
+    for (int j = 0; j < S::kFn; ++j) wmma::load_matrix_sync(fb[j], b + (wn * S::kFn * 16 + j * 16) * kLdA + kk, kLdA);
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < S::kFm; ++i)
 #pragma unroll
-      for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      for (int j = 0; j < S::kFn; ++j) wmma::mma_sync(acc.f[i][j], fa[i], fb[j], acc.f[i][j]);
   }
 }
 
 // Stores the accumulators as c[col * kLdC + row] (f32), for a bounds-checked write-out.
-__device__ __forceinline__ void store_c(float* c, FragC (&acc)[2][2], int wm, int wn) {
+template <int BN>
+__device__ __forceinline__ void store_c(float* c, Acc<BN>& acc, int warp) {
+  using S = TileShape<BN>;
+  const int wm = warp / S::kWarpCols, wn = warp % S::kWarpCols;
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < S::kFm; ++i)
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
-      nvcuda::wmma::store_matrix_sync(c + (wn * 32 + j * 16) * kLdC + wm * 32 + i * 16, acc[i][j], kLdC,
-                                      nvcuda::wmma::mem_col_major);
+    for (int j = 0; j < S::kFn; ++j)
+      nvcuda::wmma::store_matrix_sync(c + (wn * S::kFn * 16 + j * 16) * kLdC + wm * S::kFm * 16 + i * 16, acc.f[i][j],
+                                      kLdC, nvcuda::wmma::mem_col_major);
 }
 
-__device__ __forceinline__ void zero_acc(FragC (&acc)[2][2]) {
+template <int BN>
+__device__ __forceinline__ void zero_acc(Acc<BN>& acc) {
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < TileShape<BN>::kFm; ++i)
 #pragma unroll
-    for (int j = 0; j < 2; ++j) nvcuda::wmma::fill_fragment(acc[i][j], 0.0f);
+    for (int j = 0; j < TileShape<BN>::kFn; ++j) nvcuda::wmma::fill_fragment(acc.f[i][j], 0.0f);
 }
 
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + __expf(-x)); }
