@@ -113,9 +113,16 @@ void CudaBackend::stage_batch(const BatchInfo& b) {
     std::memcpy(h + batch_capacity_ * sizeof(int32_t), b.seq, n * sizeof(int32_t));
   }
   if (n_runs) std::memcpy(h + 2 * batch_capacity_ * sizeof(int32_t), b.runs, n_runs * sizeof(SeqRun));
-  // One copy of the whole staging area (small): ordered on the stream before the step's kernels.
-  MOESERVE_CUDA_CHECK(cudaMemcpyAsync(batch_device_, batch_host_, batch_bytes(batch_capacity_), cudaMemcpyHostToDevice,
-                                      stream_));
+  // Copies of the used parts, ordered on the stream before the step's kernels.
+  char* d = static_cast<char*>(batch_device_);
+  const size_t seq_at = batch_capacity_ * sizeof(int32_t), runs_at = 2 * seq_at;
+  if (n) {
+    MOESERVE_CUDA_CHECK(cudaMemcpyAsync(d, h, n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+    MOESERVE_CUDA_CHECK(cudaMemcpyAsync(d + seq_at, h + seq_at, n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  }
+  if (n_runs) {
+    MOESERVE_CUDA_CHECK(cudaMemcpyAsync(d + runs_at, h + runs_at, n_runs * sizeof(SeqRun), cudaMemcpyHostToDevice, stream_));
+  }
   MOESERVE_CUDA_CHECK(cudaEventRecord(batch_copied_, stream_));
   staged_pos_.assign(b.pos, b.pos + n);
   staged_seq_.assign(b.seq, b.seq + n);
