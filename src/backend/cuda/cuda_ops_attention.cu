@@ -1,7 +1,7 @@
 // Attention over the KV cache, read in its stored format (F32, F16, BF16, Q8_0, Q4_0; K and V
 // independent). A block serves one token, one KV head and up to 8 of the query heads sharing it
-// (GQA: each K/V row is read once for all of them); its 4 warps take the cells of its range in
-// turn, a lane per 32nd element, with an online softmax per head, then merge in shared memory.
+// (GQA: each K/V row is read once for all of them), walking its range of cells in tiles with an
+// online softmax across tiles.
 // Decode-sized steps (few tokens) split the context into ranges handled by separate blocks and
 // merged by a second kernel; the number of ranges depends only on the cache size and the token
 // count, never on positions, so a recorded step replays at any length (blocks past a token's
@@ -16,6 +16,7 @@ namespace moeserve::cuda {
 namespace {
 
 constexpr int kWarps = 4;
+constexpr int kTile = 128;  // cells per tile (scores in shared memory)
 constexpr int kMaxHeadsPerBlock = 8;  // query heads of one KV head per block
 constexpr int kMinCellsPerSplit = 128;
 constexpr int kMaxPartialRows = 1024;  // tokens x splits when splitting
@@ -50,8 +51,16 @@ __device__ __forceinline__ float round_query(Fmt kf, float x) {
   }
 }
 
+// Tiles of kTile cells, three phases each: (A) warps take cells, lanes the dims, and store each
+// head's score in shared memory (no loop-carried dependency, so the loads of many cells are in
+// flight at once); (B) per head the tile's maximum, the rescale of what came before and the
+// weights p; (C) threads take output dims and sum p * V over the tile (V rows read coalesced,
+// p broadcast from shared memory).
 template <int EPL, int GT>
 __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttnArgs a) {
+  constexpr int kDimsPerThread = 256 / (32 * kWarps);  // output dims per thread (dv <= 256)
+  __shared__ float sc[GT][kTile];
+  __shared__ float run_max[GT], run_sum[GT], rescale[GT];
   const int split = blockIdx.x, t = blockIdx.z;
   const int kvh = blockIdx.y / a.head_tiles, g0 = (blockIdx.y % a.head_tiles) * GT;
   const int ng = min(GT, a.group - g0);
@@ -72,76 +81,101 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttnArgs a) {
       qr[g][j] = a.round_q && j * 32 < a.dk ? round_query(a.kf, x) : x;
     }
   }
-
-  float m[GT], l[GT], acc[GT][EPL];
+  if (threadIdx.x < GT) {
+    run_max[threadIdx.x] = -INFINITY;
+    run_sum[threadIdx.x] = 0;
+  }
+  float acc[GT][kDimsPerThread];
 #pragma unroll
   for (int g = 0; g < GT; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0;
 #pragma unroll
-    for (int j = 0; j < EPL; ++j) acc[g][j] = 0;
+    for (int e = 0; e < kDimsPerThread; ++e) acc[g][e] = 0;
   }
   const char* k_base = a.k.data + int64_t(seq) * a.k.nb[2] + kvh * a.k_head_bytes;
   const char* v_base = a.v.data + int64_t(seq) * a.v.nb[2] + kvh * a.v_head_bytes;
-  for (int c = c_begin + warp; c < c_end; c += kWarps) {
-    const char* kr = k_base + int64_t(c) * a.k.nb[1];
-    const char* vr = v_base + int64_t(c) * a.v.nb[1];
-    float kx[EPL], vx[EPL];
+
+  for (int c0 = c_begin; c0 < c_end; c0 += kTile) {
+    const int len = min(kTile, c_end - c0);
+    // (A) scores.
+    for (int j = warp; j < len; j += kWarps) {
+      const char* kr = k_base + int64_t(c0 + j) * a.k.nb[1];
+      float kx[EPL];
 #pragma unroll
-    for (int j = 0; j < EPL; ++j) {
-      const int i = j * 32 + lane;
-      kx[j] = i < a.dk ? load_elem(a.kf, kr, i) : 0.0f;
-      vx[j] = i < a.dv ? load_elem(a.vf, vr, i) : 0.0f;
+      for (int e = 0; e < EPL; ++e) {
+        const int i = e * 32 + lane;
+        kx[e] = i < a.dk ? load_elem(a.kf, kr, i) : 0.0f;
+      }
+#pragma unroll
+      for (int g = 0; g < GT; ++g) {
+        float d = 0;
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) d += qr[g][e] * kx[e];
+        d = warp_sum(d);
+        if (lane == 0) sc[g][j] = d * a.scale;
+      }
     }
+    __syncthreads();
+    // (B) softmax bookkeeping, a warp per head.
+    for (int g = warp; g < ng; g += kWarps) {
+      float mx = -INFINITY;
+      for (int j = lane; j < len; j += 32) mx = fmaxf(mx, sc[g][j]);
+      mx = warp_max(mx);
+      const float m_old = run_max[g], m_new = fmaxf(m_old, mx);
+      float sum = 0;
+      for (int j = lane; j < len; j += 32) sum += (sc[g][j] = expf(sc[g][j] - m_new));
+      sum = warp_sum(sum);
+      __syncwarp();
+      if (lane == 0) {
+        const float corr = expf(m_old - m_new);  // 0 for the first tile (m_old = -inf)
+        rescale[g] = corr;
+        run_sum[g] = run_sum[g] * corr + sum;
+        run_max[g] = m_new;
+      }
+    }
+    __syncthreads();
+    // (C) p * V.
 #pragma unroll
     for (int g = 0; g < GT; ++g) {
-      float d = 0;
+      const float corr = g < ng ? rescale[g] : 0.0f;
 #pragma unroll
-      for (int j = 0; j < EPL; ++j) d += qr[g][j] * kx[j];
-      const float s = warp_sum(d) * a.scale;
-      const float m_new = fmaxf(m[g], s);
-      const float corr = expf(m[g] - m_new), p = expf(s - m_new);
-      l[g] = l[g] * corr + p;
-#pragma unroll
-      for (int j = 0; j < EPL; ++j) acc[g][j] = acc[g][j] * corr + p * vx[j];
-      m[g] = m_new;
+      for (int e = 0; e < kDimsPerThread; ++e) acc[g][e] *= corr;
     }
+    for (int j = 0; j < len; ++j) {
+      const char* vr = v_base + int64_t(c0 + j) * a.v.nb[1];
+      float vx[kDimsPerThread];
+#pragma unroll
+      for (int e = 0; e < kDimsPerThread; ++e) {
+        const int d = e * 32 * kWarps + threadIdx.x;
+        vx[e] = d < a.dv ? load_elem(a.vf, vr, d) : 0.0f;
+      }
+#pragma unroll
+      for (int g = 0; g < GT; ++g) {
+        const float p = sc[g][j];
+#pragma unroll
+        for (int e = 0; e < kDimsPerThread; ++e) acc[g][e] += p * vx[e];
+      }
+    }
+    __syncthreads();  // sc is rewritten by the next tile
   }
 
-  // Merge the warps' partial softmaxes.
-  __shared__ float sm_m[kWarps][GT], sm_l[kWarps][GT];
-  __shared__ float sm_acc[kWarps][GT][EPL * 32];
 #pragma unroll
   for (int g = 0; g < GT; ++g) {
-    if (lane == 0) {
-      sm_m[warp][g] = m[g];
-      sm_l[warp][g] = l[g];
+    if (g >= ng) continue;
+    const int h = kvh * a.group + g0 + g;
+    float* p = a.partials ? a.partials + ((int64_t(t) * a.n_head + h) * a.n_splits + split) * (2 + a.dv) : nullptr;
+    if (p && threadIdx.x == 0) {
+      p[0] = run_max[g];
+      p[1] = run_sum[g];
     }
 #pragma unroll
-    for (int j = 0; j < EPL; ++j) sm_acc[warp][g][j * 32 + lane] = acc[g][j];
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < ng * a.dv; idx += blockDim.x) {
-    const int g = idx / a.dv, d = idx % a.dv;
-    float mx = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w][g]);
-    float sum = 0, out = 0;
-    for (int w = 0; w < kWarps; ++w) {
-      if (sm_l[w][g] == 0.0f) continue;  // a warp that saw no cell
-      const float f = expf(sm_m[w][g] - mx);
-      sum += sm_l[w][g] * f;
-      out += sm_acc[w][g][d] * f;
-    }
-    const int h = kvh * a.group + g0 + g;
-    if (!a.partials) {
-      reinterpret_cast<float*>(row_ptr(a.dst, h, t))[d] = out / sum;
-    } else {
-      float* p = a.partials + ((int64_t(t) * a.n_head + h) * a.n_splits + split) * (2 + a.dv);
-      if (d == 0) {
-        p[0] = mx;
-        p[1] = sum;
+    for (int e = 0; e < kDimsPerThread; ++e) {
+      const int d = e * 32 * kWarps + threadIdx.x;
+      if (d >= a.dv) continue;
+      if (p) {
+        p[2 + d] = acc[g][e];
+      } else {
+        reinterpret_cast<float*>(row_ptr(a.dst, h, t))[d] = acc[g][e] / run_sum[g];
       }
-      p[2 + d] = out;
     }
   }
 }
