@@ -180,17 +180,19 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttnArgs a) {
   }
 }
 
-// Merges the ranges a token used: block per (head, token), thread per output element.
+// Merges the ranges a token used: block per (head, token), thread per output element. The range
+// weights live in a fixed-size shared array (the plan never makes more than kMaxPartialRows
+// ranges), so vectorized reads of its tail stay inside the allocation.
 __global__ void attention_merge_kernel(View dst, const float* partials, DeviceBatch batch, int n_head, int n_splits,
                                        int chunk, int dv) {
-  extern __shared__ float weight[];  // [n_splits]
+  __shared__ float weight[kMaxPartialRows];
+  __shared__ float red[32];
   const int h = blockIdx.x, t = blockIdx.y;
-  const int n_used = batch.pos[t] / chunk + 1;
+  const int n_used = min(n_splits, batch.pos[t] / chunk + 1);
   const int64_t stride = 2 + dv;
   const float* p = partials + (int64_t(t) * n_head + h) * n_splits * stride;
   float mx = -INFINITY;
   for (int s = threadIdx.x; s < n_used; s += blockDim.x) mx = fmaxf(mx, p[s * stride]);
-  __shared__ float red[32];
   mx = warp_max(mx);
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = mx;
   __syncthreads();
@@ -278,8 +280,8 @@ void CudaBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor&
   else launch_epl<8>(a, grid, stream_, gt);
   MOESERVE_CUDA_CHECK_LAUNCH();
   if (plan.n_splits > 1) {
-    attention_merge_kernel<<<dim3(unsigned(n_head), unsigned(n_tokens)), 256, sizeof(float) * size_t(plan.n_splits),
-                             stream_>>>(view_of(dst), a.partials, db, int(n_head), plan.n_splits, plan.chunk, int(dv));
+    attention_merge_kernel<<<dim3(unsigned(n_head), unsigned(n_tokens)), 256, 0, stream_>>>(
+        view_of(dst), a.partials, db, int(n_head), plan.n_splits, plan.chunk, int(dv));
     MOESERVE_CUDA_CHECK_LAUNCH();
   }
 }
