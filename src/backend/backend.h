@@ -206,5 +206,8 @@ class Backend {
 std::unique_ptr<Backend> make_ref_backend();
 // The fast CPU backend: n_threads workers (0 = one per core), kernels picked by cpuid.
 std::unique_ptr<Backend> make_cpu_backend(int n_threads);
+// The CUDA backend on GPU `device` (one stream; decode steps recorded as CUDA graphs). A build
+// without CUDA fails with a clear error.
+std::unique_ptr<Backend> make_cuda_backend(int device);
 
 }  // namespace moeserve

@@ -1,0 +1,186 @@
+// Speed of the CUDA backend's non-weight ops on Qwen3-Coder-Next shapes (plain CUDA program: CUDA
+// events on the backend's stream around many launches). One line per case:
+//   attention decode: time per layer and K/V GB/s (% of the H100's 3.35 TB/s), 4K and 32K context;
+//   delta rule decode: time per layer and state GB/s (read + write);
+//   prefill (512 tokens): time per layer, tokens/s for that layer;
+//   small op: time per launch issued directly and inside a replayed CUDA graph.
+// Caches and states are spread over several "layers" (more than the 50 MB L2) and rotated.
+// Usage: bench_cuda_ops [filter substring]
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+
+using namespace moeserve;
+
+namespace {
+
+constexpr double kPeakGBs = 3350.0;
+std::string g_filter;
+
+struct Bench {
+  cuda::CudaBackend& be;
+  std::vector<Buffer> keep;
+
+  Tensor alloc(GgmlType type, std::array<int64_t, 4> ne) {
+    keep.push_back(be.alloc(row_bytes(type, ne[0]) * size_t(ne[1] * ne[2] * ne[3])));
+    return Tensor::contiguous(type, ne, keep.back().data(), be.device());
+  }
+  Tensor random(std::array<int64_t, 4> ne, float lo, float hi, uint32_t seed) {
+    Tensor t = alloc(GgmlType::F32, ne);
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(lo, hi);
+    std::vector<float> host(size_t(t.n_elements()));
+    for (float& v : host) v = u(rng);
+    be.upload(t, host.data());
+    return t;
+  }
+  // Milliseconds per call of f (f(i) for i = 0..iters-1), after a warm-up.
+  double time_ms(int iters, const std::function<void(int)>& f) {
+    for (int i = 0; i < 3; ++i) f(i);
+    cudaEvent_t a, b;
+    MOESERVE_CUDA_CHECK(cudaEventCreate(&a));
+    MOESERVE_CUDA_CHECK(cudaEventCreate(&b));
+    MOESERVE_CUDA_CHECK(cudaEventRecord(a, be.stream()));
+    for (int i = 0; i < iters; ++i) f(i);
+    MOESERVE_CUDA_CHECK(cudaEventRecord(b, be.stream()));
+    MOESERVE_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    MOESERVE_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return double(ms) / iters;
+  }
+};
+
+bool wanted(const std::string& name) { return g_filter.empty() || name.find(g_filter) != std::string::npos; }
+
+struct BatchData {
+  std::vector<int32_t> pos, seq;
+  std::vector<SeqRun> runs;
+  BatchInfo info() const { return {int32_t(pos.size()), pos.data(), seq.data(), runs.data(), int32_t(runs.size())}; }
+};
+
+BatchData one_run(int32_t seq, int32_t start, int32_t count) {
+  BatchData b;
+  for (int32_t i = 0; i < count; ++i) {
+    b.pos.push_back(start + i);
+    b.seq.push_back(seq);
+  }
+  b.runs.push_back({seq, 0, count});
+  return b;
+}
+
+// Qwen3-Coder-Next attention: 16 query heads over 2 KV heads of 256.
+constexpr int64_t kHd = 256, kHeads = 16, kKvHeads = 2;
+
+void attention_cases(Bench& B) {
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_0}) {
+    for (int64_t n_ctx : {4096, 32768}) {
+      const std::string name = str_cat("attention decode ", type_name(type), " ctx ", n_ctx);
+      if (!wanted(name)) continue;
+      const int layers = int(std::max<int64_t>(2, (600ll << 20) / (2 * n_ctx * int64_t(row_bytes(type, kHd * kKvHeads)))));
+      std::vector<Tensor> k(static_cast<size_t>(layers)), v(static_cast<size_t>(layers));
+      const BatchData fill = one_run(0, 0, int32_t(n_ctx));
+      const Tensor src = B.random({kHd * kKvHeads, n_ctx, 1, 1}, -2, 2, 1);
+      for (int l = 0; l < layers; ++l) {
+        k[size_t(l)] = B.alloc(type, {kHd * kKvHeads, n_ctx, 1, 1});
+        v[size_t(l)] = B.alloc(type, {kHd * kKvHeads, n_ctx, 1, 1});
+        B.be.kv_store(k[size_t(l)], src, fill.info());
+        B.be.kv_store(v[size_t(l)], src, fill.info());
+      }
+      const Tensor q = B.random({kHd, kHeads, 1, 1}, -1, 1, 2);
+      const Tensor out = B.alloc(GgmlType::F32, {kHd, kHeads, 1, 1});
+      const BatchData step = one_run(0, int32_t(n_ctx) - 1, 1);
+      const double ms = B.time_ms(50, [&](int i) {
+        const size_t l = size_t(i % layers);
+        B.be.attention(out, q, k[l], v[l], step.info(), AttentionParams{0.0625f, true});
+      });
+      const double bytes = 2.0 * double(k[0].n_bytes());
+      const double gbs = bytes / (ms * 1e-3) / 1e9;
+      std::printf("%-44s %9.1f us/layer  %7.1f GB/s  %5.1f%% of 3.35 TB/s\n", name.c_str(), ms * 1e3, gbs,
+                  100 * gbs / kPeakGBs);
+    }
+  }
+  const std::string name = "attention prefill Q8_0 512 tokens";
+  if (!wanted(name)) return;
+  const Tensor kc = B.alloc(GgmlType::Q8_0, {kHd * kKvHeads, 4096, 1, 1});
+  const Tensor vc = B.alloc(GgmlType::Q8_0, {kHd * kKvHeads, 4096, 1, 1});
+  const BatchData step = one_run(0, 0, 512);
+  const Tensor src = B.random({kHd * kKvHeads, 512, 1, 1}, -2, 2, 3);
+  B.be.kv_store(kc, src, step.info());
+  B.be.kv_store(vc, src, step.info());
+  const Tensor q = B.random({kHd, kHeads, 512, 1}, -1, 1, 4);
+  const Tensor out = B.alloc(GgmlType::F32, {kHd, kHeads, 512, 1});
+  const double ms = B.time_ms(20, [&](int) { B.be.attention(out, q, kc, vc, step.info(), AttentionParams{0.0625f, true}); });
+  std::printf("%-44s %9.1f us/layer  %9.0f tok/s for this layer\n", name.c_str(), ms * 1e3, 512 / (ms * 1e-3));
+}
+
+// Qwen3-Coder-Next delta net: 16 key heads, 32 value heads, 128 x 128 state per head.
+constexpr int64_t kDk = 128, kDv = 128, kKh = 16, kVh = 32;
+
+void delta_cases(Bench& B) {
+  for (int32_t n : {1, 512}) {
+    const std::string name = str_cat("gated_delta_net ", n == 1 ? "decode" : "prefill 512 tokens");
+    if (!wanted(name)) continue;
+    const int layers = n == 1 ? 48 : 2;
+    std::vector<Tensor> states;
+    for (int l = 0; l < layers; ++l) states.push_back(B.random({kDk * kDv * kVh, 1, 1, 1}, -0.1f, 0.1f, 10 + l));
+    const Tensor q = B.random({kDk, kKh, n, 1}, -0.1f, 0.1f, 5), k = B.random({kDk, kKh, n, 1}, -0.1f, 0.1f, 6);
+    const Tensor v = B.random({kDv, kVh, n, 1}, -1, 1, 7);
+    const Tensor g = B.random({kVh, n, 1, 1}, -1, 0, 8), beta = B.random({kVh, n, 1, 1}, 0, 1, 9);
+    const Tensor out = B.alloc(GgmlType::F32, {kDv, kVh, n, 1});
+    const BatchData step = one_run(0, 100, n);
+    const double ms = B.time_ms(n == 1 ? 200 : 10, [&](int i) {
+      B.be.gated_delta_net(out, q, k, v, g, beta, states[size_t(i % layers)], step.info());
+    });
+    if (n == 1) {
+      const double gbs = 2.0 * double(states[0].n_bytes()) / (ms * 1e-3) / 1e9;
+      std::printf("%-44s %9.1f us/layer  %7.1f GB/s  %5.1f%% of 3.35 TB/s\n", name.c_str(), ms * 1e3, gbs,
+                  100 * gbs / kPeakGBs);
+    } else {
+      std::printf("%-44s %9.1f us/layer  %9.0f tok/s for this layer\n", name.c_str(), ms * 1e3, n / (ms * 1e-3));
+    }
+  }
+}
+
+void small_op_cases(Bench& B) {
+  const std::string name = "rms_norm [2048] x 100";
+  if (!wanted(name)) return;
+  const Tensor x = B.random({2048, 1, 1, 1}, -1, 1, 20), w = B.random({2048, 1, 1, 1}, 0, 1, 21);
+  const Tensor y = B.alloc(GgmlType::F32, {2048, 1, 1, 1});
+  const BatchData step = one_run(0, 0, 1);
+  auto issue = [&] {
+    for (int i = 0; i < 100; ++i) B.be.rms_norm(y, x, &w, 1e-6f);
+  };
+  const double direct = B.time_ms(20, [&](int) { issue(); });
+  const double graphed = B.time_ms(20, [&](int) { B.be.run_step(step.info(), 1, issue); });
+  std::printf("%-44s %9.2f us/op direct  %6.2f us/op in a replayed graph\n", name.c_str(), direct * 10, graphed * 10);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1) g_filter = argv[1];
+  try {
+    std::unique_ptr<Backend> be = make_cuda_backend(0);
+    std::printf("device: %s\n", be->name().c_str());
+    Bench B{*static_cast<cuda::CudaBackend*>(be.get()), {}};
+    attention_cases(B);
+    delta_cases(B);
+    small_op_cases(B);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_cuda_ops: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# GPU test run: the GPU test suite, then every CUDA benchmark the build has, then a summary table.
+#   scripts/gpu_test.sh BUILD_DIR
+# BUILD_DIR is a CUDA build (cmake -DMOESERVE_CUDA=ON) or a flat copy of its binaries; binaries are
+# looked up in BUILD_DIR, BUILD_DIR/tests and BUILD_DIR/benchmarks. Environment:
+#   GPU_TEST_FILTER=...   gtest filter for the test suite (default: all)
+#   GPU_TEST_SANITIZE=1   also run the suite under compute-sanitizer (memcheck), if installed
+# Logs go to BUILD_DIR/gpu_test_logs/. Exit status: 0 when every step passed.
+set -uo pipefail
+
+if [[ $# -ne 1 || ! -d "$1" ]]; then
+  echo "usage: $0 BUILD_DIR" >&2
+  exit 2
+fi
+build=$(cd "$1" && pwd)
+logs="$build/gpu_test_logs"
+mkdir -p "$logs"
+
+find_binary() {
+  local name=$1 dir
+  for dir in "$build" "$build/tests" "$build/benchmarks"; do
+    if [[ -x "$dir/$name" ]]; then
+      echo "$dir/$name"
+      return 0
+    fi
+  done
+  return 1
+}
+
+names=()
+results=()
+times=()
+run_step() {  # run_step NAME LOG COMMAND...
+  local name=$1 log=$2
+  shift 2
+  echo "=== $name: $*"
+  local start=$SECONDS
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  names+=("$name")
+  times+=("$((SECONDS - start))")
+  if [[ $rc -eq 0 ]]; then results+=("ok"); else results+=("FAILED (exit $rc)"); fi
+}
+
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+fi
+
+filter=${GPU_TEST_FILTER:-*}
+if tests=$(find_binary moeserve_gpu_tests); then
+  run_step "gpu tests" "$logs/gpu_tests.log" "$tests" --gtest_filter="$filter"
+  if [[ "${GPU_TEST_SANITIZE:-0}" == 1 ]]; then
+    sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    if [[ -x "$sanitizer" ]]; then
+      run_step "memcheck" "$logs/memcheck.log" "$sanitizer" --tool memcheck --error-exitcode 1 \
+        "$tests" --gtest_filter="$filter"
+    else
+      names+=("memcheck"); results+=("skipped (no compute-sanitizer)"); times+=(0)
+    fi
+  fi
+else
+  names+=("gpu tests"); results+=("MISSING moeserve_gpu_tests"); times+=(0)
+fi
+
+# Benchmarks: every bench_cuda_* program of the build.
+shopt -s nullglob
+for dir in "$build" "$build/benchmarks"; do
+  for bench in "$dir"/bench_cuda_*; do
+    [[ -x "$bench" && -f "$bench" ]] || continue
+    name=$(basename "$bench")
+    run_step "$name" "$logs/$name.log" "$bench"
+  done
+done
+
+echo
+echo "=== summary ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+printf '%-32s %-28s %8s\n' step result seconds
+status=0
+for i in "${!names[@]}"; do
+  printf '%-32s %-28s %8s\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
+  [[ "${results[$i]}" == ok || "${results[$i]}" == skipped* ]] || status=1
+done
+if [[ -f "$logs/gpu_tests.log" ]]; then
+  grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$logs/gpu_tests.log" | sed 's/^/  /'
+fi
+exit $status

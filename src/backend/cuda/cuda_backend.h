@@ -1,0 +1,84 @@
+// The CUDA backend: every op on one stream of one device. Internal to src/backend/cuda (the rest of
+// the code sees Backend and make_cuda_backend). The weight-side kernels live behind
+// cuda_matmul.h; the other ops in cuda_ops_*.cu, one file per family.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_common.cuh"
+
+namespace moeserve::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+
+  std::string name() const override { return name_; }
+  Buffer alloc(size_t bytes) override;
+  void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue) override;
+
+  cudaStream_t stream() const { return stream_; }
+  int sm_count() const { return sm_count_; }
+
+ protected:
+  void do_upload(const Tensor& dst, const void* host) override;
+  void do_download(void* host, const Tensor& src) override;
+  void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) override;
+  void do_rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps) override;
+  void do_rms_norm_gated(const Tensor& dst, const Tensor& src, const Tensor& weight, const Tensor& z,
+                         float eps) override;
+  void do_l2_norm(const Tensor& dst, const Tensor& src, float eps) override;
+  void do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) override;
+  void do_unary(const Tensor& dst, const Tensor& src, UnaryOp op) override;
+  void do_binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) override;
+  void do_scale(const Tensor& dst, const Tensor& src, float factor) override;
+  void do_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up) override;
+  void do_copy(const Tensor& dst, const Tensor& src) override;
+  void do_zero(const Tensor& dst) override;
+  void do_rope(const Tensor& dst, const Tensor& src, const BatchInfo& batch, const RopeParams& params) override;
+  void do_kv_store(const Tensor& cache, const Tensor& src, const BatchInfo& batch) override;
+  void do_attention(const Tensor& dst, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                    const BatchInfo& batch, const AttentionParams& params) override;
+  void do_moe_route(const Tensor& ids, const Tensor& weights, const Tensor& logits, bool normalize) override;
+  void do_moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& experts, const Tensor& ids,
+                      const Tensor& weights) override;
+  void do_ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w,
+                   const BatchInfo& batch) override;
+  void do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                          const Tensor& beta, const Tensor& state, const BatchInfo& batch) override;
+
+ private:
+  // Device copies of a batch's positions, sequences and runs. Within a step they were staged by
+  // run_step; an op issued outside a step stages its batch here (never while recording a graph:
+  // recorded kernels must read what run_step refreshes before each replay).
+  DeviceBatch device_batch(const BatchInfo& batch);
+  void stage_batch(const BatchInfo& batch);
+  bool batch_matches(const BatchInfo& batch) const;
+  void clear_graphs();
+
+  int device_ = 0;
+  std::string name_;
+  int sm_count_ = 0;
+  cudaStream_t stream_ = nullptr;
+
+  // Batch staging: pinned host memory -> device buffers, one async copy per step.
+  size_t batch_capacity_ = 0;  // tokens (runs never outnumber tokens)
+  void* batch_host_ = nullptr;   // pinned: pos | seq | runs
+  void* batch_device_ = nullptr;
+  cudaEvent_t batch_copied_ = nullptr;
+  std::vector<int32_t> staged_pos_, staged_seq_;
+  std::vector<SeqRun> staged_runs_;
+  bool batch_valid_ = false;
+  bool recording_ = false;
+
+  std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
+  const void* graph_workspace_ = nullptr;  // the workspace the recorded graphs use
+};
+
+}  // namespace moeserve::cuda

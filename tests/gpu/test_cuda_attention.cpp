@@ -1,0 +1,144 @@
+// KV stores and attention on the GPU against the reference: every pair of K/V cache types, flash on
+// and off, prefill-sized and decode-sized steps (the latter split the context across blocks),
+// several sequences in one batch, GQA groups of 1, 3 and 8, head dims 64 to 256. Both sides attend
+// over the same cache bytes (the reference's kv_store output, which the GPU's must equal).
+#include "gpu_test_util.h"
+
+#include "core/error.h"
+
+namespace moeserve::test {
+namespace {
+
+const GgmlType kTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0};
+
+struct Shape {
+  int64_t dk, dv, n_head, n_head_kv, n_ctx, n_seq;
+};
+
+// Caches filled by the reference: sequence s holds positions [0, len[s]).
+HostTensor filled_cache(Backend& ref, GgmlType type, int64_t width, const Shape& s, const std::vector<int32_t>& len,
+                        uint32_t seed) {
+  rng().seed(seed);
+  HostTensor cache = HostTensor::make(type, {width, s.n_ctx, s.n_seq, 1});
+  TestBatch b;
+  for (int32_t q = 0; q < int32_t(len.size()); ++q) b.add_run(q, 0, len[size_t(q)]);
+  const HostTensor src = random_f32({width, int64_t(b.pos.size()), 1, 1}, -2, 2);
+  ref.kv_store(cache.t, src.t, b.info());
+  return cache;
+}
+
+TEST(CudaKv, StoreMatchesReferenceBytesForEveryType) {
+  auto ref = make_ref_backend();
+  TestBatch b;
+  b.add_run(1, 5, 3);
+  b.add_run(0, 0, 1);
+  b.add_run(2, 99, 1);
+  const int64_t width = 2 * 128;
+  const HostTensor src = random_f32({width, 5, 1, 1}, -3, 3);
+  const DevTensor d_src = to_gpu(src);
+  for (GgmlType type : kTypes) {
+    HostTensor want = HostTensor::make(type, {width, 100, 3, 1});
+    ref->kv_store(want.t, src.t, b.info());
+    const HostTensor cache = HostTensor::make(type, want.t.ne);
+    DevTensor d_cache = to_gpu(cache);
+    gpu().kv_store(d_cache.t, d_src.t, b.info());
+    EXPECT_EQ(count_diff_bytes(from_gpu(d_cache, cache), want), 0u) << type_name(type);
+  }
+  // Any other engine KV type is a clear error, not a silent CPU fallback.
+  const HostTensor q5 = HostTensor::make(GgmlType::Q5_0, {width, 100, 3, 1});
+  DevTensor d_q5 = to_gpu(q5);
+  try {
+    gpu().kv_store(d_q5.t, d_src.t, b.info());
+    ADD_FAILURE() << "Q5_0 cache accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not supported"), std::string::npos) << e.what();
+  }
+}
+
+// q [dk, n_head, n] attends (batch); returns (gpu, ref) outputs.
+void check_attention(const Shape& s, GgmlType kt, GgmlType vt, const TestBatch& batch, const std::vector<int32_t>& len,
+                     bool flash, double tol, const std::string& what) {
+  auto ref = make_ref_backend();
+  const HostTensor k = filled_cache(*ref, kt, s.dk * s.n_head_kv, s, len, 11);
+  const HostTensor v = filled_cache(*ref, vt, s.dv * s.n_head_kv, s, len, 12);
+  const int64_t n = int64_t(batch.pos.size());
+  rng().seed(13);
+  const HostTensor q = random_f32({s.dk, s.n_head, n, 1}, -1, 1);
+  HostTensor want = poisoned(GgmlType::F32, {s.dv, s.n_head, n, 1});
+  const float scale = float(1.0 / std::sqrt(double(s.dk)));
+  ref->attention(want.t, q.t, k.t, v.t, batch.info(), AttentionParams{scale, flash});
+  const HostTensor out = poisoned(GgmlType::F32, want.t.ne);
+  DevTensor d_out = to_gpu(out), d_q = to_gpu(q), d_k = to_gpu(k), d_v = to_gpu(v);
+  gpu().attention(d_out.t, d_q.t, d_k.t, d_v.t, batch.info(), AttentionParams{scale, flash});
+  expect_close(from_gpu(d_out, out), want, tol, what);
+}
+
+// Flash: the reference also accumulates in float with an online softmax; the GPU merges per-warp
+// and per-range partial softmaxes in another order, so a few float ulps per merge: 1e-5 of the
+// output range. Without flash the reference sums in double over dequantized K/V; the GPU uses
+// float: same bound. The query's rounding to K's dot type (flash) is the same on both sides.
+constexpr double kTol = 1e-5;
+
+TEST(CudaAttention, EveryCacheTypePairPrefillAndDecode) {
+  const Shape s{128, 128, 8, 2, 700, 3};  // GQA group 4
+  const std::vector<int32_t> len{700, 300, 650};
+  TestBatch prefill;  // 80 tokens: above the split threshold
+  prefill.add_run(0, 600, 75);
+  prefill.add_run(2, 640, 5);
+  TestBatch decode;  // one token per sequence: the context is split across blocks
+  decode.add_run(0, 699, 1);
+  decode.add_run(1, 0, 1);
+  decode.add_run(2, 649, 1);
+  for (GgmlType kt : kTypes) {
+    for (GgmlType vt : kTypes) {
+      for (bool flash : {true, false}) {
+        const std::string what = str_cat(type_name(kt), "/", type_name(vt), " flash ", flash);
+        check_attention(s, kt, vt, prefill, len, flash, kTol, what + " prefill");
+        check_attention(s, kt, vt, decode, len, flash, kTol, what + " decode");
+      }
+    }
+  }
+}
+
+TEST(CudaAttention, HeadShapes) {
+  // The reference model's shape (16 heads over 2 KV heads of 256), an MHA shape with odd counts
+  // and dk != dv, and a long context split into many ranges.
+  struct Case {
+    Shape s;
+    GgmlType kt, vt;
+  };
+  const Case cases[] = {
+      {{256, 256, 16, 2, 1500, 2}, GgmlType::Q8_0, GgmlType::Q8_0},
+      {{256, 256, 16, 2, 1500, 2}, GgmlType::F16, GgmlType::Q4_0},
+      {{64, 96, 3, 3, 300, 2}, GgmlType::F16, GgmlType::F16},
+      {{64, 32, 9, 3, 300, 2}, GgmlType::Q4_0, GgmlType::F32},
+      {{128, 128, 8, 1, 9000, 1}, GgmlType::Q8_0, GgmlType::F16},
+  };
+  for (const Case& c : cases) {
+    const int32_t last = int32_t(c.s.n_ctx) - 1;
+    std::vector<int32_t> len(size_t(c.s.n_seq), int32_t(c.s.n_ctx));
+    TestBatch decode;
+    decode.add_run(0, last, 1);
+    if (c.s.n_seq > 1) decode.add_run(1, 17, 1);
+    TestBatch prefill;
+    prefill.add_run(0, last - 69, 70);  // above the split threshold
+    for (bool flash : {true, false}) {
+      const std::string what = str_cat("dk ", c.s.dk, " dv ", c.s.dv, " heads ", c.s.n_head, "/", c.s.n_head_kv, " ",
+                                       type_name(c.kt), "/", type_name(c.vt), " flash ", flash);
+      check_attention(c.s, c.kt, c.vt, decode, len, flash, kTol, what + " decode");
+      check_attention(c.s, c.kt, c.vt, prefill, len, flash, kTol, what + " prefill");
+    }
+  }
+}
+
+TEST(CudaAttention, UnsupportedCacheTypeIsAnError) {
+  const HostTensor k = HostTensor::make(GgmlType::IQ4_NL, {64, 8, 1, 1}), v = HostTensor::make(GgmlType::F16, {64, 8, 1, 1});
+  const HostTensor q = random_f32({64, 2, 1, 1}), out = HostTensor::make(GgmlType::F32, {64, 2, 1, 1});
+  DevTensor d_k = to_gpu(k), d_v = to_gpu(v), d_q = to_gpu(q), d_out = to_gpu(out);
+  TestBatch b;
+  b.add_run(0, 3, 1);
+  EXPECT_THROW(gpu().attention(d_out.t, d_q.t, d_k.t, d_v.t, b.info(), AttentionParams{1.0f, true}), Error);
+}
+
+}  // namespace
+}  // namespace moeserve::test
