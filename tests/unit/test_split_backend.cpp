@@ -169,13 +169,21 @@ std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::
   return out;
 }
 
-class HybridMatchesCpu : public ::testing::TestWithParam<std::string> {};
+struct Case {
+  std::string model;
+  GgmlType type;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model << " " << type_name(c.type); }
+
+class HybridMatchesCpu : public ::testing::TestWithParam<Case> {};
 
 TEST_P(HybridMatchesCpu, Logits) {
-  const std::string model_name = GetParam();
+  const std::string model_name = GetParam().model;
+  const GgmlType type = GetParam().type;
   const convert_test::RefArray ids = convert_test::reference(model_name, "prompt", "input_ids");
   const convert_test::RefArray hf = convert_test::reference(model_name, "prompt", "logits");
-  const auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(convert_test::converted(model_name)));
+  const auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(convert_test::converted(model_name, type)));
 
   auto cpu = make_cpu_backend(2);
   auto cpu_model = load_model(file, *cpu);
@@ -214,11 +222,21 @@ TEST_P(HybridMatchesCpu, Logits) {
       worst_hf = std::max(worst_hf, rel_error(got[i], std::vector<float>(ref, ref + n_vocab)));
     }
     EXPECT_LT(worst_cpu, 1e-4);
-    EXPECT_LT(worst_hf, 1e-4);
+    // Quantized weights: only the CPU run (same activation quantization) is an exact enough reference.
+    if (type == GgmlType::F32) {
+      EXPECT_LT(worst_hf, 1e-4);
+    }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Hf, HybridMatchesCpu, ::testing::Values("qwen3next", "qwen3moe", "qwen3", "llama"));
+INSTANTIATE_TEST_SUITE_P(Hf, HybridMatchesCpu,
+                         ::testing::Values(Case{"qwen3next", GgmlType::F32}, Case{"qwen3moe", GgmlType::F32},
+                                           Case{"qwen3", GgmlType::F32}, Case{"llama", GgmlType::F32},
+                                           Case{"qwen3moe", GgmlType::Q8_0}),
+                         [](const auto& info) { return info.param.model + "_" + type_name(info.param.type); });
+// Not qwen3next at Q8_0: there the reference and CPU backends alone already differ by 1-8% after
+// a few decoded tokens (activations quantized to Q8_0 turn last-bit differences into different
+// router top-k picks), so a mixed run has no exact reference.
 
 TEST(DeviceSetup, ChoosesTheBackendAndExplainsIgnoredFlags) {
   const auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(convert_test::converted("qwen3moe")));
