@@ -100,7 +100,9 @@ class Backend {
   // placement plan. The weight loader maps weights whose home is the CPU from the file (zero copy)
   // and allocates and uploads the others.
   virtual DeviceId weight_device(const std::string& name) const;
-  // Host <-> device copies of contiguous tensors.
+  // Host <-> device copies of contiguous tensors, in order with the ops issued before them: when
+  // download returns the host memory holds the result of every earlier op; when upload returns
+  // the host memory may be reused (the split backend relies on both).
   void upload(const Tensor& dst, const void* host);
   void download(void* host, const Tensor& src);
 
