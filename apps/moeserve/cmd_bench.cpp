@@ -3,6 +3,7 @@
 // repeated -r times after a warm-up; mean ± standard deviation of tokens/s, plus load time, the
 // placement of the weights, and for generation the weight bytes read per second (the roofline
 // quantity: decode reads every active weight once per token).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -24,7 +25,8 @@ constexpr const char* kUsage =
     "  -n, --n-gen N          generation test of N tokens (default 128; 0 = none)\n"
     "  -r, --repetitions N    runs of each test (default 5)\n"
     "  -d, --n-depth N        tokens already in the context before each test (default 0)\n"
-    "  -o, --output FORMAT    md (default), json or csv\n";
+    "  -o, --output FORMAT    md (default), json or csv\n"
+    "  (placement: -ngl, -ncmoe, -cmoe, -ot as below take one value each, not llama-bench's lists)\n";
 
 struct Result {
   std::string test;
@@ -119,7 +121,8 @@ int cmd_bench(int argc, char** argv) {
   LoadedModel m = load_model(args);
   EngineOptions options = args.engine_options(m.model->hparams());
   options.n_ctx = depth + std::max(n_prompt, n_gen);
-  Engine engine(*m.model, *m.backend, options);
+  const std::unique_ptr<Engine> engine_owner = make_engine(m, options);
+  Engine& engine = *engine_owner;
   std::mt19937 rng(42);
 
   std::vector<Result> results;
@@ -165,7 +168,7 @@ int cmd_bench(int argc, char** argv) {
                      {"type_v", type_name(engine.type_v())}, {"flash_attn", engine.flash_attention()},
                      {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth}, {"avg_ts", r.mean()},
                      {"stddev_ts", r.sd()}, {"samples_ts", r.samples}, {"load_time_s", m.load_seconds},
-                     {"active_weight_bytes", active}, {"placement", m.model->placement().summary()}});
+                     {"active_weight_bytes", active}, {"placement", m.model->placement().device_summary()}});
     }
     std::printf("%s\n", doc.dump(2).c_str());
     return 0;
@@ -181,8 +184,13 @@ int cmd_bench(int argc, char** argv) {
     }
     return 0;
   }
-  std::printf("load time: %.2f s; placement: %s\nmemory: %s\n\n", m.load_seconds, m.model->placement().summary().c_str(),
-              engine.memory_summary().c_str());
+  const Placement& placed = m.model->placement();
+  std::printf("load time: %.2f s", m.load_seconds);
+  if (placed.uploaded_bytes) {
+    std::printf(" (%s uploaded in %.2f s, %.2f GiB/s)", format_bytes(placed.uploaded_bytes).c_str(), placed.upload_seconds,
+                double(placed.uploaded_bytes) / double(1 << 30) / std::max(placed.upload_seconds, 1e-9));
+  }
+  std::printf("\nplacement: %s\nmemory: %s\n\n", placed.device_summary().c_str(), engine.memory_summary().c_str());
   std::printf("| %-16s | %10s | %10s | %-24s | %-9s | %2s | %14s | %20s | %13s |\n", "model", "size", "params", "backend",
               "K/V", "fa", "test", "t/s", "weights GB/s");
   std::printf("| %s | %s: | %s: | %s | %s | %s | %s: | %s: | %s: |\n", std::string(16, '-').c_str(),

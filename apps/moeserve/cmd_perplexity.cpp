@@ -87,7 +87,8 @@ int cmd_perplexity(int argc, char** argv) {
   }
   EngineOptions options = args.engine_options(m.model->hparams());
   options.n_batch = std::min(args.n_batch, args.n_ctx);
-  Engine engine(*m.model, *m.backend, options);
+  const std::unique_ptr<Engine> engine_owner = make_engine(m, options);
+  Engine& engine = *engine_owner;
   const int64_t n_ctx = engine.n_ctx(), n_vocab = engine.n_vocab();
   int64_t n_chunk = int64_t(tokens.size()) / n_ctx;
   if (n_chunk == 0) fail("need at least ", n_ctx, " tokens for one chunk of -c ", n_ctx, ", got ", tokens.size());

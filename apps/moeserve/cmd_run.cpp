@@ -82,10 +82,11 @@ int cmd_run(int argc, char** argv) {
   print_ids = print_ids || !tok;
   const HParams& hp = m.model->hparams();
   EngineOptions options = args.engine_options(hp);
-  Engine engine(*m.model, *m.backend, options);
+  const std::unique_ptr<Engine> engine_owner = make_engine(m, options);
+  Engine& engine = *engine_owner;
   std::fprintf(stderr, "model: %s, %d layers, %s; loaded in %.2f s\nplacement: %s\nbackend: %s\nmemory: %s\n",
                hp.arch.c_str(), int(hp.n_layer), format_bytes(m.model->placement().total_bytes()).c_str(), m.load_seconds,
-               m.model->placement().summary().c_str(), m.backend->name().c_str(), engine.memory_summary().c_str());
+               m.model->placement().device_summary().c_str(), m.backend->name().c_str(), engine.memory_summary().c_str());
   if (int64_t(prompt.size()) + n_predict > engine.n_ctx()) {
     fail("prompt (", prompt.size(), " tokens) + ", n_predict, " generated tokens exceed the context size ", engine.n_ctx());
   }

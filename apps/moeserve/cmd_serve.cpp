@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <thread>
 
-#include "backend/gpu_devices.h"
 #include "commands.h"
 #include "server/api_server.h"
 #include "server/serve_options.h"
@@ -14,14 +13,6 @@ namespace moeserve::cli {
 int cmd_serve(int argc, char** argv) {
   const std::optional<server::ServeOptions> options = server::parse_serve_options(argc, argv);
   if (!options) return 0;  // --help
-  const bool placement_flags = options->n_gpu_layers || options->n_cpu_moe || options->cpu_moe || !options->override_tensors.empty();
-  if (placement_flags) {
-    const GpuDeviceList gpus = list_gpu_devices();
-    // Placement flags only matter with a GPU backend; say once why they have no effect here.
-    std::fprintf(stderr, "moeserve: running on the CPU (%s): -ngl / --n-cpu-moe / --cpu-moe / -ot are accepted and have no effect\n",
-                 gpus.devices.empty() ? gpus.why_none.c_str() : "the CUDA backend is not available yet");
-  }
-
   // SIGINT / SIGTERM end the server cleanly: a dedicated thread waits for them.
   sigset_t signals;
   sigemptyset(&signals);

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "core/error.h"
+#include "runtime/device_setup.h"
 #include "tokenizer/vocab_gguf.h"
 
 namespace moeserve::cli {
@@ -88,6 +90,30 @@ bool EngineArgs::parse(int argc, char** argv, int& i) {
     type_k = parse_kv_type(a, flag_value(argc, argv, i));
   } else if (a == "-ctv" || a == "--cache-type-v") {
     type_v = parse_kv_type(a, flag_value(argc, argv, i));
+  } else if (a == "-ngl" || a == "--n-gpu-layers" || a == "--gpu-layers") {
+    const std::string_view v = flag_value(argc, argv, i);
+    if (v == "auto" || v == "all") {
+      placement.n_gpu_layers.reset();
+    } else {
+      placement.n_gpu_layers = int(parse_int(a, v, -1, 1 << 20));
+    }
+  } else if (a == "-ncmoe" || a == "--n-cpu-moe") {
+    placement.n_cpu_moe = int(parse_int(a, flag_value(argc, argv, i), 0, 1 << 20));
+  } else if (a == "-cmoe" || a == "--cpu-moe") {
+    placement.cpu_moe = true;
+  } else if (a == "-ot" || a == "--override-tensor" || a == "--override-tensors") {
+    const std::string v(flag_value(argc, argv, i));
+    size_t start = 0;
+    while (start <= v.size()) {
+      const size_t comma = std::min(v.find(',', start), v.size());
+      const std::string rule = v.substr(start, comma - start);
+      const size_t eq = rule.rfind('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == rule.size()) {
+        fail("option ", a, ": '", rule, "' must be REGEX=DEVICE (e.g. exps=CPU)");
+      }
+      placement.overrides.emplace_back(rule.substr(0, eq), rule.substr(eq + 1));
+      start = comma + 1;
+    }
   } else {
     return false;
   }
@@ -101,7 +127,11 @@ const char* EngineArgs::help() {
          "  -b, --batch-size N     most tokens per step (default 512)\n"
          "  -fa, --flash-attn M    flash attention: on, off or auto (default auto = on)\n"
          "  -ctk, --cache-type-k T K cache type: f16 (default), f32, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl\n"
-         "  -ctv, --cache-type-v T V cache type (same choices)\n";
+         "  -ctv, --cache-type-v T V cache type (same choices)\n"
+         "  -ngl, --n-gpu-layers N the last N layers on the GPU (N > layers: the output head too; default all)\n"
+         "  -ncmoe, --n-cpu-moe N  keep the routed experts of the first N layers in RAM (run on the CPU)\n"
+         "  -cmoe, --cpu-moe       keep every layer's routed experts in RAM\n"
+         "  -ot, --override-tensor REGEX=DEV[,...]  tensors matching REGEX on DEV (CPU, CUDA0); first match wins\n";
 }
 
 EngineOptions EngineArgs::engine_options(const HParams& hp) const {
@@ -123,11 +153,19 @@ LoadedModel load_model(const EngineArgs& args) {
   LoadedModel m;
   const double t0 = now_seconds();
   m.file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(args.model));
-  m.backend = make_cpu_backend(args.threads);
+  DeviceSetup setup = make_device_setup(*m.file, args.placement, args.threads);
+  if (!setup.notice.empty()) std::fprintf(stderr, "moeserve: %s\n", setup.notice.c_str());
+  m.backend = std::move(setup.backend);
+  m.gpu = setup.gpu;
   m.model = moeserve::load_model(m.file, *m.backend);
   m.load_seconds = now_seconds() - t0;
   for (const gguf::TensorInfo& t : m.file->tensors()) m.n_params += uint64_t(t.n_elements());
   return m;
+}
+
+std::unique_ptr<Engine> make_engine(const LoadedModel& m, const EngineOptions& options) {
+  check_caches_fit(m.gpu, *m.model, options);
+  return std::make_unique<Engine>(*m.model, *m.backend, options);
 }
 
 tokenizer::Tokenizer model_tokenizer(const gguf::GgufFile& file) {

@@ -1,9 +1,11 @@
 // Flags shared by the commands that load a model and run it (run, perplexity, bench), with the
-// names and meanings llama.cpp's tools use: -m, -t, -c, -b, -fa, -ctk, -ctv.
+// names and meanings llama.cpp's tools use: -m, -t, -c, -b, -fa, -ctk, -ctv and the placement
+// flags -ngl, --n-cpu-moe, --cpu-moe, -ot.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "backend/backend.h"
 #include "gguf/gguf_file.h"
 #include "model/model.h"
+#include "model/placement_plan.h"
 #include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,6 +27,7 @@ struct EngineArgs {
   FlashMode flash = FlashMode::automatic;
   GgmlType type_k = GgmlType::F16;
   GgmlType type_v = GgmlType::F16;
+  PlacementFlags placement;
 
   // When argv[i] is one of the shared flags, consumes it (and its value) and returns true.
   bool parse(int argc, char** argv, int& i);
@@ -42,12 +46,17 @@ std::vector<int32_t> parse_ids(std::string_view flag, std::string_view text);
 struct LoadedModel {
   std::shared_ptr<const gguf::GgufFile> file;
   std::unique_ptr<Backend> backend;
+  std::optional<DeviceId> gpu;  // the GPU holding weights and caches, when one is used
   std::unique_ptr<Model> model;
   double load_seconds = 0;
   uint64_t n_params = 0;  // elements of every tensor in the file
 };
 
+// Chooses the backend (CPU, GPU or split, see runtime/device_setup.h), saying once on stderr why
+// placement flags are ignored when they are, and loads the model.
 LoadedModel load_model(const EngineArgs& args);
+// The engine of `m` with `options`, after checking that its caches fit the GPU's free memory.
+std::unique_ptr<Engine> make_engine(const LoadedModel& m, const EngineOptions& options);
 
 // The model's own tokenizer (its tokenizer.ggml.* keys); moeserve::Error naming the file when it
 // has none or a broken one.

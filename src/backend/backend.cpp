@@ -1,6 +1,9 @@
 // The public side of the op table: shape checks shared by every backend, measuring mode, buffers.
 #include "backend/backend.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "core/error.h"
@@ -52,6 +55,16 @@ bool is_2d(const Tensor& t) { return t.ne[2] == 1 && t.ne[3] == 1; }
 }  // namespace
 
 void Backend::run_step(const BatchInfo&, uint64_t, const std::function<void()>& issue) { issue(); }
+
+Buffer Backend::alloc_host(size_t bytes) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) fail("out of memory allocating ", bytes, " bytes of host staging memory");
+  std::memset(p, 0, rounded);
+  return Buffer(p, bytes, [](void* q) { std::free(q); });
+}
+
+DeviceId Backend::weight_device(const std::string&) const { return device_; }
 
 void Backend::begin_measure() {
   measuring_ = true;

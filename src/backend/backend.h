@@ -92,7 +92,17 @@ class Backend {
 
   // Device memory, zero-filled.
   virtual Buffer alloc(size_t bytes) = 0;
-  // Host <-> device copies of contiguous tensors.
+  // Host memory for staging copies to and from the device, zero-filled: page-locked where the
+  // device can copy from it directly (CUDA), plain 64-byte aligned memory by default.
+  virtual Buffer alloc_host(size_t bytes);
+  // Where this backend keeps the weight named `name` (a GGUF tensor name). A one-device backend
+  // keeps them all on device(); a backend over several devices (SplitBackend) answers from its
+  // placement plan. The weight loader maps weights whose home is the CPU from the file (zero copy)
+  // and allocates and uploads the others.
+  virtual DeviceId weight_device(const std::string& name) const;
+  // Host <-> device copies of contiguous tensors, in order with the ops issued before them: when
+  // download returns the host memory holds the result of every earlier op; when upload returns
+  // the host memory may be reused (the split backend relies on both).
   void upload(const Tensor& dst, const void* host);
   void download(void* host, const Tensor& src);
 
@@ -105,9 +115,10 @@ class Backend {
   virtual void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue);
 
   // Dry-run mode: ops check shapes and record their workspace needs without touching data.
-  void begin_measure();
+  // Backends over other backends forward both to them.
+  virtual void begin_measure();
   // Ends the dry run and makes sure the workspace fits every op seen since begin_measure().
-  void end_measure();
+  virtual void end_measure();
 
   // ---- ops -------------------------------------------------------------------------------------
   // dst [n_cols, n] F32 = rows ids[i] of src [n_cols, n_src_rows] (any type), dequantized.
@@ -165,6 +176,7 @@ class Backend {
   // Implementations call skip(bytes) first: in measuring mode it records the workspace the op
   // needs and returns true (do nothing); otherwise it returns false and workspace() holds bytes.
   bool skip(size_t workspace_bytes = 0);
+  bool measuring() const { return measuring_; }
   void* workspace() const { return workspace_.data(); }
   size_t workspace_size() const { return workspace_.size(); }
 
@@ -202,8 +214,9 @@ class Backend {
   Buffer workspace_;
 };
 
-// The scalar reference of every op (single thread, plain loops, no workspace reuse tricks).
-std::unique_ptr<Backend> make_ref_backend();
+// The scalar reference of every op (single thread, plain loops, no workspace reuse tricks). Its
+// memory is host memory; `device` labels it (tests let it stand in for an accelerator).
+std::unique_ptr<Backend> make_ref_backend(DeviceId device = {});
 // The fast CPU backend: n_threads workers (0 = one per core), kernels picked by cpuid.
 std::unique_ptr<Backend> make_cpu_backend(int n_threads);
 // The CUDA backend on GPU `device` (one stream; decode steps recorded as CUDA graphs). A build

@@ -1,7 +1,14 @@
 #include "model/weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "core/error.h"
 
@@ -14,6 +21,10 @@ std::string dims_str(const std::array<int64_t, 4>& ne) {
   std::string s = "[";
   for (int i = 0; i < n; ++i) s += str_cat(i ? ", " : "", ne[size_t(i)]);
   return s + "]";
+}
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -79,6 +90,36 @@ std::string Placement::summary() const {
   return out;
 }
 
+std::string Placement::device_summary() const {
+  struct Row {
+    size_t bytes = 0;
+    std::set<int64_t> expert_layers;
+  };
+  std::map<std::pair<int, int>, Row> rows;  // (CPU last, index) -> row
+  auto row_of = [&](DeviceId d) -> Row& { return rows[{d.kind == DeviceKind::cpu ? 1 : 0, d.index}]; };
+  for (const PlacedWeight& w : weights_) {
+    if (w.expert_devices.empty()) {
+      row_of(w.device).bytes += w.bytes;
+      continue;
+    }
+    const size_t per_expert = w.bytes / w.expert_devices.size();
+    const int64_t layer = w.name.starts_with("blk.") ? std::atoll(w.name.c_str() + 4) : -1;
+    for (DeviceId d : w.expert_devices) {
+      row_of(d).bytes += per_expert;
+      row_of(d).expert_layers.insert(layer);
+    }
+  }
+  std::string out;
+  for (const auto& [key, r] : rows) {
+    const DeviceId d{key.first ? DeviceKind::cpu : DeviceKind::cuda, key.second};
+    out += str_cat(out.empty() ? "" : ", ", device_name(d), ": ", format_bytes(r.bytes));
+    if (rows.size() > 1 && !r.expert_layers.empty()) {
+      out += str_cat(" (experts of ", r.expert_layers.size(), " layer", r.expert_layers.size() == 1 ? "" : "s", ")");
+    }
+  }
+  return out;
+}
+
 const gguf::TensorInfo& WeightLoader::find(const std::string& name) const {
   const gguf::TensorInfo* info = file_.find_tensor(name);
   if (!info) fail(file_.path(), ": missing tensor ", name);
@@ -106,12 +147,45 @@ Tensor WeightLoader::matrix(const std::string& name, std::array<int64_t, 4> ne, 
   if (embedding && !t.dequantize) {
     fail(file_.path(), ": tensor ", name, ": type ", t.name, " is not supported for embeddings");
   }
-  Tensor tensor = Tensor::contiguous(info.type, info.ne, const_cast<uint8_t*>(info.data), backend_.device());
+  const DeviceId home = backend_.weight_device(name);
+  Tensor tensor = Tensor::contiguous(info.type, info.ne, const_cast<uint8_t*>(info.data), home);
   if (!embedding) require_matmul(name, tensor);
-  PlacedWeight placed{name, info.type, tensor.n_bytes(), backend_.device(), {}};
-  if (name.find("_exps") != std::string::npos) placed.expert_devices.assign(size_t(ne[2]), backend_.device());
+  if (home.kind != DeviceKind::cpu) {
+    if (home != backend_.device()) fail("internal: weight ", name, " placed on ", device_name(home), ", not a device of this backend");
+    Buffer buffer = backend_.alloc(tensor.n_bytes());
+    tensor.data = buffer.data();
+    upload_chunked(tensor, info.data);
+    buffers_.push_back(std::move(buffer));
+  }
+  PlacedWeight placed{name, info.type, tensor.n_bytes(), home, {}};
+  if (name.find("_exps") != std::string::npos) placed.expert_devices.assign(size_t(ne[2]), home);
   placement_.add(std::move(placed));
   return tensor;
+}
+
+void WeightLoader::upload_chunked(const Tensor& dst, const uint8_t* src) {
+  // Chunks of whole rows keep the host side bounded (the device backend stages each chunk) and let
+  // the kernel read the next chunk's pages from the file while this one is copied.
+  constexpr size_t kChunkBytes = size_t(64) << 20;
+  const double t0 = seconds_now();
+  const size_t row = dst.row_size();
+  const int64_t n_rows = dst.n_rows();
+  const int64_t per_chunk = std::max<int64_t>(1, int64_t(kChunkBytes / row));
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  for (int64_t r = 0; r < n_rows; r += per_chunk) {
+    const int64_t count = std::min(per_chunk, n_rows - r);
+    const size_t offset = size_t(r) * row;
+    if (r + count < n_rows) {
+      const uintptr_t next = reinterpret_cast<uintptr_t>(src + offset + size_t(count) * row);
+      const uintptr_t start = next / page * page;
+      const size_t len = std::min(size_t(per_chunk), size_t(n_rows - r - count)) * row + (next - start);
+      posix_madvise(reinterpret_cast<void*>(start), len, POSIX_MADV_WILLNEED);
+    }
+    const Tensor part = Tensor::contiguous(dst.type, {dst.ne[0], count, 1, 1}, static_cast<char*>(dst.data) + offset, dst.device);
+    backend_.upload(part, src + offset);
+  }
+  placement_.uploaded_bytes += dst.n_bytes();
+  placement_.upload_seconds += seconds_now() - t0;
 }
 
 std::optional<Tensor> WeightLoader::matrix_opt(const std::string& name, std::array<int64_t, 4> ne) {

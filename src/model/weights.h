@@ -31,14 +31,21 @@ class Placement {
   size_t total_bytes() const;
   // "CPU: 311 tensors, 1.23 GiB (experts 0.98 GiB)" per device.
   std::string summary() const;
+  // Bytes per device, accelerators first: "CUDA0: 12.3 GiB, CPU: 9.8 GiB (experts of 11 layers)".
+  std::string device_summary() const;
+
+  // Weights copied to an accelerator at load, and how long the copies took.
+  size_t uploaded_bytes = 0;
+  double upload_seconds = 0;
 
  private:
   std::vector<PlacedWeight> weights_;
 };
 
-// Fetches tensors by name. Matrices stay where the file maps them (zero copy on the CPU); small
-// vectors (norms, biases, conv taps, decay rates) are converted to F32 once into memory the
-// model owns.
+// Fetches tensors by name. Matrices go where the backend keeps them (Backend::weight_device):
+// those whose home is the CPU stay where the file maps them (zero copy), the others are allocated
+// on their device and uploaded in bounded chunks. Small vectors (norms, biases, conv taps, decay
+// rates) are converted to F32 once into memory the model owns on the compute device.
 class WeightLoader {
  public:
   WeightLoader(const gguf::GgufFile& file, Backend& backend) : file_(file), backend_(backend) {}
@@ -63,6 +70,7 @@ class WeightLoader {
  private:
   const gguf::TensorInfo& find(const std::string& name) const;
   void check_dims(const gguf::TensorInfo& info, std::array<int64_t, 4> ne) const;
+  void upload_chunked(const Tensor& dst, const uint8_t* src);
 
   const gguf::GgufFile& file_;
   Backend& backend_;

@@ -83,7 +83,7 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   -ctk, --cache-type-k T      K cache type: f16, q8_0, q4_0 (default f16)
   -ctv, --cache-type-v T      V cache type: f16, q8_0, q4_0 (default f16)
   -fa, --flash-attn [on|off|auto]  flash attention (default auto; bare -fa means on)
-  -ngl, --n-gpu-layers N      layers on the GPU (default: automatic placement)
+  -ngl, --n-gpu-layers N      the last N layers on the GPU (default: all, and the output head)
   --n-cpu-moe N, -ncmoe N     keep the experts of the first N layers in RAM
   --cpu-moe, -cmoe            keep all experts in RAM
   -ot, --override-tensor REGEX=DEVICE[,...]  place matching tensors on DEVICE (CPU, CUDA0)

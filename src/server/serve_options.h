@@ -26,7 +26,7 @@ struct ServeOptions {
   std::string chat_template_file;
   std::string chat_template_kwargs = "{}";  // JSON object
   bool metrics = false;
-  std::optional<int> n_gpu_layers;  // -ngl; unset: automatic placement
+  std::optional<int> n_gpu_layers;  // -ngl; unset ("auto"): every layer on the GPU for now
   std::optional<int> n_cpu_moe;     // --n-cpu-moe N
   bool cpu_moe = false;             // --cpu-moe
   std::vector<std::pair<std::string, std::string>> override_tensors;  // -ot REGEX=DEVICE

@@ -1,11 +1,13 @@
 #include "server/served_model.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "core/error.h"
+#include "runtime/device_setup.h"
 #include "tokenizer/vocab_gguf.h"
 
 namespace moeserve::server {
@@ -50,7 +52,11 @@ ServedModel::ServedModel(const ServeOptions& options) {
   if (auto name = file_->get_string("general.name")) names_.push_back(*name);
 
   threads_ = options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  backend_ = make_cpu_backend(threads_);
+  const PlacementFlags placement{options.n_gpu_layers, options.n_cpu_moe.value_or(0), options.cpu_moe,
+                                 options.override_tensors};
+  DeviceSetup setup = make_device_setup(*file_, placement, threads_);
+  if (!setup.notice.empty()) std::fprintf(stderr, "moeserve: %s\n", setup.notice.c_str());
+  backend_ = std::move(setup.backend);
   model_ = load_model(file_, *backend_);
   tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::vocab_from_gguf(*file_), path_);
 
@@ -76,6 +82,7 @@ ServedModel::ServedModel(const ServeOptions& options) {
   eo.type_k = options.cache_type_k;
   eo.type_v = options.cache_type_v;
   eo.flash = options.flash_attn == "on" ? FlashMode::on : options.flash_attn == "off" ? FlashMode::off : FlashMode::automatic;
+  check_caches_fit(setup.gpu, *model_, eo);
   engine_ = std::make_unique<Engine>(*model_, *backend_, eo);
 
   SchedulerOptions so;
@@ -95,7 +102,8 @@ bool ServedModel::answers_to(const std::string& name) const {
 }
 
 std::string ServedModel::summary() const {
-  return str_cat(file_->architecture(), " from ", path_, "; ", engine_->memory_summary(), "; ", threads_, " threads, ",
+  return str_cat(file_->architecture(), " from ", path_, "; weights ", model_->placement().device_summary(), "; ",
+                 engine_->memory_summary(), "; ", threads_, " threads, ",
                  engine_->n_seq(), " slot(s) of ", engine_->n_ctx(), " tokens");
 }
 

@@ -41,7 +41,14 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-inline std::string hf_fixture(const std::string& model) { return std::string(MOESERVE_TEST_FIXTURES) + "/hf/" + model; }
+// The fixtures folder: MOESERVE_TEST_FIXTURES from the environment (the GPU machine has the tree
+// at another path) or the one compiled in.
+inline std::string fixtures_dir() {
+  const char* env = std::getenv("MOESERVE_TEST_FIXTURES");
+  return env && *env ? std::string(env) : std::string(MOESERVE_TEST_FIXTURES);
+}
+
+inline std::string hf_fixture(const std::string& model) { return fixtures_dir() + "/hf/" + model; }
 
 inline nlohmann::json load_json(const std::string& path) {
   std::ifstream in(path);
@@ -50,7 +57,7 @@ inline nlohmann::json load_json(const std::string& path) {
 }
 
 inline const nlohmann::json& manifest() {
-  static const nlohmann::json m = load_json(std::string(MOESERVE_TEST_FIXTURES) + "/hf/manifest.json");
+  static const nlohmann::json m = load_json(fixtures_dir() + "/hf/manifest.json");
   return m;
 }
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "backend/gpu_devices.h"
 #include "convert_test_util.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -147,6 +148,14 @@ TEST_F(EngineCli, BenchFormats) {
   EXPECT_NE(md.out.find("pp8 @ d4"), std::string::npos) << md.out;
   EXPECT_NE(md.out.find("tg4 @ d4"), std::string::npos) << md.out;
   EXPECT_NE(md.out.find("placement: CPU"), std::string::npos) << md.out;
+  // Placement flags: a machine without a GPU says once that they are ignored (CI has none).
+  const CliResult placed = moeserve("bench -m '" + *path_ + "' -p 8 -n 2 -r 1 -t 1 -ngl 2 --n-cpu-moe 1 -ot exps=CPU");
+  ASSERT_EQ(placed.status, 0) << placed.err;
+  if (list_gpu_devices().devices.empty()) {
+    EXPECT_EQ(placed.err.find("-ngl/--n-cpu-moe/--cpu-moe/-ot ignored, running on the CPU"),
+              placed.err.rfind("-ngl/--n-cpu-moe/--cpu-moe/-ot ignored, running on the CPU"));
+    EXPECT_NE(placed.err.find("ignored, running on the CPU"), std::string::npos) << placed.err;
+  }
   const CliResult csv = moeserve("bench -m '" + *path_ + "' -p 8 -n 0 -r 1 -t 1 -o csv");
   ASSERT_EQ(csv.status, 0) << csv.err;
   EXPECT_EQ(csv.out.rfind("model_type,model_size,", 0), 0u) << csv.out;
@@ -210,6 +219,9 @@ TEST_F(EngineCli, ErrorsNameTheProblem) {
                         Case{"run -m '" + *path_ + "' --ids 100000", "outside the vocabulary"},
                         Case{"bench -m '" + *path_ + "' -o xml", "option -o"},
                         Case{"perplexity -m '" + *path_ + "' --ids '1 2 3' -c 16", "need at least 16 tokens"},
+                        Case{"run -m '" + *path_ + "' --ids 1 -ot exps=GPU0", "unknown device 'GPU0'"},
+                        Case{"run -m '" + *path_ + "' --ids 1 -ot exps", "option -ot: 'exps' must be REGEX=DEVICE"},
+                        Case{"run -m '" + *path_ + "' --ids 1 -ngl many", "option -ngl: 'many'"},
                         Case{"run -m '" + *path_ + "' --ids 1 --bogus", "unknown option '--bogus'"}}) {
     const CliResult r = moeserve(c.args);
     EXPECT_EQ(r.status, 1) << c.args;

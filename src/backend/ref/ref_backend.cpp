@@ -41,7 +41,7 @@ float dot(GgmlType weight_type, const void* w_row, const std::vector<uint8_t>& a
 
 class RefBackend final : public Backend {
  public:
-  RefBackend() : Backend(DeviceId{}) {}
+  explicit RefBackend(DeviceId device) : Backend(device) {}
   std::string name() const override { return "ref"; }
 
   Buffer alloc(size_t bytes) override {
@@ -384,6 +384,6 @@ class RefBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_ref_backend() { return std::make_unique<RefBackend>(); }
+std::unique_ptr<Backend> make_ref_backend(DeviceId device) { return std::make_unique<RefBackend>(device); }
 
 }  // namespace moeserve
