@@ -79,6 +79,13 @@ PlacementPlan::PlacementPlan(const PlacementFlags& flags, const std::vector<std:
   output_on_gpu_ = ngl > n_layer;
 
   for (const std::string& name : tensor_names) devices_[name] = by_rules(name);
+  // The embedding stays in RAM as llama.cpp keeps it, unless every other weight is on the GPU:
+  // then it goes there too, so that a step has no host op and decode replays as a CUDA graph.
+  const bool rest_on_gpu = std::all_of(devices_.begin(), devices_.end(),
+                                       [&](const auto& d) { return is_input_tensor(d.first) || d.second == gpu_; });
+  for (auto& [name, device] : devices_) {
+    if (rest_on_gpu && is_input_tensor(name) && !override_of(name)) device = gpu_;
+  }
 
   // A layer's experts run as one op (moe_experts) on one device.
   std::map<int64_t, std::pair<std::string, DeviceId>> expert_home;
@@ -93,10 +100,15 @@ PlacementPlan::PlacementPlan(const PlacementFlags& flags, const std::vector<std:
   }
 }
 
-DeviceId PlacementPlan::by_rules(const std::string& name) const {
+std::optional<DeviceId> PlacementPlan::override_of(const std::string& name) const {
   for (const Rule& r : rules_) {
     if (std::regex_search(name, r.re)) return r.device;
   }
+  return std::nullopt;
+}
+
+DeviceId PlacementPlan::by_rules(const std::string& name) const {
+  if (const std::optional<DeviceId> d = override_of(name)) return *d;
   const DeviceId cpu{DeviceKind::cpu, 0};
   if (is_input_tensor(name)) return cpu;
   const std::optional<int64_t> il = tensor_layer(name);

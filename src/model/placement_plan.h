@@ -66,6 +66,8 @@ class PlacementPlan {
     std::regex re;
     DeviceId device;
   };
+  // The device of the first -ot rule matching `name`, if any.
+  std::optional<DeviceId> override_of(const std::string& name) const;
   DeviceId by_rules(const std::string& name) const;
 
   std::vector<Rule> rules_;

@@ -1,6 +1,5 @@
 #include "runtime/device_setup.h"
 
-#include "backend/gpu_backend.h"
 #include "backend/split_backend.h"
 #include "core/error.h"
 
@@ -49,7 +48,7 @@ void check_vram_fits(DeviceId gpu, const std::string& what, size_t need, size_t 
 }
 
 DeviceSetup make_device_setup(const gguf::GgufFile& file, const PlacementFlags& flags, int threads) {
-  return make_device_setup(file, flags, threads, list_gpu_devices(), make_gpu_backend);
+  return make_device_setup(file, flags, threads, list_gpu_devices(), make_cuda_backend);
 }
 
 DeviceSetup make_device_setup(const gguf::GgufFile& file, const PlacementFlags& flags, int threads,

@@ -40,9 +40,11 @@ std::string error_of(const PlacementFlags& f, std::vector<DeviceId> gpus = {kGpu
   return "";
 }
 
-TEST(PlacementPlan, DefaultPutsEveryLayerAndTheHeadOnTheGpuButNotTheEmbedding) {
+TEST(PlacementPlan, DefaultPutsEverythingOnTheGpu) {
+  // The embedding too: with every weight there a step has no host op (CUDA graphs replay it).
   const PlacementPlan p = plan({});
-  EXPECT_EQ(p.device_of("token_embd.weight"), kCpu);
+  EXPECT_EQ(p.device_of("token_embd.weight"), kGpu);
+  EXPECT_TRUE(p.only(kGpu));
   EXPECT_EQ(p.device_of("output.weight"), kGpu);
   EXPECT_EQ(p.device_of("output_norm.weight"), kGpu);
   for (const std::string& n : names(4)) {
@@ -71,10 +73,15 @@ TEST(PlacementPlan, NglOffloadsTheLastLayersAndTheHeadOnlyAboveNLayer) {
   p = plan(f);
   EXPECT_EQ(p.device_of("blk.0.attn_qkv.weight"), kGpu);
   EXPECT_EQ(p.device_of("output.weight"), kCpu);
+  EXPECT_EQ(p.device_of("token_embd.weight"), kCpu);  // stays in RAM, as llama.cpp keeps it
   f.n_gpu_layers = 5;  // n_layer + 1: the head too
   p = plan(f);
   EXPECT_EQ(p.device_of("output.weight"), kGpu);
+  EXPECT_EQ(p.device_of("token_embd.weight"), kGpu);  // every other weight is there
+  f.n_cpu_moe = 1;
+  p = plan(f);
   EXPECT_EQ(p.device_of("token_embd.weight"), kCpu);
+  f.n_cpu_moe = 0;
   f.n_gpu_layers = 0;
   p = plan(f);
   EXPECT_FALSE(p.uses(kGpu));
