@@ -8,6 +8,29 @@
 
 namespace moeserve::grammar {
 
+void build_token_trie(TokenTable& table) {
+  TokenTrie& trie = table.trie;
+  trie.nodes.assign(1, TokenTrie::Node{});
+  for (size_t t = 0; t < table.bytes.size(); ++t) {
+    uint32_t at = 0;
+    for (char c : table.bytes[t]) {
+      const uint8_t b = uint8_t(c);
+      uint32_t child = trie.nodes[at].first_child;
+      while (child && trie.nodes[child].byte != b) child = trie.nodes[child].next_sibling;
+      if (!child) {
+        child = uint32_t(trie.nodes.size());
+        TokenTrie::Node n;
+        n.byte = b;
+        n.next_sibling = trie.nodes[at].first_child;
+        trie.nodes.push_back(std::move(n));
+        trie.nodes[at].first_child = child;
+      }
+      at = child;
+    }
+    if (at != 0) trie.nodes[at].tokens.push_back(int32_t(t));
+  }
+}
+
 TokenConstraint::TokenConstraint(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTable> tokens, size_t shortlist)
     : state_(std::move(grammar)), tokens_(std::move(tokens)), shortlist_(shortlist) {}
 
@@ -31,17 +54,33 @@ void TokenConstraint::apply(std::span<float> logits) {
     if (logits[size_t(t)] != -INFINITY && allowed(t)) keep_.emplace_back(t, logits[size_t(t)]);
   }
   if (keep_.empty()) {
-    const ByteSet next = state_.next_bytes();
-    for (size_t t = 0; t < n; ++t) {
-      if (logits[t] == -INFINITY) continue;
-      const std::string& b = tokens_->bytes[t];
-      if (!tokens_->end_of_generation[t] && (b.empty() || !next.test(uint8_t(b[0])))) continue;
-      if (allowed(int32_t(t))) keep_.emplace_back(int32_t(t), logits[t]);
+    walk(0, state_, logits);
+    if (state_.complete()) {
+      for (size_t t = 0; t < n; ++t) {
+        if (tokens_->end_of_generation[t] && logits[t] != -INFINITY) keep_.emplace_back(int32_t(t), logits[t]);
+      }
     }
   }
   if (keep_.empty()) fail("constrained output: no token can continue the required format");
   std::fill(logits.begin(), logits.end(), -INFINITY);
   for (const auto& [t, l] : keep_) logits[size_t(t)] = l;
+}
+
+// Every token below `node` whose bytes the grammar (in `state`, after the node's prefix) accepts.
+void TokenConstraint::walk(uint32_t node, const GrammarState& state, std::span<const float> logits) {
+  const ByteSet next = state.next_bytes();
+  const std::vector<TokenTrie::Node>& nodes = tokens_->trie.nodes;
+  for (uint32_t child = nodes[node].first_child; child; child = nodes[child].next_sibling) {
+    if (!next.test(nodes[child].byte)) continue;
+    GrammarState after = state;
+    if (!after.advance(nodes[child].byte)) continue;
+    for (int32_t t : nodes[child].tokens) {
+      if (size_t(t) < logits.size() && logits[size_t(t)] != -INFINITY && !tokens_->end_of_generation[size_t(t)]) {
+        keep_.emplace_back(t, logits[size_t(t)]);
+      }
+    }
+    if (nodes[child].first_child && after.can_continue()) walk(child, after, logits);
+  }
 }
 
 void TokenConstraint::accept(int32_t token) {

@@ -3,8 +3,9 @@
 // tokens are allowed exactly when the output so far is complete.
 //
 // Speed: only the `shortlist` highest logits are tried first (the sampler's top-k keeps no more
-// than that anyway by default); when none of them fits, every token is tried, with a test of the
-// first byte against what the grammar can take next before any parse.
+// than that anyway by default); when none of them fits, the whole vocabulary is walked as a trie
+// of token bytes, advancing the grammar once per shared prefix and skipping every subtree whose
+// next byte the grammar refuses.
 #pragma once
 
 #include <cstdint>
@@ -17,10 +18,25 @@
 
 namespace moeserve::grammar {
 
+// The vocabulary's byte strings as a trie (node 0 is the root, the empty prefix).
+struct TokenTrie {
+  struct Node {
+    uint32_t first_child = 0;   // 0: none
+    uint32_t next_sibling = 0;  // 0: none
+    uint8_t byte = 0;
+    std::vector<int32_t> tokens;  // tokens whose bytes end here
+  };
+  std::vector<Node> nodes;
+};
+
 struct TokenTable {
   std::vector<std::string> bytes;  // per token; empty for control tokens
   std::vector<uint8_t> end_of_generation;
+  TokenTrie trie;  // of the non-empty byte strings
 };
+
+// Fills the table (bytes, end-of-generation flags) into its trie.
+void build_token_trie(TokenTable& table);
 
 class TokenConstraint {
  public:
@@ -34,6 +50,8 @@ class TokenConstraint {
   const GrammarState& state() const { return state_; }
 
  private:
+  void walk(uint32_t node, const GrammarState& state, std::span<const float> logits);
+
   GrammarState state_;
   std::shared_ptr<const TokenTable> tokens_;
   size_t shortlist_;

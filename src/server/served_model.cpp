@@ -73,6 +73,7 @@ ServedModel::ServedModel(const ServeOptions& options) {
     table->bytes[t] = tokenizer_->piece(tokenizer::TokenId(t));
     table->end_of_generation[t] = tokenizer_->is_end_of_generation(tokenizer::TokenId(t));
   }
+  grammar::build_token_trie(*table);
   token_table_ = std::move(table);
   if (vocab.bos != tokenizer::kNoToken) bos_text_ = tokenizer_->piece(vocab.bos, true);
   if (vocab.eos != tokenizer::kNoToken) eos_text_ = tokenizer_->piece(vocab.eos, true);
