@@ -142,17 +142,32 @@ void GrammarState::settle(std::vector<Stack>& next) {
   stacks_ = std::move(next);
 }
 
-bool GrammarState::advance(uint8_t b) {
-  std::vector<Stack> next;
+void GrammarState::step(uint8_t b, std::vector<Stack>& next) const {
   for (const Stack& s : stacks_) {
     const Element* top = s.back();
     if (!top->set.test(b)) continue;
-    Stack t(s.begin(), s.end() - 1);
+    Stack t;
+    t.reserve(s.size() + 4);
+    t.assign(s.begin(), s.end() - 1);
     if ((top + 1)->kind != Element::end) t.push_back(top + 1);
     expand(std::move(t), next, 0);
   }
+}
+
+bool GrammarState::advance(uint8_t b) {
+  std::vector<Stack> next;
+  step(b, next);
   settle(next);
   return !stacks_.empty() || complete_;
+}
+
+GrammarState GrammarState::after(uint8_t b) const {
+  GrammarState out;
+  out.grammar_ = grammar_;
+  std::vector<Stack> next;
+  step(b, next);
+  out.settle(next);
+  return out;
 }
 
 bool GrammarState::advance(std::string_view bytes) {
@@ -164,10 +179,8 @@ bool GrammarState::advance(std::string_view bytes) {
 
 bool GrammarState::allows(std::string_view bytes) const {
   if (bytes.empty()) return true;
-  const ByteSet first = next_bytes();
-  if (!first.test(uint8_t(bytes[0]))) return false;
-  GrammarState copy = *this;
-  return copy.advance(bytes);
+  GrammarState next = after(uint8_t(bytes[0]));
+  return !next.dead() && next.advance(bytes.substr(1));
 }
 
 ByteSet GrammarState::next_bytes() const {

@@ -67,6 +67,8 @@ class GrammarState {
   // Consumes one byte; false (and the state is dead) when no parse allows it.
   bool advance(uint8_t b);
   bool advance(std::string_view bytes);
+  // The state after one more byte (dead when refused), without copying this one first.
+  GrammarState after(uint8_t b) const;
   // True when `bytes` could follow without changing this state.
   bool allows(std::string_view bytes) const;
   // The input so far is a complete sentence.
@@ -81,6 +83,8 @@ class GrammarState {
   using Stack = std::vector<const Element*>;
   void expand(Stack stack, std::vector<Stack>& out, int depth) const;
   void settle(std::vector<Stack>& next);
+  void step(uint8_t b, std::vector<Stack>& next) const;
+  GrammarState() = default;
 
   std::shared_ptr<const Grammar> grammar_;
   std::vector<Stack> stacks_;  // each non-empty, top (back) a byte set

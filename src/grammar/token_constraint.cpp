@@ -41,17 +41,26 @@ bool TokenConstraint::allowed(int32_t token) const {
   return !b.empty() && state_.allows(b);
 }
 
-void TokenConstraint::apply(std::span<float> logits) {
+// allowed(), with the grammar's possible next bytes worked out once by the caller.
+bool TokenConstraint::fits(int32_t token, const ByteSet& next) const {
+  if (tokens_->end_of_generation[size_t(token)]) return state_.complete();
+  const std::string& b = tokens_->bytes[size_t(token)];
+  return !b.empty() && next.test(uint8_t(b[0])) && state_.allows(b);
+}
+
+void TokenConstraint::apply(std::span<float> logits, size_t enough) {
   const size_t n = std::min(logits.size(), tokens_->bytes.size());
   keep_.clear();
   if (order_.size() != n) order_.resize(n);
   std::iota(order_.begin(), order_.end(), 0);
   const size_t m = std::min(shortlist_, n);
-  std::nth_element(order_.begin(), order_.begin() + long(m), order_.end(),
-                   [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
-  for (size_t i = 0; i < m; ++i) {
+  const auto better = [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; };
+  std::nth_element(order_.begin(), order_.begin() + long(m), order_.end(), better);
+  if (enough > 0) std::sort(order_.begin(), order_.begin() + long(m), better);
+  const ByteSet next = state_.next_bytes();
+  for (size_t i = 0; i < m && (enough == 0 || keep_.size() < enough); ++i) {
     const int32_t t = order_[i];
-    if (logits[size_t(t)] != -INFINITY && allowed(t)) keep_.emplace_back(t, logits[size_t(t)]);
+    if (logits[size_t(t)] != -INFINITY && fits(t, next)) keep_.emplace_back(t, logits[size_t(t)]);
   }
   if (keep_.empty()) {
     walk(0, state_, logits);
@@ -60,6 +69,11 @@ void TokenConstraint::apply(std::span<float> logits) {
         if (tokens_->end_of_generation[t] && logits[t] != -INFINITY) keep_.emplace_back(int32_t(t), logits[t]);
       }
     }
+  }
+  if (enough > 0 && keep_.size() > enough) {
+    std::partial_sort(keep_.begin(), keep_.begin() + long(enough), keep_.end(),
+                      [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+    keep_.resize(enough);
   }
   if (keep_.empty()) fail("constrained output: no token can continue the required format");
   std::fill(logits.begin(), logits.end(), -INFINITY);
@@ -72,8 +86,8 @@ void TokenConstraint::walk(uint32_t node, const GrammarState& state, std::span<c
   const std::vector<TokenTrie::Node>& nodes = tokens_->trie.nodes;
   for (uint32_t child = nodes[node].first_child; child; child = nodes[child].next_sibling) {
     if (!next.test(nodes[child].byte)) continue;
-    GrammarState after = state;
-    if (!after.advance(nodes[child].byte)) continue;
+    const GrammarState after = state.after(nodes[child].byte);
+    if (after.dead()) continue;
     for (int32_t t : nodes[child].tokens) {
       if (size_t(t) < logits.size() && logits[size_t(t)] != -INFINITY && !tokens_->end_of_generation[size_t(t)]) {
         keep_.emplace_back(t, logits[size_t(t)]);

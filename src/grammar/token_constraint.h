@@ -43,7 +43,9 @@ class TokenConstraint {
   TokenConstraint(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTable> tokens, size_t shortlist = 256);
 
   // Masks `logits` (one per token). Fails (moeserve::Error) when no token can continue.
-  void apply(std::span<float> logits);
+  // `enough` > 0: the shortlist is tried best first and stops after that many fitting tokens (a
+  // sampler that keeps only the best k, or greedy with k = 1, draws the same token either way).
+  void apply(std::span<float> logits, size_t enough = 0);
   // Advances over the chosen token. Fails when the token does not fit.
   void accept(int32_t token);
   bool allowed(int32_t token) const;
@@ -51,6 +53,7 @@ class TokenConstraint {
 
  private:
   void walk(uint32_t node, const GrammarState& state, std::span<const float> logits);
+  bool fits(int32_t token, const ByteSet& next) const;
 
   GrammarState state_;
   std::shared_ptr<const TokenTable> tokens_;

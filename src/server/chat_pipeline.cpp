@@ -106,6 +106,14 @@ ChatResult generate(ServedModel& model, const ServeOptions& options, const std::
   };
   auto side = std::make_shared<EngineSide>(EngineSide{tokenizer::StreamDecoder(tok), StopStringMatcher(request.stop), {}, -1, false, nullptr, {}});
   if (grammar) side->constraint = std::make_unique<grammar::TokenConstraint>(std::move(grammar), model.token_table());
+  // How many fitting tokens the constraint must find, best first: as many as the sampler's top-k
+  // keeps (1 for greedy), when nothing (penalties, bias) re-ranks the logits after the mask.
+  size_t enough = 0;
+  if (const SamplingParams& sp = sampler->params(); sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0.0f &&
+                                                     sp.presence_penalty == 0.0f && sp.logit_bias.empty()) {
+    if (sp.temperature <= 0.0f && sp.typical_p >= 1.0f) enough = 1;
+    else if (sp.top_k > 0) enough = size_t(sp.top_k);
+  }
   const bool want_logprobs = request.logprobs;
 
   GenerationTask task;
@@ -113,13 +121,13 @@ ChatResult generate(ServedModel& model, const ServeOptions& options, const std::
   task.max_tokens = generation_limit(options, request);
   if (const tokenizer::TokenId im_end = tok.find("<|im_end|>"); im_end != tokenizer::kNoToken) task.boundary_tokens.push_back(im_end);
   const size_t n_vocab = size_t(model.n_vocab());
-  task.sample = [sampler, side, n_vocab](const float* logits, std::span<const int32_t>) {
+  task.sample = [sampler, side, n_vocab, enough](const float* logits, std::span<const int32_t>) {
     if (!side->constraint) {
       side->last = sampler->sample({logits, n_vocab});
       return side->last.token;
     }
     side->masked.assign(logits, logits + n_vocab);
-    side->constraint->apply(side->masked);
+    side->constraint->apply(side->masked, enough);
     side->last = sampler->sample(side->masked);
     side->constraint->accept(side->last.token);
     return side->last.token;

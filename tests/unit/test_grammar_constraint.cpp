@@ -73,6 +73,14 @@ TEST(GrammarConstraint, KeepsExactlyTheTokensThatParseAndGeneratesValidJson) {
           direct.insert(int32_t(t));
         }
       }
+      // Best first, stopping at one fitting token: the best-scored token a direct parse accepts.
+      std::vector<float> best = logits;
+      ASSERT_NO_THROW(constraint.apply(best, 1)) << "after " << text;
+      int32_t best_direct = -1;
+      for (int32_t t : direct) {
+        if (best_direct < 0 || logits[size_t(t)] > logits[size_t(best_direct)]) best_direct = t;
+      }
+      EXPECT_EQ(kept(best), std::set<int32_t>{best_direct}) << "after " << text;
       ASSERT_NO_THROW(constraint.apply(logits)) << "after " << text;
       const std::set<int32_t> masked = kept(logits);
       // The shortlist keeps a subset (those among the best scores), the walk all of them.
