@@ -179,12 +179,16 @@ ChatResult generate(ServedModel& model, const ServeOptions& options, const std::
   ChatResult result;
   result.usage.prompt_tokens = int64_t(prompt.size());
   bool sink_open = true;
+  // The client is checked between items too: text a parser holds back writes nothing, so a
+  // hang-up would otherwise go unnoticed while tokens keep coming.
+  auto next_check = std::chrono::steady_clock::now();
   for (;;) {
     std::optional<Channel::Item> item = channel->pop(std::chrono::milliseconds(100));
-    if (!item) {
+    if (const auto now = std::chrono::steady_clock::now(); !item || now >= next_check) {
+      next_check = now + std::chrono::milliseconds(100);
       if (!client_alive()) handle->cancel();
-      continue;
     }
+    if (!item) continue;
     if (item->started) {
       result.usage.cached_tokens = item->stats.n_cached;
       if (sink && sink_open && !sink->on_start(result.usage)) {
