@@ -6,7 +6,7 @@
 #include <string>
 
 #include "chat/py_parse.h"
-#include "chat/utf8.h"
+#include "core/utf8.h"
 
 namespace moeserve::chat {
 namespace {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "chat/py_parse.h"
-#include "chat/utf8.h"
+#include "core/utf8.h"
 
 namespace moeserve::chat {
 namespace {

@@ -1,7 +1,7 @@
 #include "chat/reasoning_parser.h"
 
 #include "chat/tag_match.h"
-#include "chat/utf8.h"
+#include "core/utf8.h"
 
 namespace moeserve::chat {
 

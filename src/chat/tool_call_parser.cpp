@@ -1,7 +1,7 @@
 #include "chat/tool_call_parser.h"
 
 #include "chat/tag_match.h"
-#include "chat/utf8.h"
+#include "core/utf8.h"
 #include "core/error.h"
 
 namespace moeserve::chat {

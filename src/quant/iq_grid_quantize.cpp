@@ -11,6 +11,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "quant/blocks.h"
 #include "quant/fit.h"
@@ -247,62 +248,109 @@ inline int scale_level(float id, float scale, int max_level) {
   return std::clamp(nearest_int(0.5f * (id * scale - 1)), 0, max_level);
 }
 
+// What differs between the formats in the per-sub-block part of quantizing one super-block.
+enum class DefaultWeights { unit_imatrix, quarter_sigma2, squares };  // element weights without an imatrix
+struct SubBlockRule {
+  int size;               // 16 or 32 elements
+  float sigma2_factor;    // sigma2 = factor * mean(x^2)
+  DefaultWeights no_imatrix;
+  bool even_parity;       // 7-bit sign masks (see split_signs)
+  float zero_eps;         // a sub-block whose largest magnitude is below this (or zero) stays zero
+};
+
+// Quantizes the sub-blocks of one super-block xbl: weights, signs, the format's scale `search`
+// (xval, weight, waux, max, L) -> scale (none: the sub-block stays zero), sign flip for a negative
+// scale, then `store`(ib, L, signs) for each non-zero sub-block. Fills scales[] and returns the
+// largest.
+template <typename Search, typename Store>
+float quantize_sub_blocks(const SubBlockRule& rule, const float* xbl, const float* qwbl, float* scales,
+                          Search&& search, Store&& store) {
+  const float sigma2 = rule.sigma2_factor * sum_squares(xbl, QK_K) / QK_K;
+  if (!qwbl && rule.no_imatrix == DefaultWeights::unit_imatrix) qwbl = unit_weights();
+  const uint8_t sign_mask = rule.even_parity ? 127 : 255;
+  float max_scale = 0;
+  for (int ib = 0; ib < QK_K / rule.size; ++ib) {
+    const float* xb = xbl + rule.size * ib;
+    float weight[32], waux[32], xval[32];
+    int8_t L[32] = {};
+    uint8_t signs[4];
+    if (qwbl) {
+      imatrix_weights(rule.size, xb, qwbl + rule.size * ib, sigma2, weight);
+    } else if (rule.no_imatrix == DefaultWeights::quarter_sigma2) {
+      for (int i = 0; i < rule.size; ++i) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+    } else {
+      square_weights(rule.size, xb, weight);
+    }
+    sqrt_weights(rule.size, weight, waux);
+    split_signs(rule.size, xb, weight, rule.even_parity, xval, signs);
+    const float max = max_of(xval, rule.size);
+    scales[ib] = 0;
+    if (max < rule.zero_eps || max == 0) continue;
+    const std::optional<float> found = search(xval, weight, waux, max, L);
+    if (!found) continue;
+    float scale = *found;
+    if (scale < 0) {
+      scale = -scale;
+      for (uint8_t& sg : signs) sg = uint8_t(~sg & sign_mask);
+    }
+    store(ib, L, signs);
+    scales[ib] = scale;
+    max_scale = std::max(max_scale, scale);
+  }
+  return max_scale;
+}
+
+// The scale search shared by IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S, as a quantize_sub_blocks callback.
+auto grid_search(const GridSearch& gs, const SearchSpec& spec) {
+  return [&gs, spec](const float* xval, const float* weight, const float* waux, float max, int8_t* L) {
+    return std::optional<float>(search_scale(gs, spec, xval, weight, waux, max, L));
+  };
+}
+
 }  // namespace
 
 void quantize_row_iq2_xxs_imatrix(const float* x, void* blocks, int64_t n, const float* qw_row) {
   static const GridSearch gs(IqGrid::IQ2_XXS);
   auto* y = blocks_of<BlockIQ2_XXS>(blocks);
   constexpr int kMaxQ = 3;
+  // IQ2_XXS starts from a plain 4-level fit of the magnitudes, whose top level sets the range.
+  auto search = [](const float* xval, const float* weight, const float* waux, float,
+                   int8_t* L) -> std::optional<float> {
+    float scale = make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
+    const float eff_max = scale * kMaxQ;
+    if (eff_max <= 0) return std::nullopt;
+    int8_t Laux[32];
+    bool on_grid[4];
+    float best = 0;
+    for (int is = -6; is <= 6; ++is) {
+      const float id = (float(2 * kMaxQ - 1) + float(is) * 0.1f) / eff_max;
+      gs.round_all(32, xval, waux, id, 1 / id, Laux, on_grid);
+      const Fit f = fit_levels(32, xval, weight, Laux);
+      if (f.sumq2 > 0 && f.sumqx * f.sumqx > best * f.sumq2) {
+        scale = f.sumqx / f.sumq2;
+        best = scale * f.sumqx;
+        std::copy(Laux, Laux + 32, L);
+      }
+    }
+    if (scale > 0) {
+      gs.round_all(32, xval, waux, 1 / scale, scale, L, on_grid);
+      const Fit f = fit_levels(32, xval, weight, L);
+      if (f.sumq2 > 0) scale = f.sumqx / f.sumq2;
+    }
+    return scale;
+  };
+  const SubBlockRule rule{32, 1, DefaultWeights::unit_imatrix, true, kGroupMaxEps};
   for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
-    const float* xbl = x + QK_K * ibl;
-    const float* qwbl = qw_row ? qw_row + QK_K * ibl : unit_weights();
     uint32_t q2[2 * (QK_K / 32)] = {};
     float scales[QK_K / 32];
-    float max_scale = 0;
-    const float sigma2 = sum_squares(xbl, QK_K) / QK_K;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const float* xb = xbl + 32 * ib;
-      float weight[32], waux[32], xval[32];
-      int8_t L[32], Laux[32];
-      uint8_t signs[4];
-      imatrix_weights(32, xb, qwbl + 32 * ib, sigma2, weight);
-      sqrt_weights(32, weight, waux);
-      split_signs(32, xb, weight, true, xval, signs);
-      scales[ib] = 0;
-      if (max_of(xval, 32) < kGroupMaxEps) continue;
-      // Starting point: a plain 4-level fit of the magnitudes, whose top level sets the range.
-      float scale = make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
-      const float eff_max = scale * kMaxQ;
-      if (eff_max <= 0) continue;
-      float best = 0;
-      for (int is = -6; is <= 6; ++is) {
-        const float id = (float(2 * kMaxQ - 1) + float(is) * 0.1f) / eff_max;
-        bool on_grid[4];
-        gs.round_all(32, xval, waux, id, 1 / id, Laux, on_grid);
-        const Fit f = fit_levels(32, xval, weight, Laux);
-        if (f.sumq2 > 0 && f.sumqx * f.sumqx > best * f.sumq2) {
-          scale = f.sumqx / f.sumq2;
-          best = scale * f.sumqx;
-          std::copy(Laux, Laux + 32, L);
-        }
-      }
-      if (scale > 0) {
-        bool on_grid[4];
-        gs.round_all(32, xval, waux, 1 / scale, scale, L, on_grid);
-        const Fit f = fit_levels(32, xval, weight, L);
-        if (f.sumq2 > 0) scale = f.sumqx / f.sumq2;
-      }
-      if (scale < 0) {
-        scale = -scale;
-        for (uint8_t& s : signs) s = uint8_t(~s & 127);
-      }
-      for (int k = 0; k < 4; ++k) {
-        q2[2 * ib] |= uint32_t(gs.grid_index(L + 8 * k)) << (8 * k);
-        q2[2 * ib + 1] |= uint32_t(signs[k]) << (7 * k);
-      }
-      scales[ib] = scale;
-      max_scale = std::max(max_scale, scale);
-    }
+    const float max_scale = quantize_sub_blocks(
+        rule, x + QK_K * ibl, qw_row ? qw_row + QK_K * ibl : nullptr, scales, search,
+        [&](int ib, const int8_t* L, const uint8_t* signs) {
+          for (int k = 0; k < 4; ++k) {
+            q2[2 * ib] |= uint32_t(gs.grid_index(L + 8 * k)) << (8 * k);
+            q2[2 * ib + 1] |= uint32_t(signs[k]) << (7 * k);
+          }
+        });
     y[ibl].d = to_half(0.f);
     if (!max_scale) {
       std::memset(y[ibl].qs, 0, sizeof y[ibl].qs);
@@ -319,34 +367,15 @@ void quantize_row_iq2_xxs_imatrix(const float* x, void* blocks, int64_t n, const
 void quantize_row_iq2_xs_imatrix(const float* x, void* blocks, int64_t n, const float* qw_row) {
   static const GridSearch gs(IqGrid::IQ2_XS);
   auto* y = blocks_of<BlockIQ2_XS>(blocks);
-  const SearchSpec spec{16, 9, 0.1f, true, false};
+  const SubBlockRule rule{16, 1, DefaultWeights::unit_imatrix, true, kGroupMaxEps};
   for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
-    const float* xbl = x + QK_K * ibl;
-    const float* qwbl = qw_row ? qw_row + QK_K * ibl : unit_weights();
     uint16_t q2[QK_K / 8] = {};
     float scales[QK_K / 16];
-    float max_scale = 0;
-    const float sigma2 = sum_squares(xbl, QK_K) / QK_K;
-    for (int ib = 0; ib < QK_K / 16; ++ib) {
-      const float* xb = xbl + 16 * ib;
-      float weight[16], waux[16], xval[16];
-      int8_t L[16] = {};
-      uint8_t signs[2];
-      imatrix_weights(16, xb, qwbl + 16 * ib, sigma2, weight);
-      sqrt_weights(16, weight, waux);
-      split_signs(16, xb, weight, true, xval, signs);
-      const float max = max_of(xval, 16);
-      scales[ib] = 0;
-      if (max < kGroupMaxEps) continue;
-      float scale = search_scale(gs, spec, xval, weight, waux, max, L);
-      if (scale < 0) {
-        scale = -scale;
-        for (uint8_t& s : signs) s = uint8_t(~s & 127);
-      }
-      for (int k = 0; k < 2; ++k) q2[2 * ib + k] = uint16_t(gs.grid_index(L + 8 * k) | (signs[k] << 9));
-      scales[ib] = scale;
-      max_scale = std::max(max_scale, scale);
-    }
+    const float max_scale = quantize_sub_blocks(
+        rule, x + QK_K * ibl, qw_row ? qw_row + QK_K * ibl : nullptr, scales,
+        grid_search(gs, {16, 9, 0.1f, true, false}), [&](int ib, const int8_t* L, const uint8_t* signs) {
+          for (int k = 0; k < 2; ++k) q2[2 * ib + k] = uint16_t(gs.grid_index(L + 8 * k) | (signs[k] << 9));
+        });
     y[ibl].d = to_half(0.f);
     std::memset(y[ibl].scales, 0, sizeof y[ibl].scales);
     if (!max_scale) {
@@ -366,45 +395,22 @@ void quantize_row_iq2_xs_imatrix(const float* x, void* blocks, int64_t n, const 
 void quantize_row_iq2_s_imatrix(const float* x, void* blocks, int64_t n, const float* qw_row) {
   static const GridSearch gs(IqGrid::IQ2_S);
   auto* y = blocks_of<BlockIQ2_S>(blocks);
-  const SearchSpec spec{16, 9, 0.1f, true, false};
+  const SubBlockRule rule{16, 2, DefaultWeights::quarter_sigma2, false, kEpsIq2S};
   for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
-    const float* xbl = x + QK_K * ibl;
-    const float* qwbl = qw_row ? qw_row + QK_K * ibl : nullptr;
     BlockIQ2_S& b = y[ibl];
     std::memset(&b, 0, sizeof b);
     float scales[QK_K / 16];
-    float max_scale = 0;
-    const float sigma2 = 2 * sum_squares(xbl, QK_K) / QK_K;
-    for (int ib = 0; ib < QK_K / 16; ++ib) {
-      const float* xb = xbl + 16 * ib;
-      float weight[16], waux[16], xval[16];
-      int8_t L[16] = {};
-      uint8_t signs[2];
-      if (qwbl) {
-        imatrix_weights(16, xb, qwbl + 16 * ib, sigma2, weight);
-      } else {
-        for (int i = 0; i < 16; ++i) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
-      }
-      sqrt_weights(16, weight, waux);
-      split_signs(16, xb, weight, false, xval, signs);
-      const float max = max_of(xval, 16);
-      scales[ib] = 0;
-      if (max < kEpsIq2S) continue;
-      float scale = search_scale(gs, spec, xval, weight, waux, max, L);
-      if (scale < 0) {
-        scale = -scale;
-        for (uint8_t& s : signs) s = uint8_t(~s);
-      }
-      for (int k = 0; k < 2; ++k) {
-        const int index = gs.grid_index(L + 8 * k);
-        const int i8 = 2 * ib + k;
-        b.qs[i8] = uint8_t(index & 255);
-        b.qh[i8 / 4] |= uint8_t((index >> 8) << (2 * (i8 % 4)));
-        b.qs[QK_K / 8 + i8] = signs[k];
-      }
-      scales[ib] = scale;
-      max_scale = std::max(max_scale, scale);
-    }
+    const float max_scale = quantize_sub_blocks(
+        rule, x + QK_K * ibl, qw_row ? qw_row + QK_K * ibl : nullptr, scales,
+        grid_search(gs, {16, 9, 0.1f, true, false}), [&](int ib, const int8_t* L, const uint8_t* signs) {
+          for (int k = 0; k < 2; ++k) {
+            const int index = gs.grid_index(L + 8 * k);
+            const int i8 = 2 * ib + k;
+            b.qs[i8] = uint8_t(index & 255);
+            b.qh[i8 / 4] |= uint8_t((index >> 8) << (2 * (i8 % 4)));
+            b.qs[QK_K / 8 + i8] = signs[k];
+          }
+        });
     if (!max_scale) continue;
     const float d = max_scale / 31;
     b.d = to_half(d * 0.9875f);  // ggml's empirical correction of the stored super-block scale
@@ -416,41 +422,18 @@ void quantize_row_iq2_s_imatrix(const float* x, void* blocks, int64_t n, const f
 void quantize_row_iq3_xxs_imatrix(const float* x, void* blocks, int64_t n, const float* qw_row) {
   static const GridSearch gs(IqGrid::IQ3_XXS);
   auto* y = blocks_of<BlockIQ3_XXS>(blocks);
-  const SearchSpec spec{32, 15, 0.2f, true, false};
+  const SubBlockRule rule{32, 2, DefaultWeights::squares, true, kEpsIq3Xxs};
   for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
-    const float* xbl = x + QK_K * ibl;
-    const float* qwbl = qw_row ? qw_row + QK_K * ibl : nullptr;
     uint8_t q3[3 * QK_K / 8] = {};  // 64 grid indices, then 8 words of 4 x 7 sign bits + scale
     float scales[QK_K / 32];
-    float max_scale = 0;
-    const float sigma2 = 2 * sum_squares(xbl, QK_K) / QK_K;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const float* xb = xbl + 32 * ib;
-      float weight[32], waux[32], xval[32];
-      int8_t L[32] = {};
-      uint8_t signs[4];
-      if (qwbl) {
-        imatrix_weights(32, xb, qwbl + 32 * ib, sigma2, weight);
-      } else {
-        square_weights(32, xb, weight);
-      }
-      sqrt_weights(32, weight, waux);
-      split_signs(32, xb, weight, true, xval, signs);
-      const float max = max_of(xval, 32);
-      scales[ib] = 0;
-      if (max < kEpsIq3Xxs) continue;
-      float scale = search_scale(gs, spec, xval, weight, waux, max, L);
-      if (scale < 0) {
-        scale = -scale;
-        for (uint8_t& s : signs) s = uint8_t(~s & 127);
-      }
-      for (int k = 0; k < 8; ++k) q3[8 * ib + k] = uint8_t(gs.grid_index(L + 4 * k));
-      const uint32_t sign_bits = uint32_t(signs[0]) | uint32_t(signs[1]) << 7 | uint32_t(signs[2]) << 14 |
-                                 uint32_t(signs[3]) << 21;
-      std::memcpy(q3 + QK_K / 4 + 4 * ib, &sign_bits, 4);
-      scales[ib] = scale;
-      max_scale = std::max(max_scale, scale);
-    }
+    const float max_scale = quantize_sub_blocks(
+        rule, x + QK_K * ibl, qw_row ? qw_row + QK_K * ibl : nullptr, scales,
+        grid_search(gs, {32, 15, 0.2f, true, false}), [&](int ib, const int8_t* L, const uint8_t* signs) {
+          for (int k = 0; k < 8; ++k) q3[8 * ib + k] = uint8_t(gs.grid_index(L + 4 * k));
+          const uint32_t sign_bits = uint32_t(signs[0]) | uint32_t(signs[1]) << 7 | uint32_t(signs[2]) << 14 |
+                                     uint32_t(signs[3]) << 21;
+          std::memcpy(q3 + QK_K / 4 + 4 * ib, &sign_bits, 4);
+        });
     y[ibl].d = to_half(0.f);
     if (!max_scale) {
       std::memset(y[ibl].qs, 0, sizeof y[ibl].qs);
@@ -471,47 +454,24 @@ void quantize_row_iq3_xxs_imatrix(const float* x, void* blocks, int64_t n, const
 void quantize_row_iq3_s_imatrix(const float* x, void* blocks, int64_t n, const float* qw_row) {
   static const GridSearch gs(IqGrid::IQ3_S);
   auto* y = blocks_of<BlockIQ3_S>(blocks);
-  const SearchSpec spec{32, 9, 0.2f, false, true};
+  // An exactly zero sub-block keeps index 0 and no signs. (ggml's reference also leaves its write
+  // position for the indices and signs behind then, so that the following sub-blocks' bytes land
+  // one sub-block early; here every sub-block is written in its own place.)
+  const SubBlockRule rule{32, 2, DefaultWeights::squares, false, 0};
   for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
-    const float* xbl = x + QK_K * ibl;
-    const float* qwbl = qw_row ? qw_row + QK_K * ibl : nullptr;
     BlockIQ3_S& b = y[ibl];
     std::memset(&b, 0, sizeof b);
     float scales[QK_K / 32];
-    float max_scale = 0;
-    const float sigma2 = 2 * sum_squares(xbl, QK_K) / QK_K;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const float* xb = xbl + 32 * ib;
-      float weight[32], waux[32], xval[32];
-      int8_t L[32] = {};
-      uint8_t signs[4];
-      if (qwbl) {
-        imatrix_weights(32, xb, qwbl + 32 * ib, sigma2, weight);
-      } else {
-        square_weights(32, xb, weight);
-      }
-      sqrt_weights(32, weight, waux);
-      split_signs(32, xb, weight, false, xval, signs);
-      const float max = max_of(xval, 32);
-      scales[ib] = 0;
-      // An exactly zero sub-block keeps index 0 and no signs. (ggml's reference also leaves its
-      // write position for the indices and signs behind then, so that the following sub-blocks'
-      // bytes land one sub-block early; here every sub-block is written in its own place.)
-      if (!max) continue;
-      float scale = search_scale(gs, spec, xval, weight, waux, max, L);
-      if (scale < 0) {
-        scale = -scale;
-        for (uint8_t& s : signs) s = uint8_t(~s);
-      }
-      for (int k = 0; k < 8; ++k) {
-        const int index = gs.grid_index(L + 4 * k);
-        b.qs[8 * ib + k] = uint8_t(index & 255);
-        b.qh[ib] |= uint8_t((index >> 8) << k);
-      }
-      std::copy(signs, signs + 4, b.signs + 4 * ib);
-      scales[ib] = scale;
-      max_scale = std::max(max_scale, scale);
-    }
+    const float max_scale = quantize_sub_blocks(
+        rule, x + QK_K * ibl, qw_row ? qw_row + QK_K * ibl : nullptr, scales,
+        grid_search(gs, {32, 9, 0.2f, false, true}), [&](int ib, const int8_t* L, const uint8_t* signs) {
+          for (int k = 0; k < 8; ++k) {
+            const int index = gs.grid_index(L + 4 * k);
+            b.qs[8 * ib + k] = uint8_t(index & 255);
+            b.qh[ib] |= uint8_t((index >> 8) << k);
+          }
+          std::copy(signs, signs + 4, b.signs + 4 * ib);
+        });
     if (!max_scale) continue;
     const float d = max_scale / 31;
     b.d = to_half(d * 1.033f);  // ggml's empirical correction of the stored super-block scale

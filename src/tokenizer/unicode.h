@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/utf8.h"
+
 namespace moeserve::tokenizer {
 
 // Class bits of one code point, as the pre-tokenizer patterns use them.
@@ -32,10 +34,6 @@ const char* unicode_version();                  // of the generated tables, e.g.
 // a valid, shortest-form UTF-8 sequence (or a surrogate) decodes as kInvalidByte with *len = 1,
 // so every byte of the input stays covered exactly once.
 uint32_t decode_utf8(std::string_view text, size_t pos, size_t* len);
-void append_utf8(std::string& out, uint32_t cp);
-// True when text[pos..] is the start of a valid UTF-8 sequence that the end of the text cuts short
-// (more bytes could complete it).
-bool utf8_incomplete_tail(std::string_view text, size_t pos);
 
 // GPT-2 byte-level mapping: every byte to a printable character (as UTF-8) and back.
 const std::string& byte_to_unicode(uint8_t byte);
