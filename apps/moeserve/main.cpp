@@ -27,6 +27,7 @@ constexpr Subcommand kSubcommands[] = {
     {"bench", moeserve::cli::cmd_bench, "prompt and generation speed (llama-bench-like table)"},
     {"template", moeserve::cli::cmd_template, "render a chat template for a list of messages"},
     {"parse-output", moeserve::cli::cmd_parse_output, "parse a model reply (reasoning, tool calls) as the server does"},
+    {"grammar", moeserve::cli::cmd_grammar, "check texts against the grammars of constrained output (JSON schema, tool calls)"},
     {"quantize", moeserve::cli::cmd_quantize, "quantize a GGUF model to a llama.cpp file type (Q4_K_M, IQ2_XS, ...)"},
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <numeric>
 
 #include "core/error.h"
@@ -238,7 +239,7 @@ void Engine::seq_copy(int src, int dst, int32_t n) {
   seq_len_[size_t(dst)] = n;
 }
 
-SequenceState Engine::seq_save(int seq) const {
+SequenceState Engine::seq_save(int seq, bool with_kv) const {
   check_seq(seq);
   SequenceState s;
   s.n_pos = seq_len_[size_t(seq)];
@@ -250,12 +251,43 @@ SequenceState Engine::seq_save(int seq) const {
       be_.download(out->data() + at, t->rows(seq, 1));
     }
   }
+  if (with_kv) {
+    s.has_kv = true;
+    s.kv.resize(kv_cells_bytes(s.n_pos));
+    size_t at = 0;
+    for_each_kv_cells(seq, s.n_pos, [&](const Tensor& cells) {
+      be_.download(s.kv.data() + at, cells);
+      at += cells.n_bytes();
+    });
+  }
   return s;
+}
+
+size_t Engine::kv_cells_bytes(int32_t n_pos) const {
+  size_t bytes = 0;
+  for (size_t il = 0; il < caches_.k.size(); ++il) {
+    for (const Tensor* cache : {&caches_.k[il], &caches_.v[il]}) {
+      if (cache->data) bytes += size_t(n_pos) * cache->nb[1];
+    }
+  }
+  return bytes;
+}
+
+void Engine::for_each_kv_cells(int seq, int32_t n_pos, const std::function<void(const Tensor&)>& fn) const {
+  if (n_pos == 0) return;
+  for (size_t il = 0; il < caches_.k.size(); ++il) {
+    for (const Tensor* cache : {&caches_.k[il], &caches_.v[il]}) {
+      if (cache->data) fn(cache->view({cache->ne[0], n_pos, 1, 1}, cache->nb, size_t(seq) * cache->nb[2]));
+    }
+  }
 }
 
 void Engine::seq_restore(int seq, const SequenceState& state) {
   check_seq(seq);
-  if (state.n_pos < 0 || state.n_pos > seq_len_[size_t(seq)]) {
+  if (state.has_kv) {
+    if (state.n_pos < 0 || state.n_pos > n_ctx_) fail("saved state of ", state.n_pos, " positions does not fit the context of ", n_ctx_);
+    if (state.kv.size() != kv_cells_bytes(state.n_pos)) fail("saved state's KV cells do not match this engine's caches");
+  } else if (state.n_pos < 0 || state.n_pos > seq_len_[size_t(seq)]) {
     fail("sequence ", seq, ": saved state at position ", state.n_pos, " is beyond the sequence's ",
          seq_len_[size_t(seq)], " cached positions");
   }
@@ -273,6 +305,13 @@ void Engine::seq_restore(int seq, const SequenceState& state) {
     be_.upload(caches_.ssm[il].rows(seq, 1), state.ssm.data() + ssm_at);
     conv_at += size_t(caches_.conv[il].ne[0]);
     ssm_at += size_t(caches_.ssm[il].ne[0]);
+  }
+  if (state.has_kv) {
+    size_t at = 0;
+    for_each_kv_cells(seq, state.n_pos, [&](const Tensor& cells) {
+      be_.upload(cells, state.kv.data() + at);
+      at += cells.n_bytes();
+    });
   }
   seq_len_[size_t(seq)] = state.n_pos;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -33,11 +34,16 @@ struct BatchToken {
   bool logits = false;
 };
 
-// A saved recurrent state (prompt-cache checkpoint): restoring it rewinds the sequence to n_pos.
+// A saved sequence state. Without KV (a prompt-cache checkpoint) it holds the recurrent state and
+// restoring it rewinds the sequence to n_pos; with KV it is the whole sequence, which can be
+// restored into any slot (the RAM tier of the prompt cache).
 struct SequenceState {
   int32_t n_pos = 0;
   std::vector<float> conv;  // every delta-net layer's rolling conv inputs, in layer order
   std::vector<float> ssm;   // every delta-net layer's recurrent state, in layer order
+  bool has_kv = false;
+  std::vector<uint8_t> kv;  // with has_kv: per attention layer, K then V cells [0, n_pos), in cache type
+  size_t bytes() const { return (conv.size() + ssm.size()) * sizeof(float) + kv.size(); }
 };
 
 // The KV types the cache accepts (-ctk / -ctv).
@@ -79,12 +85,17 @@ class Engine {
   void seq_truncate(int seq, int32_t n);
   // dst becomes the first n positions of src (recurrent models: n must be src's length).
   void seq_copy(int src, int dst, int32_t n);
-  SequenceState seq_save(int seq) const;
-  // Rewinds seq to the saved state; the KV cells below state.n_pos must still be those of seq.
+  // `with_kv`: also the KV cells of the sequence's positions (device -> host).
+  SequenceState seq_save(int seq, bool with_kv = false) const;
+  // Rewinds seq to the saved state. Without KV, the KV cells below state.n_pos must still be those
+  // of seq; with KV they are written back (host -> device), into this or any other sequence.
   void seq_restore(int seq, const SequenceState& state);
 
  private:
   void check_seq(int seq) const;
+  size_t kv_cells_bytes(int32_t n_pos) const;
+  // The K and V cells [0, n_pos) of seq, layer by layer (contiguous views).
+  void for_each_kv_cells(int seq, int32_t n_pos, const std::function<void(const Tensor&)>& fn) const;
   void run_step(const StepInputs& in, uint64_t graph_key);
 
   const Model& model_;

@@ -66,6 +66,9 @@ Scheduler::Snapshot Scheduler::snapshot() const {
   const double capacity = double(engine_.n_ctx()) * double(slots_.size());
   s.kv_usage = capacity > 0 ? double(cached_positions_.load()) / capacity : 0.0;
   s.checkpoint_bytes = checkpoint_bytes_.load();
+  s.ram_entries = ram_entries_.load();
+  s.ram_bytes = ram_bytes_gauge_.load();
+  s.ram_restores = ram_restores_.load();
   return s;
 }
 
@@ -102,12 +105,13 @@ void Scheduler::run() {
   queue_.clear();
 }
 
-size_t Scheduler::reusable_prefix(const Slot& slot, const std::vector<int32_t>& prompt, const Checkpoint** checkpoint) const {
+size_t Scheduler::reusable_prefix(const std::vector<int32_t>& tokens, const std::vector<Checkpoint>& checkpoints,
+                                  const std::vector<int32_t>& prompt, const Checkpoint** checkpoint) const {
   *checkpoint = nullptr;
   // At least the last prompt token must run, to produce the logits of the first new token.
-  const size_t limit = std::min(common_prefix(slot.tokens, prompt), prompt.size() - 1);
-  if (!recurrent_ || slot.tokens.size() <= limit) return recurrent_ ? slot.tokens.size() : limit;
-  for (auto it = slot.checkpoints.rbegin(); it != slot.checkpoints.rend(); ++it) {
+  const size_t limit = std::min(common_prefix(tokens, prompt), prompt.size() - 1);
+  if (!recurrent_ || tokens.size() <= limit) return recurrent_ ? tokens.size() : limit;
+  for (auto it = checkpoints.rbegin(); it != checkpoints.rend(); ++it) {
     if (size_t(it->state.n_pos) <= limit) {
       *checkpoint = &*it;
       return size_t(it->state.n_pos);
@@ -123,7 +127,7 @@ int Scheduler::pick_slot(const std::vector<int32_t>& prompt) const {
     const Slot& slot = slots_[seq];
     if (slot.active) continue;
     const Checkpoint* cp = nullptr;
-    const size_t reuse = reusable_prefix(slot, prompt, &cp);
+    const size_t reuse = reusable_prefix(slot.tokens, slot.checkpoints, prompt, &cp);
     // Longest reusable prefix; among equals the least recently used slot, whose cache is the
     // least likely to be asked for again.
     if (best < 0 || reuse > best_reuse || (reuse == best_reuse && slot.last_used < slots_[size_t(best)].last_used)) {
@@ -134,32 +138,110 @@ int Scheduler::pick_slot(const std::vector<int32_t>& prompt) const {
   return best;
 }
 
+void Scheduler::save_to_ram(int seq) {
+  Slot& slot = slots_[size_t(seq)];
+  if (options_.cache_ram_bytes <= 0 || slot.tokens.empty()) return;
+  RamEntry e;
+  e.state = engine_.seq_save(seq, true);
+  e.tokens = slot.tokens;
+  e.checkpoints = slot.checkpoints;
+  e.bytes = int64_t(e.state.bytes() + e.tokens.size() * sizeof(int32_t));
+  for (const Checkpoint& c : e.checkpoints) e.bytes += c.bytes;
+  if (e.bytes > options_.cache_ram_bytes) return;
+  // Entries this one extends are superseded.
+  for (auto it = ram_.begin(); it != ram_.end();) {
+    if (it->tokens.size() <= e.tokens.size() && std::equal(it->tokens.begin(), it->tokens.end(), e.tokens.begin())) {
+      ram_bytes_ -= it->bytes;
+      it = ram_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  ram_bytes_ += e.bytes;
+  ram_.push_front(std::move(e));
+  while (ram_bytes_ > options_.cache_ram_bytes) {
+    ram_bytes_ -= ram_.back().bytes;
+    ram_.pop_back();
+  }
+}
+
+bool Scheduler::restore_from_ram(int seq, std::list<RamEntry>::iterator entry, size_t reuse, const Checkpoint* cp) {
+  Slot& slot = slots_[size_t(seq)];
+  try {
+    engine_.seq_restore(seq, entry->state);
+    if (cp) engine_.seq_restore(seq, cp->state);
+    else if (!recurrent_) engine_.seq_truncate(seq, int32_t(reuse));
+  } catch (const std::exception&) {
+    return false;  // the caller clears the slot
+  }
+  slot.tokens = std::move(entry->tokens);
+  slot.tokens.resize(reuse);
+  slot.checkpoints = std::move(entry->checkpoints);
+  ram_bytes_ -= entry->bytes;
+  ram_.erase(entry);
+  ++ram_restores_;
+  return true;
+}
+
 void Scheduler::admit(Queued queued) {
   if (queued.handle->cancelled) {
     if (queued.task.on_done) queued.task.on_done(TaskStats{}, false);
     return;
   }
-  const int seq = pick_slot(queued.task.prompt);
-  Slot& slot = slots_[size_t(seq)];
+  const std::vector<int32_t>& prompt = queued.task.prompt;
+  int seq = pick_slot(prompt);
   const Checkpoint* cp = nullptr;
-  const size_t reuse = reusable_prefix(slot, queued.task.prompt, &cp);
-  try {
-    if (reuse == 0) {
+  size_t reuse = reusable_prefix(slots_[size_t(seq)].tokens, slots_[size_t(seq)].checkpoints, prompt, &cp);
+  // The RAM tier, when one of its conversations goes further than every free slot's.
+  auto ram_best = ram_.end();
+  const Checkpoint* ram_cp = nullptr;
+  size_t ram_reuse = 0;
+  for (auto it = ram_.begin(); it != ram_.end(); ++it) {
+    const Checkpoint* c = nullptr;
+    const size_t r = reusable_prefix(it->tokens, it->checkpoints, prompt, &c);
+    if (r > ram_reuse) {
+      ram_best = it;
+      ram_reuse = r;
+      ram_cp = c;
+    }
+  }
+  bool from_ram = false;
+  if (ram_best != ram_.end() && ram_reuse > reuse) {
+    // The least recently used free slot takes it; what that slot held moves to RAM.
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      if (!slots_[s].active && slots_[s].last_used < slots_[size_t(seq)].last_used) seq = int(s);
+    }
+    save_to_ram(seq);
+    from_ram = restore_from_ram(seq, ram_best, ram_reuse, ram_cp);
+    if (!from_ram) {
+      engine_.seq_clear(seq);
+      slots_[size_t(seq)].tokens.clear();
+      slots_[size_t(seq)].checkpoints.clear();
+    }
+  } else {
+    Slot& slot = slots_[size_t(seq)];
+    // Taken over by another conversation (less than half of what it holds is re-used): keep its
+    // state in RAM.
+    if (common_prefix(slot.tokens, prompt) * 2 < slot.tokens.size()) save_to_ram(seq);
+    try {
+      if (reuse == 0) {
+        engine_.seq_clear(seq);
+        slot.tokens.clear();
+      } else if (cp) {
+        engine_.seq_restore(seq, cp->state);
+        slot.tokens.resize(reuse);
+      } else if (!recurrent_) {
+        engine_.seq_truncate(seq, int32_t(reuse));
+        slot.tokens.resize(reuse);
+      }
+    } catch (const std::exception&) {
+      // A state that cannot be restored is simply not reused.
       engine_.seq_clear(seq);
       slot.tokens.clear();
-    } else if (cp) {
-      engine_.seq_restore(seq, cp->state);
-      slot.tokens.resize(reuse);
-    } else if (!recurrent_) {
-      engine_.seq_truncate(seq, int32_t(reuse));
-      slot.tokens.resize(reuse);
+      slot.checkpoints.clear();
     }
-  } catch (const std::exception&) {
-    // A state that cannot be restored is simply not reused.
-    engine_.seq_clear(seq);
-    slot.tokens.clear();
-    slot.checkpoints.clear();
   }
+  Slot& slot = slots_[size_t(seq)];
   // Checkpoints past the resumed position describe tokens about to be overwritten.
   std::erase_if(slot.checkpoints, [&](const Checkpoint& c) { return size_t(c.state.n_pos) > slot.tokens.size(); });
 
@@ -169,6 +251,7 @@ void Scheduler::admit(Queued queued) {
   active->n_processed = slot.tokens.size();
   active->stats.n_prompt = int64_t(active->task.prompt.size());
   active->stats.n_cached = int64_t(slot.tokens.size());
+  active->stats.from_ram = from_ram;
   active->stats.slot = seq;
   active->t_start = now_seconds();
   plan_checkpoints(*active, slot.tokens.size());
@@ -193,6 +276,8 @@ void Scheduler::update_gauges() {
   }
   cached_positions_ = positions;
   checkpoint_bytes_ = bytes;
+  ram_entries_ = int64_t(ram_.size());
+  ram_bytes_gauge_ = ram_bytes_;
 }
 
 void Scheduler::plan_checkpoints(Active& a, size_t from) const {

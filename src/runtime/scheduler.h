@@ -7,6 +7,11 @@
 // rewound, slots keep checkpoints of that state (every `checkpoint_every` tokens of a prompt, at
 // message ends near the end of the prompt, and at its end), so that a follow-up agent turn resumes
 // from the last checkpoint inside the shared prefix.
+//
+// When a slot is taken over by another conversation, its state (KV cells, recurrent state and
+// checkpoints) moves to a RAM tier bounded by `cache_ram_bytes` (least recently used entries go
+// first); a request whose prompt continues a saved conversation further than any slot's does gets
+// that state back.
 #pragma once
 
 #include <atomic>
@@ -14,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -27,6 +33,7 @@ namespace moeserve {
 struct TaskStats {
   int64_t n_prompt = 0;     // tokens of the prompt
   int64_t n_cached = 0;     // of which re-used from the slot's cache
+  bool from_ram = false;    // the re-used state came back from the RAM tier
   int64_t n_generated = 0;
   double prompt_seconds = 0;
   double generation_seconds = 0;
@@ -61,6 +68,7 @@ struct SchedulerOptions {
   int64_t n_step_tokens = 512;    // tokens per engine step (<= the engine's n_batch)
   int64_t checkpoint_every = 4096;
   int max_checkpoints = 12;       // per slot; older ones are thinned out
+  int64_t cache_ram_bytes = int64_t(8192) << 20;  // RAM tier for evicted slot states; 0: off
 };
 
 class Scheduler {
@@ -81,6 +89,9 @@ class Scheduler {
     int queue_length = 0;
     double kv_usage = 0;      // cached positions / capacity over all slots
     int64_t checkpoint_bytes = 0;
+    int64_t ram_entries = 0;   // saved states in the RAM tier
+    int64_t ram_bytes = 0;
+    int64_t ram_restores = 0;  // requests that resumed from the RAM tier, since start
   };
   Snapshot snapshot() const;
 
@@ -106,6 +117,14 @@ class Scheduler {
     uint64_t last_used = 0;
   };
 
+  // A conversation's state saved from a slot that another one took over.
+  struct RamEntry {
+    std::vector<int32_t> tokens;
+    SequenceState state;  // with KV, at tokens.size()
+    std::vector<Checkpoint> checkpoints;
+    int64_t bytes = 0;
+  };
+
   struct Queued {
     GenerationTask task;
     std::shared_ptr<TaskHandle> handle;
@@ -113,7 +132,10 @@ class Scheduler {
 
   void admit(Queued queued);
   int pick_slot(const std::vector<int32_t>& prompt) const;
-  size_t reusable_prefix(const Slot& slot, const std::vector<int32_t>& prompt, const Checkpoint** checkpoint) const;
+  size_t reusable_prefix(const std::vector<int32_t>& tokens, const std::vector<Checkpoint>& checkpoints,
+                         const std::vector<int32_t>& prompt, const Checkpoint** checkpoint) const;
+  void save_to_ram(int seq);
+  bool restore_from_ram(int seq, std::list<RamEntry>::iterator entry, size_t reuse, const Checkpoint* cp);
   void plan_checkpoints(Active& a, size_t from) const;
   void step();
   void save_checkpoint(int seq);
@@ -125,6 +147,8 @@ class Scheduler {
   bool recurrent_ = false;
   std::vector<Slot> slots_;
   uint64_t clock_ = 0;
+  std::list<RamEntry> ram_;  // most recently used first
+  int64_t ram_bytes_ = 0;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
@@ -134,6 +158,7 @@ class Scheduler {
   std::atomic<int> busy_{0};
   std::atomic<int64_t> cached_positions_{0};
   std::atomic<int64_t> checkpoint_bytes_{0};
+  std::atomic<int64_t> ram_entries_{0}, ram_bytes_gauge_{0}, ram_restores_{0};
 };
 
 }  // namespace moeserve

@@ -168,7 +168,8 @@ void ApiServer::add_routes() {
       Metrics::Gauges g;
       if (const std::shared_ptr<ServedModel> m = model()) {
         const Scheduler::Snapshot s = m->scheduler().snapshot();
-        g = {s.slots_total, s.slots_busy, s.queue_length, s.kv_usage, s.checkpoint_bytes};
+        g = {s.slots_total, s.slots_busy, s.queue_length, s.kv_usage, s.checkpoint_bytes, s.ram_entries, s.ram_bytes,
+             s.ram_restores};
       }
       c.res.send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(g));
     }, false);

@@ -10,6 +10,8 @@
 #include "chat/output_parser.h"
 #include "chat/reasoning_parser.h"
 #include "core/error.h"
+#include "grammar/constrained_output.h"
+#include "grammar/token_constraint.h"
 #include "runtime/sampler.h"
 #include "runtime/sampler_stop.h"
 
@@ -81,7 +83,8 @@ int64_t generation_limit(const ServeOptions& o, const ChatRequest& r) {
 // The part shared by chat and raw completions: runs the task and feeds text to `on_text`.
 ChatResult generate(ServedModel& model, const ServeOptions& options, const std::vector<int32_t>& prompt,
                     const ChatRequest& request, ChatStreamSink* sink, const std::function<bool()>& client_alive,
-                    const std::function<bool(const std::string&, ChatResult&)>& on_text) {
+                    const std::function<bool(const std::string&, ChatResult&)>& on_text,
+                    std::shared_ptr<const grammar::Grammar> grammar = nullptr) {
   const tokenizer::Tokenizer& tok = model.tokenizer();
   std::shared_ptr<Sampler> sampler;
   try {
@@ -98,8 +101,19 @@ ChatResult generate(ServedModel& model, const ServeOptions& options, const std::
     SampledToken last;
     int stop_index = -1;
     bool end_of_generation = false;
+    std::unique_ptr<grammar::TokenConstraint> constraint;  // constrained output, when asked for
+    std::vector<float> masked;
   };
-  auto side = std::make_shared<EngineSide>(EngineSide{tokenizer::StreamDecoder(tok), StopStringMatcher(request.stop), {}, -1, false});
+  auto side = std::make_shared<EngineSide>(EngineSide{tokenizer::StreamDecoder(tok), StopStringMatcher(request.stop), {}, -1, false, nullptr, {}});
+  if (grammar) side->constraint = std::make_unique<grammar::TokenConstraint>(std::move(grammar), model.token_table());
+  // How many fitting tokens the constraint must find, best first: as many as the sampler's top-k
+  // keeps (1 for greedy), when nothing (penalties, bias) re-ranks the logits after the mask.
+  size_t enough = 0;
+  if (const SamplingParams& sp = sampler->params(); sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0.0f &&
+                                                     sp.presence_penalty == 0.0f && sp.logit_bias.empty()) {
+    if (sp.temperature <= 0.0f && sp.typical_p >= 1.0f) enough = 1;
+    else if (sp.top_k > 0) enough = size_t(sp.top_k);
+  }
   const bool want_logprobs = request.logprobs;
 
   GenerationTask task;
@@ -107,8 +121,15 @@ ChatResult generate(ServedModel& model, const ServeOptions& options, const std::
   task.max_tokens = generation_limit(options, request);
   if (const tokenizer::TokenId im_end = tok.find("<|im_end|>"); im_end != tokenizer::kNoToken) task.boundary_tokens.push_back(im_end);
   const size_t n_vocab = size_t(model.n_vocab());
-  task.sample = [sampler, side, n_vocab](const float* logits, std::span<const int32_t>) {
-    side->last = sampler->sample({logits, n_vocab});
+  task.sample = [sampler, side, n_vocab, enough](const float* logits, std::span<const int32_t>) {
+    if (!side->constraint) {
+      side->last = sampler->sample({logits, n_vocab});
+      return side->last.token;
+    }
+    side->masked.assign(logits, logits + n_vocab);
+    side->constraint->apply(side->masked, enough);
+    side->last = sampler->sample(side->masked);
+    side->constraint->accept(side->last.token);
     return side->last.token;
   };
   task.on_start = [channel](const TaskStats& stats) { channel->push({.started = true, .stats = stats}); };
@@ -158,12 +179,16 @@ ChatResult generate(ServedModel& model, const ServeOptions& options, const std::
   ChatResult result;
   result.usage.prompt_tokens = int64_t(prompt.size());
   bool sink_open = true;
+  // The client is checked between items too: text a parser holds back writes nothing, so a
+  // hang-up would otherwise go unnoticed while tokens keep coming.
+  auto next_check = std::chrono::steady_clock::now();
   for (;;) {
     std::optional<Channel::Item> item = channel->pop(std::chrono::milliseconds(100));
-    if (!item) {
+    if (const auto now = std::chrono::steady_clock::now(); !item || now >= next_check) {
+      next_check = now + std::chrono::milliseconds(100);
       if (!client_alive()) handle->cancel();
-      continue;
     }
+    if (!item) continue;
     if (item->started) {
       result.usage.cached_tokens = item->stats.n_cached;
       if (sink && sink_open && !sink->on_start(result.usage)) {
@@ -217,6 +242,36 @@ void forward_events(const chat::EventList& events, ChatResult& result, ChatStrea
   }
 }
 
+// The grammar a reply must follow: tool calls when one is required, JSON for a JSON response
+// format, nothing otherwise. Schemas the compiler cannot honour are the client's error.
+std::shared_ptr<const grammar::Grammar> reply_grammar(const ServedModel& model, const ChatRequest& request, bool in_reasoning) {
+  grammar::ReplyShape shape;
+  if (in_reasoning) shape.reasoning_end = "</think>";
+  const bool tool_required = request.tool_choice == ToolChoice::required || request.tool_choice == ToolChoice::named;
+  if (tool_required && !request.tools.empty()) {
+    const grammar::ToolSyntax syntax = model.tool_format() == chat::ToolCallFormat::qwen3_coder_xml
+                                           ? grammar::ToolSyntax::qwen3_coder_xml
+                                           : grammar::ToolSyntax::hermes_json;
+    std::vector<std::string> allowed;
+    if (request.tool_choice == ToolChoice::named) allowed.push_back(request.tool_choice_name);
+    try {
+      return grammar::tool_call_grammar(syntax, request.tools, allowed, request.parallel_tool_calls, shape);
+    } catch (const Error& e) {
+      throw ApiError{400, e.what(), "invalid_request_error", "tool_choice"};
+    }
+  }
+  if (request.response_format == "json_object") return grammar::json_reply_grammar(nullptr, shape);
+  if (request.response_format == "json_schema") {
+    try {
+      return grammar::json_reply_grammar(request.response_schema, shape);
+    } catch (const Error& e) {
+      throw ApiError{400, str_cat("response_format.json_schema: ", e.what()), "invalid_request_error",
+                     "response_format.json_schema.schema"};
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 RenderedPrompt render_chat_prompt(const ServedModel& model, const ServeOptions& options, const ChatRequest& request) {
@@ -261,6 +316,11 @@ ChatResult run_chat(ServedModel& model, const ServeOptions& options, const ChatR
     po.tools = chat::ToolSet::from_openai(nlohmann::json::parse(request.tools.dump()));
   }
   po.id_seed = request.sampling.seed.value_or(std::random_device{}());
+  std::shared_ptr<const grammar::Grammar> constraint = reply_grammar(model, request, po.starts_in_reasoning);
+  if (constraint && po.tool_format == chat::ToolCallFormat::none && !request.tools.empty() &&
+      request.tool_choice != ToolChoice::none) {
+    po.tool_format = chat::ToolCallFormat::hermes_json;  // the syntax the constraint imposes
+  }
   chat::OutputParser parser(std::move(po));
   bool sink_open = true;
   chat::EventList events;
@@ -270,7 +330,8 @@ ChatResult run_chat(ServedModel& model, const ServeOptions& options, const ChatR
                                  parser.feed(text, events);
                                  forward_events(events, r, sink, sink_open);
                                  return sink_open;
-                               });
+                               },
+                               std::move(constraint));
   events.clear();
   parser.finish(events);
   forward_events(events, result, sink, sink_open);

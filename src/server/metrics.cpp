@@ -65,7 +65,13 @@ std::string Metrics::render(const Gauges& g) const {
   metric(out, "moeserve_requests_processing", "gauge", "Busy slots.", double(g.slots_busy));
   metric(out, "moeserve_requests_deferred", "gauge", "Requests waiting for a slot.", double(g.queue_length));
   metric(out, "moeserve_kv_cache_usage_ratio", "gauge", "Fraction of KV cache cells in use.", g.kv_cache_usage_ratio);
-  metric(out, "moeserve_prompt_cache_ram_bytes", "gauge", "Bytes of saved sequence states in the RAM tier.", double(g.prompt_cache_bytes));
+  metric(out, "moeserve_prompt_cache_checkpoint_bytes", "gauge", "Bytes of recurrent-state checkpoints kept by the slots.",
+         double(g.prompt_cache_bytes));
+  metric(out, "moeserve_prompt_cache_ram_entries", "gauge", "Evicted conversations kept in the RAM tier (--cache-ram).",
+         double(g.ram_entries));
+  metric(out, "moeserve_prompt_cache_ram_bytes", "gauge", "Bytes of saved sequence states in the RAM tier.", double(g.ram_bytes));
+  metric(out, "moeserve_prompt_cache_ram_restores_total", "counter", "Requests that resumed from a state in the RAM tier.",
+         double(g.ram_restores));
   out += "# HELP moeserve_requests_total HTTP requests by endpoint and status.\n# TYPE moeserve_requests_total counter\n";
   for (const auto& [key, count] : requests_) {
     out += "moeserve_requests_total{endpoint=\"" + label_value(key.first) + "\",status=\"" + std::to_string(key.second) +

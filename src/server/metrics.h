@@ -25,7 +25,10 @@ class Metrics {
     int64_t slots_busy = 0;
     int64_t queue_length = 0;
     double kv_cache_usage_ratio = 0;
-    int64_t prompt_cache_bytes = 0;
+    int64_t prompt_cache_bytes = 0;  // recurrent-state checkpoints kept by the slots
+    int64_t ram_entries = 0;         // evicted conversations kept in the RAM tier (--cache-ram)
+    int64_t ram_bytes = 0;
+    int64_t ram_restores = 0;        // requests resumed from the RAM tier
   };
   std::string render(const Gauges& gauges) const;
 

@@ -72,6 +72,15 @@ ServedModel::ServedModel(const ServeOptions& options) {
   tool_format_ = detect_tool_format(source);
   reasoning_ = source.find("<think>") != std::string::npos;
   const tokenizer::Vocab& vocab = tokenizer_->vocab();
+  auto table = std::make_shared<grammar::TokenTable>();
+  table->bytes.resize(tokenizer_->n_tokens());
+  table->end_of_generation.resize(tokenizer_->n_tokens());
+  for (size_t t = 0; t < tokenizer_->n_tokens(); ++t) {
+    table->bytes[t] = tokenizer_->piece(tokenizer::TokenId(t));
+    table->end_of_generation[t] = tokenizer_->is_end_of_generation(tokenizer::TokenId(t));
+  }
+  grammar::build_token_trie(*table);
+  token_table_ = std::move(table);
   if (vocab.bos != tokenizer::kNoToken) bos_text_ = tokenizer_->piece(vocab.bos, true);
   if (vocab.eos != tokenizer::kNoToken) eos_text_ = tokenizer_->piece(vocab.eos, true);
 
@@ -88,6 +97,8 @@ ServedModel::ServedModel(const ServeOptions& options) {
   SchedulerOptions so;
   so.n_step_tokens = eo.n_batch;
   so.checkpoint_every = options.checkpoint_every;
+  // -1: no limit, as in llama-server.
+  so.cache_ram_bytes = options.cache_ram_mib < 0 ? INT64_MAX : options.cache_ram_mib << 20;
   scheduler_ = std::make_unique<Scheduler>(*engine_, so);
   engine_thread_ = std::thread([this] { scheduler_->run(); });
 }

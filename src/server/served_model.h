@@ -10,6 +10,7 @@
 #include "chat/chat_template.h"
 #include "chat/tool_call_parser.h"
 #include "gguf/gguf_file.h"
+#include "grammar/token_constraint.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/scheduler.h"
@@ -33,6 +34,8 @@ class ServedModel {
   const chat::ChatTemplate& chat_template() const { return *template_; }
   chat::ToolCallFormat tool_format() const { return tool_format_; }
   bool template_has_reasoning() const { return reasoning_; }
+  // Every token's bytes, for constrained output.
+  std::shared_ptr<const grammar::TokenTable> token_table() const { return token_table_; }
   const std::string& bos_text() const { return bos_text_; }
   const std::string& eos_text() const { return eos_text_; }
   Scheduler& scheduler() { return *scheduler_; }
@@ -51,6 +54,7 @@ class ServedModel {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<chat::ChatTemplate> template_;
+  std::shared_ptr<const grammar::TokenTable> token_table_;
   chat::ToolCallFormat tool_format_ = chat::ToolCallFormat::none;
   bool reasoning_ = false;
   std::string bos_text_, eos_text_;

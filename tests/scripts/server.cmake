@@ -12,3 +12,7 @@ add_test(NAME server_claude_code
          COMMAND ${NODE_EXECUTABLE} --test --test-reporter=spec ${CMAKE_SOURCE_DIR}/tests/server/claude_code.test.mjs)
 set_tests_properties(server_claude_code PROPERTIES LABELS slow ENVIRONMENT "${MOESERVE_SERVER_TEST_ENV}" TIMEOUT 1200
                      RUN_SERIAL TRUE)
+add_test(NAME server_features
+         COMMAND ${NODE_EXECUTABLE} --test --test-reporter=spec ${CMAKE_SOURCE_DIR}/tests/server/server_features.test.mjs)
+set_tests_properties(server_features PROPERTIES LABELS unit ENVIRONMENT "${MOESERVE_SERVER_TEST_ENV}" TIMEOUT 900
+                     RUN_SERIAL TRUE)

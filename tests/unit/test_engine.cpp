@@ -167,6 +167,36 @@ TEST_P(EngineArch, SaveRestoreAndCopyAreExact) {
   EXPECT_EQ(max_rel(c1, c0), 0.0);
 }
 
+TEST_P(EngineArch, SavedStateWithKvRestoresIntoAnotherSlot) {
+  // The prompt cache's RAM tier: a sequence saved with its KV cells, overwritten, and restored
+  // into the other slot (whose cells held something else) continues exactly as the original did.
+  Loaded m = load(model_path(config()), make_cpu_backend(1));
+  EngineOptions o;
+  o.n_ctx = 64;
+  o.n_seq = 2;
+  o.n_batch = 16;
+  o.type_k = GgmlType::Q8_0;
+  Engine e(*m.model, *m.backend, o);
+  const std::vector<int32_t> tokens = prompt_tokens(16, e.n_vocab());
+  const std::vector<int32_t> head(tokens.begin(), tokens.begin() + 10), tail(tokens.begin() + 10, tokens.end());
+  run_pieces(e, head, {10});
+  const SequenceState saved = e.seq_save(0, true);
+  EXPECT_TRUE(saved.has_kv);
+  EXPECT_GT(saved.kv.size(), 0u);
+  const auto first = run_pieces(e, tail, {6});
+  run_pieces(e, prompt_tokens(12, e.n_vocab(), 9), {12}, 1);
+  e.seq_clear(0);
+  run_pieces(e, prompt_tokens(14, e.n_vocab(), 5), {14}, 0);
+  e.seq_restore(1, saved);
+  EXPECT_EQ(e.seq_length(1), 10);
+  EXPECT_EQ(max_rel(run_pieces(e, tail, {6}, 1), first), 0.0);
+  // A state whose KV does not fit the caches is refused without touching the sequence.
+  SequenceState bad = saved;
+  bad.kv.pop_back();
+  EXPECT_THROW(e.seq_restore(0, bad), Error);
+  EXPECT_EQ(e.seq_length(0), 14);
+}
+
 TEST_P(EngineArch, StepsWithoutLogitsAdvanceTheCaches) {
   Loaded m = load(model_path(config()), make_cpu_backend(1));
   EngineOptions o;

@@ -147,6 +147,47 @@ TEST_P(SchedulerArch, FollowUpTurnReusesThePrefix) {
   loop.join();
 }
 
+TEST_P(SchedulerArch, EvictedConversationResumesFromTheRamTier) {
+  // One slot: conversation B takes it over from A, whose state moves to RAM; A's next turn gets it
+  // back (KV cells, recurrent state, checkpoints) and gives exactly the tokens of a cold run.
+  Fixture f(GetParam(), 1);
+  std::vector<int32_t> a1 = tokens(60, 11);
+  a1[30] = 5;
+  std::vector<int32_t> a2 = a1;
+  for (int32_t t : tokens(25, 12)) a2.push_back(t);
+  const std::vector<int32_t> b = tokens(50, 13);
+  const auto expected_a2 = f.reference(a2, 8), expected_b = f.reference(b, 6);
+
+  for (const int64_t ram : {int64_t(64) << 20, int64_t(0)}) {
+    SchedulerOptions o;
+    o.n_step_tokens = 64;
+    o.checkpoint_every = 32;
+    o.cache_ram_bytes = ram;
+    Scheduler s(*f.engine, o);
+    std::thread loop([&] { s.run(); });
+    submit(s, a1, 4, f.engine->n_vocab()).get();
+    EXPECT_EQ(submit(s, b, 6, f.engine->n_vocab()).get().tokens, expected_b);
+    const Scheduler::Snapshot mid = s.snapshot();
+    const Result r = submit(s, a2, 8, f.engine->n_vocab()).get();
+    EXPECT_EQ(r.tokens, expected_a2);
+    if (ram > 0) {
+      EXPECT_EQ(mid.ram_entries, 1);
+      EXPECT_GT(mid.ram_bytes, 0);
+      EXPECT_TRUE(r.stats.from_ram);
+      EXPECT_EQ(r.stats.n_cached, 60);  // a1 whole: its end (recurrent) or KV truncation
+      EXPECT_EQ(s.snapshot().ram_restores, 1);
+      EXPECT_EQ(s.snapshot().ram_entries, 1);  // b's state took a's place
+    } else {
+      EXPECT_EQ(mid.ram_entries, 0);
+      EXPECT_FALSE(r.stats.from_ram);
+      EXPECT_EQ(r.stats.n_cached, 0);
+    }
+    s.stop();
+    loop.join();
+    for (int seq = 0; seq < f.engine->n_seq(); ++seq) f.engine->seq_clear(seq);
+  }
+}
+
 TEST_P(SchedulerArch, PromptLongerThanContextIsRefused) {
   Fixture f(GetParam(), 1);
   Scheduler s(*f.engine, {});
