@@ -5,6 +5,8 @@
 # looked up in BUILD_DIR, BUILD_DIR/tests and BUILD_DIR/benchmarks. Environment:
 #   GPU_TEST_FILTER=...   gtest filter for the test suite (default: all)
 #   GPU_TEST_SANITIZE=1   also run the suite under compute-sanitizer (memcheck), if installed
+#   GPU_TEST_MODEL_BENCH=0 skip the whole-model benchmarks (synthetic Qwen3-Coder-Next, ~23 GiB
+#                         written to GPU_BENCH_DIR, default /tmp; GPU_BENCH_THREADS, GPU_BENCH_REPS)
 # Logs go to BUILD_DIR/gpu_test_logs/. Exit status: 0 when every step passed.
 set -uo pipefail
 
@@ -13,6 +15,8 @@ if [[ $# -ne 1 || ! -d "$1" ]]; then
   exit 2
 fi
 build=$(cd "$1" && pwd)
+# The GPU tests read the repository's fixtures wherever this checkout is.
+export MOESERVE_TEST_FIXTURES=${MOESERVE_TEST_FIXTURES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/fixtures}
 logs="$build/gpu_test_logs"
 mkdir -p "$logs"
 
@@ -72,6 +76,25 @@ for dir in "$build" "$build/benchmarks"; do
   done
 done
 
+# Whole-model benchmarks (issue targets): a synthetic Qwen3-Coder-Next (48 layers, IQ2_XS experts,
+# Q8_0 elsewhere, ~23 GiB) written once to GPU_BENCH_DIR, then `moeserve bench` with q8_0 K/V and
+# flash attention for each placement. GPU_TEST_MODEL_BENCH=0 skips this part.
+if [[ "${GPU_TEST_MODEL_BENCH:-1}" == 1 ]] && moeserve=$(find_binary moeserve); then
+  bench_dir=${GPU_BENCH_DIR:-/tmp}
+  model="$bench_dir/qwen3-coder-next-synth-iq2_xs.gguf"
+  threads=${GPU_BENCH_THREADS:-$(nproc)}
+  if [[ ! -f "$model" ]]; then
+    run_step "synth model" "$logs/synth.log" "$moeserve" synth --preset qwen3-coder-next --expert-type IQ2_XS \
+      --other-type Q8_0 --quiet -o "$model"
+  fi
+  common=(-m "$model" -fa on -ctk q8_0 -ctv q8_0 -t "$threads" -r "${GPU_BENCH_REPS:-3}" -o md)
+  run_step "bench (a) all on GPU" "$logs/bench_a.log" "$moeserve" bench "${common[@]}" -p 512 -n 128
+  run_step "bench (b) --n-cpu-moe 11" "$logs/bench_b.log" "$moeserve" bench "${common[@]}" -p 512 -n 128 --n-cpu-moe 11
+  run_step "bench (c) --cpu-moe" "$logs/bench_c.log" "$moeserve" bench "${common[@]}" -p 512 -n 128 --cpu-moe
+  run_step "bench (d) depth 32768" "$logs/bench_d.log" "$moeserve" bench "${common[@]}" -p 0 -n 128 -d 32768 -c 33280
+  run_step "bench CPU only" "$logs/bench_cpu.log" "$moeserve" bench "${common[@]}" -p 512 -n 32 -r 1 -ngl 0
+fi
+
 echo
 echo "=== summary ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 printf '%-32s %-28s %8s\n' step result seconds
@@ -83,4 +106,9 @@ done
 if [[ -f "$logs/gpu_tests.log" ]]; then
   grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$logs/gpu_tests.log" | sed 's/^/  /'
 fi
+for log in "$logs"/bench_*.log; do
+  [[ -f "$log" ]] || continue
+  echo "  $(basename "$log" .log): $(grep -m1 -E '^placement|CUDA0:' "$log" || true)"
+  grep -E '^\|.*(pp|tg)[0-9]' "$log" | sed 's/^/    /'
+done
 exit $status

@@ -90,10 +90,13 @@ TEST_P(CudaModel, HybridPlacementsMatchCpuAndTransformers) {
   const convert_test::RefArray hf = convert_test::reference(c.model, "prompt", "logits");
   const auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(convert_test::converted(c.model, c.type)));
   const int64_t n = int64_t(ids.i32.size()), n_vocab = hf.shape[1];
-  // F32 weights: products in F32 on both sides. Q8_0: activations quantized to Q8_0 blocks, sums
-  // in another order on the GPU (qwen3moe only: on qwen3next such last-bit differences already
-  // change router picks between our two CPU-side backends, see test_split_backend.cpp).
-  const double tol_cpu = c.type == GgmlType::F32 ? 1e-4 : 5e-3;
+  // F32 weights: products in F32 on both sides. Q8_0 (qwen3moe only: on qwen3next last-bit
+  // differences already change router picks between our two CPU-side backends, see
+  // test_split_backend.cpp): the CPU quantizes activations to Q8_0 blocks, the GPU keeps them in
+  // F32 (decode) or f16 (tensor-core prefill), so the two runs are two different approximations of
+  // the F32 model: each is held to the same distance from it (transformers' F32 logits), and to
+  // each other within the sum of the two.
+  const double tol_cpu = c.type == GgmlType::F32 ? 1e-4 : 1e-1;
   const double tol_hf = c.type == GgmlType::F32 ? 1e-4 : 5e-2;
 
   auto cpu = make_cpu_backend(0);

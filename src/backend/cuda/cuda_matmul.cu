@@ -2,6 +2,7 @@
 // one warp per weight row (fused dequantize + dot, weights read once); more use tensor-core tiles.
 #include "backend/cuda/cuda_matmul.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
@@ -137,6 +138,16 @@ void launch_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, cons
     default: break;
   }
   static_assert(kMaxDecodeCols == 8);
+  if constexpr (T == GgmlType::F32) {
+    // F32 weights keep F32 products (the tensor-core tiles round activations to f16, which F32
+    // models would notice): the decode kernel over groups of 8 columns.
+    for (int64_t j = 0; j < n; j += kMaxDecodeCols) {
+      const int64_t c = std::min<int64_t>(kMaxDecodeCols, n - j);
+      launch_matmul<T>(stream, dst.view({dst.ne[0], c, 1, 1}, dst.nb, size_t(j) * dst.nb[1]), w,
+                       x.view({x.ne[0], c, 1, 1}, x.nb, size_t(j) * x.nb[1]));
+    }
+    return;
+  }
   const int64_t m = w.ne[1];
   const dim3 grid(unsigned((m + kTileM - 1) / kTileM), unsigned((n + kTileN - 1) / kTileN));
   const int64_t x_stride = float_stride(x, "matmul x");

@@ -7,6 +7,9 @@
 // Many tokens: the (token, slot) pairs are grouped by expert on the device (counts, prefix sums,
 // stable per-expert lists), then tensor-core tiles run per expert over its gathered tokens; each
 // pair's down output is written to its own row and the final sum per token goes in slot order.
+// F32 experts (test models) always take the few-token kernels, in groups of tokens, to stay F32.
+#include <algorithm>
+
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
 #include "backend/cuda/mm_kernels.cuh"
@@ -356,11 +359,19 @@ int64_t float_stride(const Tensor& t, const char* what) {
 
 }  // namespace
 
+namespace {
+
+bool f32_experts(const ExpertWeights& e) { return e.gate.type == GgmlType::F32 || e.down.type == GgmlType::F32; }
+
+}  // namespace
+
 size_t moe_experts_workspace_bytes(const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
                                    const Tensor& ids) {
   (void)dst;
   const int64_t n = x.ne[1], k = ids.ne[0], n_ff = experts.gate.ne[1], n_embd = x.ne[0];
-  if (n <= kMaxDecodeTokens) return sizeof(float) * size_t(n * k * n_ff);
+  if (n <= kMaxDecodeTokens || f32_experts(experts)) {
+    return sizeof(float) * size_t(std::min<int64_t>(n, kMaxDecodeTokens) * k * n_ff);
+  }
   size_t total = 0;
   make_plan(nullptr, n * k, experts.gate.ne[2], n_ff, n_embd, &total);
   return total;
@@ -369,6 +380,16 @@ size_t moe_experts_workspace_bytes(const Tensor& dst, const Tensor& x, const Exp
 void moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
                  const Tensor& ids, const Tensor& weights, void* workspace) {
   const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
+  if (n > kMaxDecodeTokens && f32_experts(experts)) {
+    // F32 experts keep F32 products (the tensor-core tiles round to f16): the decode kernels over
+    // groups of tokens.
+    for (int64_t j = 0; j < n; j += kMaxDecodeTokens) {
+      const int64_t c = std::min<int64_t>(kMaxDecodeTokens, n - j);
+      auto cols = [&](const Tensor& t) { return t.view({t.ne[0], c, 1, 1}, t.nb, size_t(j) * t.nb[1]); };
+      moe_experts(stream, cols(dst), cols(x), experts, cols(ids), cols(weights), workspace);
+    }
+    return;
+  }
   const int32_t n_expert = int32_t(experts.gate.ne[2]);
   if (n == 0) return;
   const ExpertMat gate = mat_of(experts.gate), up = mat_of(experts.up), down = mat_of(experts.down);
