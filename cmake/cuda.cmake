@@ -1,5 +1,6 @@
 # CUDA is optional. AUTO turns it on when nvcc is found (also at /usr/local/cuda), so a CPU-only
-# machine builds without it. Default architectures: 89 (RTX 4090) and 90 (H100).
+# machine builds without it. Default architectures: the machine's GPU (`native`) when one is
+# present, else 89 (RTX 4090) and 90 (H100).
 set(MOESERVE_CUDA_ENABLED OFF)
 if(NOT MOESERVE_CUDA STREQUAL "OFF")
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
@@ -9,7 +10,13 @@ if(NOT MOESERVE_CUDA STREQUAL "OFF")
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-      set(CMAKE_CUDA_ARCHITECTURES 89 90)
+      # The GPU of this machine when it has one (nvidia-smi sees it); else RTX 4090 and H100.
+      execute_process(COMMAND nvidia-smi -L RESULT_VARIABLE moeserve_smi_rc OUTPUT_QUIET ERROR_QUIET)
+      if(moeserve_smi_rc EQUAL 0)
+        set(CMAKE_CUDA_ARCHITECTURES native)
+      else()
+        set(CMAKE_CUDA_ARCHITECTURES 89 90)
+      endif()
     endif()
     enable_language(CUDA)
     # CMake 3.25 predates nvcc's C++20 support; tell it the flag so CUDA sources share our dialect.
