@@ -1,8 +1,8 @@
 // Whole models on the CUDA backend, alone and split with the CPU backend (manual hybrid), against
 // the all-CPU run of our engine and against Hugging Face transformers' logits (the tiny fixtures
-// under tests/fixtures/hf, converted to GGUF here). Placements: everything on the GPU (embedding
-// too: the CUDA backend alone), the default (embedding in RAM), --n-cpu-moe 1, --cpu-moe and a
-// partial -ngl. Each run: the prompt in one step, then token by token (the decode path, replayed
+// under tests/fixtures/hf, converted to GGUF here). Placements: everything on the GPU (the
+// default: the CUDA backend alone), the embedding in RAM (-ot token_embd=CPU), --n-cpu-moe 1,
+// --cpu-moe and a partial -ngl. Each run: the prompt in one step, then token by token (the decode path, replayed
 // as CUDA graphs where the step has no host ops).
 //
 // The fixtures are found through the MOESERVE_TEST_FIXTURES environment variable (else the path
@@ -62,7 +62,8 @@ std::vector<Placed> placements(int64_t n_layer, bool moe) {
   std::vector<Placed> p;
   p.push_back({"everything on the GPU", {}});
   p.back().flags.overrides = {{".", "CUDA0"}};
-  p.push_back({"default (embedding in RAM)", {}});
+  p.push_back({"embedding in RAM", {}});
+  p.back().flags.overrides = {{"token_embd", "CPU"}};
   if (moe) {
     p.push_back({"--n-cpu-moe 1", {}});
     p.back().flags.n_cpu_moe = 1;

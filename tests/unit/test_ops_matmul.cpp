@@ -84,7 +84,12 @@ TEST(OpsMoe, ExpertsMatchReference) {
       for (const auto& cpu : cpus) {
         HostTensor b = a.clone();
         cpu->moe_experts(b.t, x.t, ExpertWeights{gate.t, up.t, down.t}, ids.t, weights.t);
-        EXPECT_LT(rel_error(to_floats(b.t), to_floats(a.t)), 1e-5) << type_name(type) << " n=" << n;
+        // The kernels sum in another order than the reference, and silu(gate) * up is quantized
+        // again (to the down weights' activation type) before the down product: a last-bit
+        // difference there can move one element of a 32-block by one step (1/127 of the block's
+        // largest), about 1e-3 of an output of n_ff ~ 32 such terms. A wrong expert, weight or
+        // token gives errors of order 1.
+        EXPECT_LT(rel_error(to_floats(b.t), to_floats(a.t)), 2e-3) << type_name(type) << " n=" << n;
       }
     }
   }

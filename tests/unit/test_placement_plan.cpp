@@ -52,8 +52,7 @@ TEST(PlacementPlan, DefaultPutsEverythingOnTheGpu) {
       EXPECT_EQ(p.device_of(n), kGpu) << n;
     }
   }
-  EXPECT_TRUE(p.uses(kCpu));
-  EXPECT_FALSE(p.only(kGpu));
+  EXPECT_FALSE(p.uses(kCpu));
   // Negative -ngl (llama.cpp's -1) means all, like "all".
   PlacementFlags f;
   f.n_gpu_layers = -1;
