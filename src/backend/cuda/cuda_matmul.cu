@@ -67,19 +67,7 @@ __global__ void __launch_bounds__(kGemmThreads)
   __shared__ const float* cols[kTileN];
   const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
   for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) cols[j] = n0 + j < n ? x + (n0 + j) * x_stride : nullptr;
-  const int warp = threadIdx.x / 32;
-  Acc<kTileN> acc;
-  zero_acc(acc);
-  for (int64_t k0 = 0; k0 < k; k0 += kTileK) {
-    __syncthreads();
-    load_a_tile<T>(a_tile, w, w_nb1, m, k, m0, k0);
-    load_b_tile<kTileN>(b_tile, cols, k, k0, x_aligned);
-    __syncthreads();
-    mma_tile(a_tile, b_tile, acc, warp);
-  }
-  __syncthreads();  // every warp is done reading the operands that c_tile overwrites
-  store_c(c_tile, acc, warp);
-  __syncthreads();
+  tile_product<T, kTileN>(a_tile, b_tile, c_tile, cols, w, w_nb1, m, k, m0, x_aligned);
   for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
     const int j = idx / kTileM, r = idx % kTileM;
     if (n0 + j < n && m0 + r < m) dst[(n0 + j) * d_stride + m0 + r] = c_tile[j * kLdC + r];

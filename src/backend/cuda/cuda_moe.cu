@@ -319,20 +319,8 @@ __global__ void __launch_bounds__(kGemmThreads)
     col_w[j] = j < n_cols ? weights[plan.sorted[pos0 + j]] : 0.0f;
   }
   const int64_t m0 = int64_t(blockIdx.x) * kTileM;
-  const int warp = threadIdx.x / 32;
-  Acc<kTileN> acc;
-  zero_acc(acc);
-  const uint8_t* d0 = expert_row(down, e, 0);
-  for (int64_t k0 = 0; k0 < n_ff; k0 += kTileK) {
-    __syncthreads();
-    load_a_tile<TD>(a_tile, d0, down.nb1, n_embd, n_ff, m0, k0);
-    load_b_tile<kTileN>(b_tile, cols, n_ff, k0, h_aligned);
-    __syncthreads();
-    mma_tile(a_tile, b_tile, acc, warp);
-  }
-  __syncthreads();  // every warp is done reading the operands that c_tile overwrites
-  store_c(c_tile, acc, warp);
-  __syncthreads();
+  tile_product<TD, kTileN>(a_tile, b_tile, c_tile, cols, expert_row(down, e, 0), down.nb1, n_embd, n_ff, m0,
+                           h_aligned);
   for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
     const int j = idx / kTileM, r = idx % kTileM;
     if (j < n_cols && m0 + r < n_embd) plan.y[int64_t(pos0 + j) * n_embd + m0 + r] = col_w[j] * c_tile[j * kLdC + r];

@@ -186,4 +186,27 @@ __device__ __forceinline__ void zero_acc(Acc<BN>& acc) {
 
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + __expf(-x)); }
 
+// One output tile of a weight x activation product: rows [m0, m0 + 64) of w [k, m] times the BN
+// columns `cols` over the whole k, left in c (c[col * kLdC + row], f32) for the caller's
+// bounds-checked write-out. a, b and c may share memory: c is written only after the last
+// operands are read.
+template <GgmlType T, int BN>
+__device__ __forceinline__ void tile_product(__half* a, __half* b, float* c, const float* const* cols,
+                                             const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, int64_t m0,
+                                             bool aligned) {
+  const int warp = threadIdx.x / 32;
+  Acc<BN> acc;
+  zero_acc(acc);
+  for (int64_t k0 = 0; k0 < k; k0 += kTileK) {
+    __syncthreads();
+    load_a_tile<T>(a, w, w_nb1, m, k, m0, k0);
+    load_b_tile<BN>(b, cols, k, k0, aligned);
+    __syncthreads();
+    mma_tile(a, b, acc, warp);
+  }
+  __syncthreads();  // every warp is done reading the operands that c overwrites
+  store_c(c, acc, warp);
+  __syncthreads();
+}
+
 }  // namespace moeserve::cuda
