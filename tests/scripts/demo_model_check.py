@@ -45,8 +45,9 @@ source = "def fibonacci(n):" + text
 print(source)
 # Generation stops mid-line: judge the complete lines.
 lines = [line for line in source.splitlines()[:-1] if line.strip()]
-readable = [line for line in lines if line_reads_as_python(line)[0]]
-with_keywords = [line for line in lines if line_reads_as_python(line)[1] & KEYWORDS]
+verdicts = [line_reads_as_python(line) for line in lines]
+readable = [line for line, (ok, _) in zip(lines, verdicts) if ok]
+with_keywords = [line for line, (_, tokens) in zip(lines, verdicts) if tokens & KEYWORDS]
 if len(lines) < 4 or len(readable) < 0.7 * len(lines):
     sys.exit(f"only {len(readable)} of {len(lines)} lines read as Python")
 if not any(line.startswith((" ", "\t")) for line in lines[1:]):
