@@ -211,14 +211,16 @@ int main(int argc, char** argv) {
     // Output projection (vocabulary 151936) in Q8_0 / Q6_K.
     bench_matmul(GgmlType::Q8_0, 151936, 2048, 1);
     bench_matmul(GgmlType::Q6_K, 151936, 2048, 1);
-    // Prefill: 512 columns.
+    // Prefill: 512 columns; Q8_0 also few (16, 64) and many (2048) columns.
     for (GgmlType t : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XS}) {
       bench_matmul(t, 8192, 2048, 512);
     }
+    for (int64_t n : {16, 64, 2048}) bench_matmul(GgmlType::Q8_0, 8192, 2048, n);
     for (int64_t n : {1, 512}) {
       bench_moe(GgmlType::IQ2_XS, GgmlType::IQ2_XS, n);
       bench_moe(GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, n);
     }
+    bench_moe(GgmlType::IQ2_XS, GgmlType::IQ2_XS, 2048);  // ~40 tokens per expert (long prompts)
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_matmul: %s\n", e.what());
     return 1;

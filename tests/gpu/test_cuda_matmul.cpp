@@ -152,45 +152,62 @@ TEST(CudaMatmul, ChunkDecodersMatchHostDequantizers) {
   }
 }
 
+// One product dst [m, n] = w [k, m] x [k, n] against the double reference. Odd n: weight rows
+// with a gap after each (a view's stride); even n: contiguous. Activation and output rows strided.
+void check_matmul(GgmlType type, int64_t m, int64_t k, int64_t n, std::mt19937& rng) {
+  const size_t pad = n % 2 ? 32 : 0, w_stride = row_bytes(type, k) + pad;
+  const std::vector<uint8_t> w = random_rows(type, k, m, pad, uint32_t(rng()));
+  const std::vector<float> wf = dequant_rows(type, w, k, m, w_stride);
+  const int64_t x_stride = k + 5, d_stride = m + 3;
+  const std::vector<float> x = random_act(x_stride * n, rng);
+  DevMem dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
+  upload(dw.p, w.data(), w.size());
+  upload(dx.p, x.data(), x.size() * 4);
+  const Tensor tw = strided(type, {k, m, 1, 1}, w_stride, dw.p);
+  const Tensor tx = strided(GgmlType::F32, {k, n, 1, 1}, size_t(x_stride) * 4, dx.p);
+  const Tensor td = strided(GgmlType::F32, {m, n, 1, 1}, size_t(d_stride) * 4, dd.p);
+  DevMem ws(cuda::matmul_workspace_bytes(td, tw, tx));
+  cuda::matmul(nullptr, td, tw, tx, ws.p);
+  const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
+  int bad = 0;
+  for (int64_t j = 0; j < n && bad < 5; ++j) {
+    for (int64_t i = 0; i < m && bad < 5; ++i) {
+      double ref = 0, mag = 0;
+      for (int64_t e = 0; e < k; ++e) {
+        const double p = double(wf[size_t(i * k + e)]) * x[size_t(j * x_stride + e)];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const float g = got[size_t(j * d_stride + i)];
+      if (!(std::fabs(g - ref) <= tolerance(n, k, mag))) {
+        ++bad;
+        ADD_FAILURE() << type_name(type) << " m=" << m << " k=" << k << " n=" << n << " row " << i << " col " << j
+                      << ": got " << g << " want " << ref << " (mag " << mag << ")";
+      }
+    }
+  }
+}
+
 TEST(CudaMatmul, EveryTypeEveryColumnCount) {
   std::mt19937 rng(11);
   const int64_t m = 67;  // not a multiple of the 4-row blocks nor the 64-row tiles
   for (GgmlType type : weight_types()) {
-    const int64_t k = row_len(type);
-    for (int64_t n : {1, 2, 3, 7, 8, 9, 64, 513}) {
-      // Odd n: weight rows with a gap after each (a view's stride); even n: contiguous.
-      const size_t pad = n % 2 ? 32 : 0, w_stride = row_bytes(type, k) + pad;
-      const std::vector<uint8_t> w = random_rows(type, k, m, pad, uint32_t(rng()));
-      const std::vector<float> wf = dequant_rows(type, w, k, m, w_stride);
-      const int64_t x_stride = k + 5, d_stride = m + 3;  // strided activation and output rows
-      const std::vector<float> x = random_act(x_stride * n, rng);
-      DevMem dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
-      upload(dw.p, w.data(), w.size());
-      upload(dx.p, x.data(), x.size() * 4);
-      const Tensor tw = strided(type, {k, m, 1, 1}, w_stride, dw.p);
-      const Tensor tx = strided(GgmlType::F32, {k, n, 1, 1}, size_t(x_stride) * 4, dx.p);
-      const Tensor td = strided(GgmlType::F32, {m, n, 1, 1}, size_t(d_stride) * 4, dd.p);
-      DevMem ws(cuda::matmul_workspace_bytes(td, tw, tx));
-      cuda::matmul(nullptr, td, tw, tx, ws.p);
-      const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
-      int bad = 0;
-      for (int64_t j = 0; j < n && bad < 5; ++j) {
-        for (int64_t i = 0; i < m && bad < 5; ++i) {
-          double ref = 0, mag = 0;
-          for (int64_t e = 0; e < k; ++e) {
-            const double p = double(wf[size_t(i * k + e)]) * x[size_t(j * x_stride + e)];
-            ref += p;
-            mag += std::fabs(p);
-          }
-          const float g = got[size_t(j * d_stride + i)];
-          if (!(std::fabs(g - ref) <= tolerance(n, k, mag))) {
-            ++bad;
-            ADD_FAILURE() << type_name(type) << " n=" << n << " row " << i << " col " << j << ": got " << g
-                          << " want " << ref << " (mag " << mag << ")";
-          }
-        }
-      }
-    }
+    // 9..64 columns: the narrow tensor-core tiles; more: the wide ones.
+    for (int64_t n : {1, 2, 3, 7, 8, 9, 17, 64, 65, 513}) check_matmul(type, m, row_len(type), n, rng);
+  }
+}
+
+// The pipelined prefill tiles over several weight-row tiles (128 rows each, the last partial) and
+// several raw-byte stages along k (a stage is 64 elements, or one 256-element super-block): k
+// ends inside a stage where the type allows, n inside a column tile.
+TEST(CudaMatmul, PrefillTilesSeveralStages) {
+  std::mt19937 rng(13);
+  for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::MXFP4,
+                        GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XS, GgmlType::IQ2_XXS, GgmlType::IQ3_XXS,
+                        GgmlType::IQ4_XS}) {
+    const int64_t bs = type_traits(type).block_size;
+    const int64_t k = bs == 1 ? 203 : bs == 32 ? 224 : 768;
+    for (int64_t n : {16, 200, 600}) check_matmul(type, 300, k, n, rng);
   }
 }
 
@@ -243,7 +260,8 @@ std::vector<uint8_t> realistic_rows(GgmlType type, int64_t n, int64_t rows, uint
   return out;
 }
 
-void check_moe(const MoeCase& c, const std::vector<int64_t>& token_counts, uint32_t seed) {
+// skew: slot 0 of every token is expert 2 (one expert gets every token, over several tiles).
+void check_moe(const MoeCase& c, const std::vector<int64_t>& token_counts, uint32_t seed, bool skew = false) {
   std::mt19937 rng(seed);
   const int64_t n_expert = 8, k = 3, E = n_expert;
   const int64_t n_embd = c.n_embd, n_ff = c.n_ff;
@@ -263,6 +281,7 @@ void check_moe(const MoeCase& c, const std::vector<int64_t>& token_counts, uint3
     for (int64_t t = 0; t < n; ++t) {
       std::vector<int32_t> pool = {0, 1, 2, 3, 4, 5, 6};
       std::shuffle(pool.begin(), pool.end(), rng);
+      if (skew) std::swap(pool[0], *std::find(pool.begin(), pool.end(), 2));
       for (int64_t j = 0; j < k; ++j) {
         ids[size_t(t * k + j)] = pool[size_t(j)];
         wts[size_t(t * k + j)] = std::uniform_real_distribution<float>(0.05f, 0.6f)(rng);
@@ -346,6 +365,20 @@ TEST(CudaMatmul, MoeExpertsDecodeAndPrefill) {
   };
   uint32_t seed = 100;
   for (const MoeCase& c : cases) check_moe(c, {1, 2, 8, 9, 33, 130}, seed++);
+}
+
+// The grouped prefill path with many tokens: up to ~24 pairs per expert it uses 16-column tiles
+// (60 tokens: the skewed expert needs four), beyond that 64-column tiles (600 tokens).
+TEST(CudaMatmul, MoeExpertsPrefillManyTokens) {
+  const MoeCase cases[] = {
+      {GgmlType::IQ2_XS, GgmlType::IQ2_XS, 512, 256},
+      {GgmlType::Q8_0, GgmlType::Q6_K, 160, 256},
+  };
+  uint32_t seed = 200;
+  for (const MoeCase& c : cases) {
+    check_moe(c, {60, 600}, seed++);
+    check_moe(c, {60, 600}, seed++, true);
+  }
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 // matmul and get_rows on CUDA (see cuda_matmul.h). Up to kMaxDecodeCols activation columns use
-// one warp per weight row (fused dequantize + dot, weights read once); more use tensor-core tiles.
+// one warp per weight row (fused dequantize + dot, weights read once); more use the tensor-core
+// tiles of gemm_prefill (cuda_gemm.cu).
 #include "backend/cuda/cuda_matmul.h"
 
 #include <algorithm>
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_prefill.h"
 #include "backend/cuda/mm_kernels.cuh"
 #include "core/error.h"
 
@@ -47,30 +49,6 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock)
       const float s = warp_sum(acc[r][c]);
       if (lane == 0 && r0 + r < m) dst[c * d_stride + r0 + r] = s;
     }
-  }
-}
-
-constexpr int kTileN = 64;
-
-template <GgmlType T>
-__global__ void __launch_bounds__(kGemmThreads)
-    gemm_kernel(const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, const float* x, int64_t x_stride,
-                bool x_aligned, int64_t n, float* dst, int64_t d_stride) {
-  // The f32 output tile reuses the operand tiles' memory once the products are done (half the
-  // shared memory per block, so twice the blocks per SM to hide the load latency).
-  constexpr size_t kOperands = sizeof(__half) * (kTileM + kTileN) * kLdA;
-  constexpr size_t kOutput = sizeof(float) * kTileN * kLdC;
-  __shared__ __align__(128) unsigned char smem[kOperands > kOutput ? kOperands : kOutput];
-  __half* a_tile = reinterpret_cast<__half*>(smem);
-  __half* b_tile = a_tile + kTileM * kLdA;
-  float* c_tile = reinterpret_cast<float*>(smem);
-  __shared__ const float* cols[kTileN];
-  const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
-  for (int j = threadIdx.x; j < kTileN; j += kGemmThreads) cols[j] = n0 + j < n ? x + (n0 + j) * x_stride : nullptr;
-  tile_product<T, kTileN>(a_tile, b_tile, c_tile, cols, w, w_nb1, m, k, m0, x_aligned);
-  for (int idx = threadIdx.x; idx < kTileM * kTileN; idx += kGemmThreads) {
-    const int j = idx / kTileM, r = idx % kTileM;
-    if (n0 + j < n && m0 + r < m) dst[(n0 + j) * d_stride + m0 + r] = c_tile[j * kLdC + r];
   }
 }
 
@@ -126,24 +104,18 @@ void launch_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, cons
     default: break;
   }
   static_assert(kMaxDecodeCols == 8);
-  if constexpr (T == GgmlType::F32) {
-    // F32 weights keep F32 products (the tensor-core tiles round activations to f16, which F32
-    // models would notice): the decode kernel over groups of 8 columns.
-    for (int64_t j = 0; j < n; j += kMaxDecodeCols) {
-      const int64_t c = std::min<int64_t>(kMaxDecodeCols, n - j);
-      launch_matmul<T>(stream, dst.view({dst.ne[0], c, 1, 1}, dst.nb, size_t(j) * dst.nb[1]), w,
-                       x.view({x.ne[0], c, 1, 1}, x.nb, size_t(j) * x.nb[1]));
-    }
-    return;
+  // More columns come here only with F32 weights (the other types take gemm_prefill): F32
+  // weights keep F32 products (the tensor-core tiles round activations to f16, which F32 models
+  // would notice): the decode kernel over groups of 8 columns.
+  for (int64_t j = 0; j < n; j += kMaxDecodeCols) {
+    const int64_t c = std::min<int64_t>(kMaxDecodeCols, n - j);
+    launch_matmul<T>(stream, dst.view({dst.ne[0], c, 1, 1}, dst.nb, size_t(j) * dst.nb[1]), w,
+                     x.view({x.ne[0], c, 1, 1}, x.nb, size_t(j) * x.nb[1]));
   }
-  const int64_t m = w.ne[1];
-  const dim3 grid(unsigned((m + kTileM - 1) / kTileM), unsigned((n + kTileN - 1) / kTileN));
-  const int64_t x_stride = float_stride(x, "matmul x");
-  const bool aligned = reinterpret_cast<uintptr_t>(x.data) % 16 == 0 && x_stride % 4 == 0;
-  gemm_kernel<T><<<grid, kGemmThreads, 0, stream>>>(static_cast<const uint8_t*>(w.data), w.nb[1], m, w.ne[0],
-                                                    x.as<const float>(), x_stride, aligned, n, dst.as<float>(),
-                                                    float_stride(dst, "matmul dst"));
 }
+
+// Many columns of a quantized or half-precision weight: tensor-core tiles (cuda_prefill.h).
+bool takes_gemm(const Tensor& w, const Tensor& x) { return x.ne[1] > kMaxDecodeCols && w.type != GgmlType::F32; }
 
 struct NoOp {
   template <GgmlType>
@@ -156,10 +128,13 @@ bool supports_weight_type(GgmlType type) {
   return dispatch_type(type, NoOp{});
 }
 
-size_t matmul_workspace_bytes(const Tensor&, const Tensor&, const Tensor&) { return 0; }
+size_t matmul_workspace_bytes(const Tensor&, const Tensor& w, const Tensor& x) {
+  return takes_gemm(w, x) && supports_weight_type(w.type) ? gemm_prefill_workspace_bytes(w, x) : 0;
+}
 
-void matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void*) {
+void matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace) {
   if (dst.ne[1] == 0 || w.ne[1] == 0) return;
+  if (takes_gemm(w, x) && supports_weight_type(w.type)) return gemm_prefill(stream, dst, w, x, workspace);
   const bool ok = dispatch_type(w.type, [&]<GgmlType T>() { launch_matmul<T>(stream, dst, w, x); });
   if (!ok) fail("internal: cuda matmul has no kernel for weight type ", type_name(w.type));
   MOESERVE_CUDA_CHECK_LAUNCH();

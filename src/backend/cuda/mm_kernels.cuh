@@ -1,14 +1,10 @@
-// The two product shapes every weight-side op reduces to:
+// The decode product shape (the prefill tiles are in mm_tiles.cuh):
 // * lane_dot: the lanes of a warp share out the 8-element chunks of R weight rows; each chunk is
 //   dequantized once and used for every one of the NC F32 activation columns, each activation
-//   chunk once for the R rows (decode: the weight bytes are read once, in registers);
-// * tensor-core tiles: a 64 x BN output tile (f16 inputs, f32 accumulation) from weight tiles
-//   dequantized into shared memory and activation columns found through a column map, so the
-//   same code serves dense products and the routed-expert products over gathered tokens.
+//   chunk once for the R rows (decode: the weight bytes are read once, in registers).
 #pragma once
 
 #include <cuda_fp16.h>
-#include <mma.h>
 
 #include "backend/cuda/dequant.cuh"
 
@@ -74,139 +70,6 @@ __device__ __forceinline__ void lane_dot(const uint8_t* const (&rows)[R], int64_
   for (; c < n_chunks; c += 32) dot_chunk<T, NC, R>(rows, c, k, x, x_stride, aligned, acc);
 }
 
-// ---- tensor-core tiles ------------------------------------------------------------------------------
-// 64 weight rows x BN columns per block of 4 warps, k in steps of 64. BN = 64 for dense products;
-// 32 for the routed experts, whose experts see ~10 tokens each in a 512-token prefill.
-inline constexpr int kTileM = 64, kTileK = 64, kGemmThreads = 128;
-inline constexpr int kLdA = kTileK + 8, kLdC = kTileM + 4;  // padded against bank conflicts
-
-template <int BN>
-struct TileShape {
-  static constexpr int kWarpRows = BN == 64 ? 2 : 4;           // warps along m
-  static constexpr int kWarpCols = 4 / kWarpRows;              // warps along n
-  static constexpr int kFm = kTileM / kWarpRows / 16;          // 16x16 fragments per warp along m
-  static constexpr int kFn = BN / kWarpCols / 16;              // ... along n
-};
-
-using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major>;
-using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::col_major>;
-using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
-
-template <int BN>
-struct Acc {
-  FragC f[TileShape<BN>::kFm][TileShape<BN>::kFn];
-};
-
-// Dequantizes rows [m0, m0 + 64) x k-range [k0, k0 + 64) of w into a (f16, row-major, ld kLdA).
-template <GgmlType T>
-__device__ __forceinline__ void load_a_tile(__half* a, const uint8_t* w, size_t w_nb1, int64_t m, int64_t k,
-                                            int64_t m0, int64_t k0) {
-#pragma unroll
-  for (int it = 0; it < kTileM * (kTileK / 8) / kGemmThreads; ++it) {
-    const int idx = threadIdx.x + it * kGemmThreads;
-    const int r = idx / (kTileK / 8), ch = idx % (kTileK / 8);
-    float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const int64_t c = k0 / 8 + ch;
-    if (m0 + r < m && 8 * c < k) row_chunk<T>(w + size_t(m0 + r) * w_nb1, c, k, v);
-    __align__(16) __half h[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) h[i] = __float2half_rn(v[i]);
-    *reinterpret_cast<uint4*>(a + r * kLdA + ch * 8) = *reinterpret_cast<const uint4*>(h);
-  }
-}
-
-// Activation columns [0, BN) of the tile, k-range [k0, k0 + 64): column j reads cols[j] (null:
-// past the end, zeros). Stored as b[j * kLdA + kk] (a col-major K x N operand). `aligned`: every
-// column pointer allows 16-byte loads.
-template <int BN>
-__device__ __forceinline__ void load_b_tile(__half* b, const float* const* cols, int64_t k, int64_t k0, bool aligned) {
-#pragma unroll
-  for (int it = 0; it < BN * (kTileK / 4) / kGemmThreads; ++it) {
-    const int idx = threadIdx.x + it * kGemmThreads;
-    const int j = idx / (kTileK / 4), q = idx % (kTileK / 4);
-    const float* col = cols[j];
-    const int64_t e = k0 + 4 * q;
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (col) {
-      if (aligned && e + 4 <= k) {
-        v = __ldg(reinterpret_cast<const float4*>(col + e));
-      } else {
-        v.x = e < k ? col[e] : 0.0f;
-        v.y = e + 1 < k ? col[e + 1] : 0.0f;
-        v.z = e + 2 < k ? col[e + 2] : 0.0f;
-        v.w = e + 3 < k ? col[e + 3] : 0.0f;
-      }
-    }
-    __align__(8) __half2 h[2] = {__floats2half2_rn(v.x, v.y), __floats2half2_rn(v.z, v.w)};
-    *reinterpret_cast<uint2*>(b + j * kLdA + 4 * q) = *reinterpret_cast<const uint2*>(h);
-  }
-}
-
-// One k-tile of products for this warp's fragments.
-template <int BN>
-__device__ __forceinline__ void mma_tile(const __half* a, const __half* b, Acc<BN>& acc, int warp) {
-  using namespace nvcuda;
-  using S = TileShape<BN>;
-  const int wm = warp / S::kWarpCols, wn = warp % S::kWarpCols;
-#pragma unroll
-  for (int kk = 0; kk < kTileK; kk += 16) {
-    FragA fa[S::kFm];
-    FragB fb[S::kFn];
-#pragma unroll
-    for (int i = 0; i < S::kFm; ++i) wmma::load_matrix_sync(fa[i], a + (wm * S::kFm * 16 + i * 16) * kLdA + kk, kLdA);
-#pragma unroll
-    for (int j = 0; j < S::kFn; ++j) wmma::load_matrix_sync(fb[j], b + (wn * S::kFn * 16 + j * 16) * kLdA + kk, kLdA);
-#pragma unroll
-    for (int i = 0; i < S::kFm; ++i)
-#pragma unroll
-      for (int j = 0; j < S::kFn; ++j) wmma::mma_sync(acc.f[i][j], fa[i], fb[j], acc.f[i][j]);
-  }
-}
-
-// Stores the accumulators as c[col * kLdC + row] (f32), for a bounds-checked write-out.
-template <int BN>
-__device__ __forceinline__ void store_c(float* c, Acc<BN>& acc, int warp) {
-  using S = TileShape<BN>;
-  const int wm = warp / S::kWarpCols, wn = warp % S::kWarpCols;
-#pragma unroll
-  for (int i = 0; i < S::kFm; ++i)
-#pragma unroll
-    for (int j = 0; j < S::kFn; ++j)
-      nvcuda::wmma::store_matrix_sync(c + (wn * S::kFn * 16 + j * 16) * kLdC + wm * S::kFm * 16 + i * 16, acc.f[i][j],
-                                      kLdC, nvcuda::wmma::mem_col_major);
-}
-
-template <int BN>
-__device__ __forceinline__ void zero_acc(Acc<BN>& acc) {
-#pragma unroll
-  for (int i = 0; i < TileShape<BN>::kFm; ++i)
-#pragma unroll
-    for (int j = 0; j < TileShape<BN>::kFn; ++j) nvcuda::wmma::fill_fragment(acc.f[i][j], 0.0f);
-}
-
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + __expf(-x)); }
-
-// One output tile of a weight x activation product: rows [m0, m0 + 64) of w [k, m] times the BN
-// columns `cols` over the whole k, left in c (c[col * kLdC + row], f32) for the caller's
-// bounds-checked write-out. a, b and c may share memory: c is written only after the last
-// operands are read.
-template <GgmlType T, int BN>
-__device__ __forceinline__ void tile_product(__half* a, __half* b, float* c, const float* const* cols,
-                                             const uint8_t* w, size_t w_nb1, int64_t m, int64_t k, int64_t m0,
-                                             bool aligned) {
-  const int warp = threadIdx.x / 32;
-  Acc<BN> acc;
-  zero_acc(acc);
-  for (int64_t k0 = 0; k0 < k; k0 += kTileK) {
-    __syncthreads();
-    load_a_tile<T>(a, w, w_nb1, m, k, m0, k0);
-    load_b_tile<BN>(b, cols, k, k0, aligned);
-    __syncthreads();
-    mma_tile(a, b, acc, warp);
-  }
-  __syncthreads();  // every warp is done reading the operands that c overwrites
-  store_c(c, acc, warp);
-  __syncthreads();
-}
 
 }  // namespace moeserve::cuda

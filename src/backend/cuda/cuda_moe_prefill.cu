@@ -1,0 +1,310 @@
+// Routed experts for many tokens (cuda_prefill.h): the (token, slot) pairs are grouped by expert
+// on the device, then pipelined tensor-core tiles (mm_tiles.cuh) run per expert over its gathered
+// tokens, so each expert's weight tile is dequantized once for all of them:
+//   moe_plan        one block: counts, prefix sums, the tile table and the per-expert pair lists;
+//   columns_to_f16  the tokens' activations as f16 (what the tiles multiply);
+//   gate_up         silu(gate . x) * (up . x), both halves in one tile, stored as f16 (the down
+//                   product's input: the same rounding the tiles would apply to it);
+//   down            router weight * (down . h), one f32 row per pair;
+//   moe_sum         per token, the k slots' rows summed in slot order (deterministic).
+// A pair's sorted position may vary between runs (atomics), but each column's products do not
+// depend on where it sits in a tile, so results repeat bit for bit.
+// Tiles are 16 tokens wide when experts see few tokens (a 512-token prompt over 512 experts,
+// top-10: ~10 each) and 64 wide from ~24 tokens per expert on (long prompts).
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_prefill.h"
+#include "backend/cuda/mm_kernels.cuh"
+#include "backend/cuda/mm_tiles.cuh"
+#include "core/error.h"
+
+namespace moeserve::cuda {
+
+namespace {
+
+struct ExpertMat {
+  const uint8_t* data;
+  size_t nb1, nb2;
+};
+
+ExpertMat mat_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data), t.nb[1], t.nb[2]}; }
+
+// Workspace, P = n * k pairs, S = tile slots.
+struct Plan {
+  int32_t* counts;       // [E]
+  int32_t* cursor;       // [E]  next free sorted position of expert e while filling
+  int32_t* sorted;       // [P]  pair index at each sorted position (grouped by expert)
+  int32_t* inv;          // [P]  sorted position of each pair, -1 for an invalid id
+  int32_t* tile_expert;  // [S]
+  int32_t* tile_pos;     // [S]  first sorted position of the tile
+  int32_t* tile_cols;    // [S]  pairs in the tile
+  int32_t* tile_count;   // [1]  used slots
+  __half* xh;            // [n, round_up64(n_embd)]
+  __half* hh;            // [P, round_up64(n_ff)]
+  float* y;              // [P, n_embd]
+};
+
+using GateUpNarrow = TileCfg<64, 16, 4, 2>;  // per part (gate, up): 64 rows; 8 warps
+using GateUpWide = TileCfg<64, 64, 4, 2>;
+using DownNarrow = TileCfg<128, 16, 8, 1>;
+using DownWide = TileCfg<128, 64, 4, 2>;
+constexpr int kNarrowCols = 16, kWideCols = 64;
+constexpr int kPlanThreads = 1024;
+
+int tile_cols_for(int64_t pairs, int64_t n_expert) { return pairs > 24 * n_expert ? kWideCols : kNarrowCols; }
+
+int64_t tile_slots(int64_t pairs, int64_t n_expert, int bn) {
+  return (pairs + bn - 1) / bn + std::min<int64_t>(n_expert, pairs);
+}
+
+size_t align_up(size_t v) { return (v + 255) & ~size_t(255); }
+
+Plan make_plan(void* ws, int64_t n, int64_t k, int64_t n_expert, int64_t n_ff, int64_t n_embd, size_t* total) {
+  const int64_t pairs = n * k, slots = tile_slots(pairs, n_expert, tile_cols_for(pairs, n_expert));
+  char* p = static_cast<char*>(ws);
+  size_t off = 0;
+  auto take = [&](size_t bytes) {
+    char* r = p ? p + off : nullptr;
+    off += align_up(bytes);
+    return r;
+  };
+  Plan plan{};
+  plan.counts = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * size_t(n_expert)));
+  plan.cursor = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * size_t(n_expert)));
+  plan.sorted = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * size_t(pairs)));
+  plan.inv = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * size_t(pairs)));
+  plan.tile_expert = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * size_t(slots)));
+  plan.tile_pos = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * size_t(slots)));
+  plan.tile_cols = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * size_t(slots)));
+  plan.tile_count = reinterpret_cast<int32_t*>(take(sizeof(int32_t)));
+  plan.xh = reinterpret_cast<__half*>(take(sizeof(__half) * size_t(n * round_up64(n_embd))));
+  plan.hh = reinterpret_cast<__half*>(take(sizeof(__half) * size_t(pairs * round_up64(n_ff))));
+  plan.y = reinterpret_cast<float*>(take(sizeof(float) * size_t(pairs * n_embd)));
+  if (total) *total = off;
+  return plan;
+}
+
+// One block: pairs per expert, their prefix sums (each thread scans a run of experts, then a
+// block-wide scan of the runs' totals places them), the tile table, then the sorted pair lists.
+__global__ void __launch_bounds__(kPlanThreads)
+    moe_plan(const int32_t* ids, int64_t pairs, int32_t n_expert, int bn, Plan plan) {
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  for (int32_t e = tid; e < n_expert; e += kPlanThreads) plan.counts[e] = 0;
+  __syncthreads();
+  for (int64_t p = tid; p < pairs; p += kPlanThreads) {
+    const int32_t id = ids[p];
+    if (id >= 0 && id < n_expert) atomicAdd(&plan.counts[id], 1);
+  }
+  __syncthreads();
+  const int32_t per = (n_expert + kPlanThreads - 1) / kPlanThreads;
+  const int32_t e0 = min(n_expert, tid * per), e1 = min(n_expert, e0 + per);
+  int32_t c_sum = 0, t_sum = 0;
+  for (int32_t e = e0; e < e1; ++e) {
+    const int32_t c = __ldcg(plan.counts + e);
+    c_sum += c;
+    t_sum += (c + bn - 1) / bn;
+  }
+  int32_t c_inc = c_sum, t_inc = t_sum;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int32_t a = __shfl_up_sync(0xffffffffu, c_inc, o), b = __shfl_up_sync(0xffffffffu, t_inc, o);
+    if (lane >= o) c_inc += a, t_inc += b;
+  }
+  __shared__ int32_t warp_c[kPlanThreads / 32], warp_t[kPlanThreads / 32];
+  if (lane == 31) warp_c[warp] = c_inc, warp_t[warp] = t_inc;
+  __syncthreads();
+  if (warp == 0) {
+    static_assert(kPlanThreads / 32 == 32);
+    int32_t a = warp_c[lane], b = warp_t[lane];
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int32_t pa = __shfl_up_sync(0xffffffffu, a, o), pb = __shfl_up_sync(0xffffffffu, b, o);
+      if (lane >= o) a += pa, b += pb;
+    }
+    warp_c[lane] = a;
+    warp_t[lane] = b;
+  }
+  __syncthreads();
+  int32_t pos = c_inc - c_sum + (warp > 0 ? warp_c[warp - 1] : 0);
+  int32_t tile = t_inc - t_sum + (warp > 0 ? warp_t[warp - 1] : 0);
+  for (int32_t e = e0; e < e1; ++e) {
+    const int32_t c = __ldcg(plan.counts + e);
+    plan.cursor[e] = pos;
+    for (int32_t i = 0; i * bn < c; ++i, ++tile) {
+      plan.tile_expert[tile] = e;
+      plan.tile_pos[tile] = pos + i * bn;
+      plan.tile_cols[tile] = min(bn, c - i * bn);
+    }
+    pos += c;
+  }
+  if (tid == kPlanThreads - 1) *plan.tile_count = tile;
+  __syncthreads();
+  for (int64_t p = tid; p < pairs; p += kPlanThreads) {
+    const int32_t id = ids[p];
+    if (id >= 0 && id < n_expert) {
+      const int32_t at = atomicAdd(&plan.cursor[id], 1);
+      plan.sorted[at] = int32_t(p);
+      plan.inv[p] = at;
+    } else {
+      plan.inv[p] = -1;  // no such expert: contributes nothing
+    }
+  }
+}
+
+// grid (slots, n_ffp / 64): hh[pos][f] = f16(silu(gate_e[f] . x_t) * (up_e[f] . x_t)), rows
+// f in [n_ff, n_ffp) zero.
+template <GgmlType T, class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads)
+    moe_gate_up_tiles(ExpertMat gate, ExpertMat up, int64_t row_len, int64_t n_embd, int64_t n_ff, int64_t n_ffp,
+                      int64_t kp, int k, Plan plan) {
+  constexpr int BM = Cfg::kBM, BN = Cfg::kBN;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ const uint8_t* rows[2 * BM];
+  __shared__ const __half* cols[BN];
+  const int slot = blockIdx.x;
+  if (slot >= *plan.tile_count) return;
+  const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot], n_cols = plan.tile_cols[slot];
+  const int64_t m0 = int64_t(blockIdx.y) * BM;
+  for (int r = threadIdx.x; r < 2 * BM; r += Cfg::kThreads) {
+    const int64_t f = m0 + r % BM;
+    const bool g = r < BM;
+    rows[r] = f < n_ff ? (g ? gate.data : up.data) + size_t(e) * (g ? gate.nb2 : up.nb2) + size_t(f) * (g ? gate.nb1 : up.nb1)
+                       : nullptr;
+  }
+  for (int j = threadIdx.x; j < BN; j += Cfg::kThreads) {
+    cols[j] = j < n_cols ? plan.xh + int64_t(plan.sorted[pos0 + j] / k) * kp : nullptr;
+  }
+  tile_gemm<T, 2, Cfg>(smem, rows, cols, row_len, n_embd, [&](int r, int c, const float* v) {
+    if (c < n_cols) plan.hh[int64_t(pos0 + c) * n_ffp + m0 + r] = __float2half_rn(silu_f(v[0]) * v[1]);
+  });
+}
+
+// grid (slots, ceil(n_embd / BM)): y[pos][i] = w[pair] * (down_e[i] . h[pos]).
+template <GgmlType T, class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads)
+    moe_down_tiles(ExpertMat down, int64_t row_len, int64_t n_embd, int64_t n_ff, int64_t n_ffp,
+                   const float* weights, Plan plan) {
+  constexpr int BM = Cfg::kBM, BN = Cfg::kBN;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ const uint8_t* rows[BM];
+  __shared__ const __half* cols[BN];
+  __shared__ float col_w[BN];
+  const int slot = blockIdx.x;
+  if (slot >= *plan.tile_count) return;
+  const int32_t e = plan.tile_expert[slot], pos0 = plan.tile_pos[slot], n_cols = plan.tile_cols[slot];
+  const int64_t m0 = int64_t(blockIdx.y) * BM;
+  for (int r = threadIdx.x; r < BM; r += Cfg::kThreads) {
+    rows[r] = m0 + r < n_embd ? down.data + size_t(e) * down.nb2 + size_t(m0 + r) * down.nb1 : nullptr;
+  }
+  for (int j = threadIdx.x; j < BN; j += Cfg::kThreads) {
+    cols[j] = j < n_cols ? plan.hh + int64_t(pos0 + j) * n_ffp : nullptr;
+    col_w[j] = j < n_cols ? weights[plan.sorted[pos0 + j]] : 0.0f;
+  }
+  tile_gemm<T, 1, Cfg>(smem, rows, cols, row_len, n_ff, [&](int r, int c, const float* v) {
+    if (c < n_cols && m0 + r < n_embd) plan.y[int64_t(pos0 + c) * n_embd + m0 + r] = col_w[c] * v[0];
+  });
+}
+
+// dst[t][i] = sum over slots j (in order) of y[inv[t * k + j]][i]. grid (ceil(n_embd / 256), n).
+__global__ void moe_sum(const float* y, const int32_t* inv, int k, int64_t n_embd, float* dst, int64_t d_stride) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n_embd) return;
+  const int64_t t = blockIdx.y;
+  float acc = 0.0f;
+  for (int j = 0; j < k; ++j) {
+    const int32_t pos = inv[t * k + j];
+    if (pos >= 0) acc += y[int64_t(pos) * n_embd + i];
+  }
+  dst[t * d_stride + i] = acc;
+}
+
+// Raises the kernel's dynamic shared memory limit once (above 48 KB needs it).
+template <class K>
+void allow_smem(K kernel, size_t bytes) {
+  MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+template <GgmlType T, class Cfg>
+void launch_gate_up(cudaStream_t stream, const ExpertWeights& ex, int64_t n_embd, int64_t n_ff, int64_t slots, int k,
+                    const Plan& plan) {
+  constexpr size_t smem = tile_smem_bytes<T, 2, Cfg>();
+  static const bool raised = (allow_smem(moe_gate_up_tiles<T, Cfg>, smem), true);
+  (void)raised;
+  static_assert(Cfg::kBM == kStepK, "the m-tiles cover round_up64(n_ff) exactly, padding rows included");
+  const int64_t n_ffp = round_up64(n_ff);
+  const dim3 grid(unsigned(slots), unsigned(n_ffp / Cfg::kBM));
+  moe_gate_up_tiles<T, Cfg><<<grid, Cfg::kThreads, smem, stream>>>(mat_of(ex.gate), mat_of(ex.up),
+                                                                    int64_t(row_bytes(T, n_embd)), n_embd, n_ff, n_ffp,
+                                                                    round_up64(n_embd), k, plan);
+}
+
+template <GgmlType T, class Cfg>
+void launch_down(cudaStream_t stream, const ExpertWeights& ex, int64_t n_embd, int64_t n_ff, int64_t slots,
+                 const float* weights, const Plan& plan) {
+  constexpr size_t smem = tile_smem_bytes<T, 1, Cfg>();
+  static const bool raised = (allow_smem(moe_down_tiles<T, Cfg>, smem), true);
+  (void)raised;
+  const dim3 grid(unsigned(slots), unsigned((n_embd + Cfg::kBM - 1) / Cfg::kBM));
+  moe_down_tiles<T, Cfg><<<grid, Cfg::kThreads, smem, stream>>>(mat_of(ex.down), int64_t(row_bytes(T, n_ff)), n_embd,
+                                                                 n_ff, round_up64(n_ff), weights, plan);
+}
+
+int64_t float_stride(const Tensor& t, const char* what) {
+  if (t.nb[1] % sizeof(float) != 0) fail("internal: cuda moe ", what, " row stride is not a multiple of 4");
+  return int64_t(t.nb[1] / sizeof(float));
+}
+
+}  // namespace
+
+size_t moe_prefill_workspace_bytes(const Tensor& x, const ExpertWeights& experts, const Tensor& ids) {
+  size_t total = 0;
+  make_plan(nullptr, x.ne[1], ids.ne[0], experts.gate.ne[2], experts.gate.ne[1], x.ne[0], &total);
+  return total;
+}
+
+void moe_prefill(cudaStream_t stream, const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
+                 const Tensor& ids, const Tensor& weights, void* workspace) {
+  const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
+  const int64_t n_expert = experts.gate.ne[2], pairs = n * k;
+  if (n == 0) return;
+  const int bn = tile_cols_for(pairs, n_expert);
+  const int64_t slots = tile_slots(pairs, n_expert, bn);
+  const Plan plan = make_plan(workspace, n, k, n_expert, n_ff, n_embd, nullptr);
+  moe_plan<<<1, kPlanThreads, 0, stream>>>(ids.as<const int32_t>(), pairs, int32_t(n_expert), bn, plan);
+  MOESERVE_CUDA_CHECK_LAUNCH();
+  columns_to_f16(stream, x.as<const float>(), float_stride(x, "x"), n_embd, n, round_up64(n_embd), plan.xh);
+  bool ok_gu = false, ok_d = false;
+  dispatch_type(experts.gate.type, [&]<GgmlType T>() {
+    if constexpr (T != GgmlType::F32) {
+      if (bn == kWideCols) {
+        launch_gate_up<T, GateUpWide>(stream, experts, n_embd, n_ff, slots, int(k), plan);
+      } else {
+        launch_gate_up<T, GateUpNarrow>(stream, experts, n_embd, n_ff, slots, int(k), plan);
+      }
+      ok_gu = true;
+    }
+  });
+  MOESERVE_CUDA_CHECK_LAUNCH();
+  dispatch_type(experts.down.type, [&]<GgmlType T>() {
+    if constexpr (T != GgmlType::F32) {
+      if (bn == kWideCols) {
+        launch_down<T, DownWide>(stream, experts, n_embd, n_ff, slots, weights.as<const float>(), plan);
+      } else {
+        launch_down<T, DownNarrow>(stream, experts, n_embd, n_ff, slots, weights.as<const float>(), plan);
+      }
+      ok_d = true;
+    }
+  });
+  MOESERVE_CUDA_CHECK_LAUNCH();
+  if (!ok_gu || !ok_d) {
+    fail("internal: cuda moe_prefill has no kernel for ", type_name(experts.gate.type), "/",
+         type_name(experts.down.type));
+  }
+  const dim3 grid(unsigned((n_embd + 255) / 256), unsigned(n));
+  moe_sum<<<grid, 256, 0, stream>>>(plan.y, plan.inv, int(k), n_embd, dst.as<float>(), float_stride(dst, "dst"));
+  MOESERVE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace moeserve::cuda
