@@ -211,6 +211,49 @@ TEST(CudaMatmul, PrefillTilesSeveralStages) {
   }
 }
 
+// The prefill tiles round each dequantized weight to f16 once (the grid i-quants decode straight
+// to f16): a product with the weights of any type must equal, bit for bit, the product with F16
+// weights holding the reference dequantizer's values rounded to f16 (same tiles, same order).
+// Types whose values are a product minus an offset (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) are left out:
+// the device may fuse that multiply-add (see GetRowsEveryType), one f32 rounding apart.
+TEST(CudaMatmul, PrefillTilesSeeTheReferenceValuesInF16) {
+  std::mt19937 rng(14);
+  const int64_t m = 67, n = 70;
+  for (GgmlType type : weight_types()) {
+    if (type == GgmlType::F32 || type == GgmlType::Q4_1 || type == GgmlType::Q5_1 || type == GgmlType::Q2_K ||
+        type == GgmlType::Q4_K || type == GgmlType::Q5_K) {
+      continue;  // F32 weights do not take the tiles; see above for the others
+    }
+    const int64_t k = row_len(type);
+    const std::vector<uint8_t> w = random_rows(type, k, m, 0, uint32_t(rng()));
+    const std::vector<float> wf = dequant_rows(type, w, k, m, row_bytes(type, k));
+    std::vector<uint16_t> w16(wf.size());
+    bool finite = true;
+    for (size_t i = 0; i < wf.size(); ++i) {
+      w16[i] = fp32_to_fp16(wf[i]);
+      finite = finite && std::isfinite(fp16_to_fp32(w16[i]));
+    }
+    if (!finite) continue;  // random scales past the f16 range: nothing to compare
+    const std::vector<float> x = random_act(k * n, rng);
+    DevMem dw(w.size()), dw16(w16.size() * 2), dx(x.size() * 4), d1(size_t(m * n) * 4), d2(size_t(m * n) * 4);
+    upload(dw.p, w.data(), w.size());
+    upload(dw16.p, w16.data(), w16.size() * 2);
+    upload(dx.p, x.data(), x.size() * 4);
+    const Tensor tw = Tensor::contiguous(type, {k, m, 1, 1}, dw.p, kGpu);
+    const Tensor tw16 = Tensor::contiguous(GgmlType::F16, {k, m, 1, 1}, dw16.p, kGpu);
+    const Tensor tx = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dx.p, kGpu);
+    const Tensor t1 = Tensor::contiguous(GgmlType::F32, {m, n, 1, 1}, d1.p, kGpu);
+    const Tensor t2 = Tensor::contiguous(GgmlType::F32, {m, n, 1, 1}, d2.p, kGpu);
+    DevMem ws(cuda::matmul_workspace_bytes(t1, tw, tx));
+    cuda::matmul(nullptr, t1, tw, tx, ws.p);
+    cuda::matmul(nullptr, t2, tw16, tx, ws.p);
+    const std::vector<float> a = download<float>(d1.p, size_t(m * n)), b = download<float>(d2.p, size_t(m * n));
+    size_t diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) diff += std::memcmp(&a[i], &b[i], 4) != 0 || !std::isfinite(a[i]);
+    EXPECT_EQ(diff, 0u) << type_name(type) << ": outputs that differ from the F16-weight product";
+  }
+}
+
 TEST(CudaMatmul, GetRowsEveryType) {
   std::mt19937 rng(12);
   const int64_t n_src = 37;

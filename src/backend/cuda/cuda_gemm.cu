@@ -19,15 +19,16 @@ constexpr int64_t kNarrowMaxCols = 64;
 
 template <GgmlType T, class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads)
-    gemm_tile_kernel(const uint8_t* w, size_t w_nb1, int64_t row_len, int64_t m, int64_t k, const __half* xh,
-                     int64_t kp, int64_t n, float* dst, int64_t d_stride) {
+    gemm_tile_kernel(const uint8_t* w, size_t w_nb1, int64_t row_len, const uint8_t* w_end, int64_t m, int64_t k,
+                     const __half* xh, int64_t kp, int64_t n, float* dst, int64_t d_stride) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ const uint8_t* rows[Cfg::kBM];
   __shared__ const __half* cols[Cfg::kBN];
   const int64_t m0 = int64_t(blockIdx.x) * Cfg::kBM, n0 = int64_t(blockIdx.y) * Cfg::kBN;
   for (int r = threadIdx.x; r < Cfg::kBM; r += Cfg::kThreads) rows[r] = m0 + r < m ? w + size_t(m0 + r) * w_nb1 : nullptr;
   for (int j = threadIdx.x; j < Cfg::kBN; j += Cfg::kThreads) cols[j] = n0 + j < n ? xh + (n0 + j) * kp : nullptr;
-  tile_gemm<T, 1, Cfg>(smem, rows, cols, row_len, k, [&](int r, int c, const float* v) {
+  const uint8_t* const ends[1] = {w_end};
+  tile_gemm<T, 1, Cfg>(smem, rows, ends, cols, row_len, k, [&](int r, int c, const float* v) {
     if (m0 + r < m && n0 + c < n) dst[(n0 + c) * d_stride + m0 + r] = v[0];
   });
 }
@@ -69,9 +70,11 @@ void launch_gemm(cudaStream_t stream, const Tensor& dst, const Tensor& w, const 
   (void)raised;
   const int64_t m = w.ne[1], k = w.ne[0], n = dst.ne[1];
   const dim3 grid(unsigned((m + Cfg::kBM - 1) / Cfg::kBM), unsigned((n + Cfg::kBN - 1) / Cfg::kBN));
-  gemm_tile_kernel<T, Cfg><<<grid, Cfg::kThreads, smem, stream>>>(
-      static_cast<const uint8_t*>(w.data), w.nb[1], int64_t(row_bytes(T, k)), m, k, xh, kp, n, dst.as<float>(),
-      float_stride(dst, "dst"));
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  const size_t row_len = row_bytes(T, k);
+  gemm_tile_kernel<T, Cfg><<<grid, Cfg::kThreads, smem, stream>>>(wd, w.nb[1], int64_t(row_len),
+                                                                   wd + size_t(m - 1) * w.nb[1] + row_len, m, k, xh,
+                                                                   kp, n, dst.as<float>(), float_stride(dst, "dst"));
 }
 
 }  // namespace

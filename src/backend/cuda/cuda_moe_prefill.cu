@@ -27,9 +27,13 @@ namespace {
 struct ExpertMat {
   const uint8_t* data;
   size_t nb1, nb2;
+  const uint8_t* end;  // past the last byte of the last expert's last row
 };
 
-ExpertMat mat_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data), t.nb[1], t.nb[2]}; }
+ExpertMat mat_of(const Tensor& t) {
+  const auto* d = static_cast<const uint8_t*>(t.data);
+  return {d, t.nb[1], t.nb[2], d + size_t(t.ne[2] - 1) * t.nb[2] + size_t(t.ne[1] - 1) * t.nb[1] + row_bytes(t.type, t.ne[0])};
+}
 
 // Workspace, P = n * k pairs, S = tile slots.
 struct Plan {
@@ -176,7 +180,8 @@ __global__ void __launch_bounds__(Cfg::kThreads)
   for (int j = threadIdx.x; j < BN; j += Cfg::kThreads) {
     cols[j] = j < n_cols ? plan.xh + int64_t(plan.sorted[pos0 + j] / k) * kp : nullptr;
   }
-  tile_gemm<T, 2, Cfg>(smem, rows, cols, row_len, n_embd, [&](int r, int c, const float* v) {
+  const uint8_t* const ends[2] = {gate.end, up.end};
+  tile_gemm<T, 2, Cfg>(smem, rows, ends, cols, row_len, n_embd, [&](int r, int c, const float* v) {
     if (c < n_cols) plan.hh[int64_t(pos0 + c) * n_ffp + m0 + r] = __float2half_rn(silu_f(v[0]) * v[1]);
   });
 }
@@ -202,7 +207,8 @@ __global__ void __launch_bounds__(Cfg::kThreads)
     cols[j] = j < n_cols ? plan.hh + int64_t(pos0 + j) * n_ffp : nullptr;
     col_w[j] = j < n_cols ? weights[plan.sorted[pos0 + j]] : 0.0f;
   }
-  tile_gemm<T, 1, Cfg>(smem, rows, cols, row_len, n_ff, [&](int r, int c, const float* v) {
+  const uint8_t* const ends[1] = {down.end};
+  tile_gemm<T, 1, Cfg>(smem, rows, ends, cols, row_len, n_ff, [&](int r, int c, const float* v) {
     if (c < n_cols && m0 + r < n_embd) plan.y[int64_t(pos0 + c) * n_embd + m0 + r] = col_w[c] * v[0];
   });
 }

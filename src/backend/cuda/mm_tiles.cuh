@@ -3,7 +3,8 @@
 // * the weight rows' raw bytes (any quantized type) go global -> shared with cp.async, one
 //   "macro step" ahead (64 elements, or one 256-element super-block for the k- and i-quants);
 // * each 64-wide k-step dequantizes its slice from shared memory into an f16 tile (the chunk
-//   decoders of dequant.cuh, exact; one f16 rounding), while the next step's bytes are in flight;
+//   decoders of dequant.cuh, exact, then one f16 rounding; the grid i-quants straight to the same
+//   f16 values), while the next step's bytes are in flight;
 // * activations are f16 columns prepared once per product (zero-padded to a multiple of 64), and
 //   go to double-buffered shared tiles with cp.async;
 // * mma.sync m16n8k16 (f16 in, f32 accumulate) from ldmatrix fragments.
@@ -22,10 +23,9 @@ namespace moeserve::cuda {
 // ---- PTX wrappers -------------------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
-// 16 bytes global -> shared; only the first `src_bytes` (1..16) are read, the rest zero-filled.
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
-               : "memory");
+// 16 bytes global -> shared, asynchronously (both 16-byte aligned).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
@@ -83,33 +83,133 @@ struct RawSpan {
   static_assert(kElems % kStepK == 0 && kElems % D::kQk == 0);
 };
 
-// Dynamic shared memory of one block: two raw stages, the f16 weight tile, two f16 column tiles.
+// ---- grid i-quants straight to f16 -----------------------------------------------------------------
+// The usual expert types (IQ2_XXS, IQ2_XS, IQ3_XXS): value = d * s * (+-m), s = (2 ls + 1) / 8 (or
+// / 4), m a grid byte below 64. In f16: the bits 0x6400 | m are 1024 + m; one fma with s and
+// -1024 s gives m * s exactly (at most 11 significant bits), the sign is a bit flip, and one f16
+// multiply by d rounds the exact product d * s * m once. The f32 chunk decoder computes the same
+// exact product (at most 22 bits) and the tile rounds it to f16 once, so both give the same f16,
+// here with two f16x2 operations per pair of values instead of an int-to-float conversion per
+// value, and with the grid and sign tables in shared memory (the grid lookups are scattered).
+__device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+__device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
+
+// 8 values from the magnitude bytes of w0 (values 0-3) and w1 (4-7); sign_bits: the f16x2 sign
+// masks of the four pairs.
+__device__ __forceinline__ uint4 grid8_f16(uint32_t w0, uint32_t w1, int scale_num, float scale_inv, uint16_t d_bits,
+                                           const uint4& sign_bits) {
+  const __half s = __float2half_rn(float(scale_num) * scale_inv);  // exact: 5 significant bits
+  const __half2 s2 = __half2half2(s), off2 = __half2half2(__hmul(s, __float2half_rn(-1024.0f)));
+  const __half2 d2 = __half2half2(__ushort_as_half(d_bits));
+  auto pair = [&](uint32_t w, uint32_t sel, uint32_t sign) {
+    const __half2 ms = __hfma2(bits_h2(__byte_perm(w, 0x64646464u, sel)), s2, off2);
+    return h2_bits(__hmul2(bits_h2(h2_bits(ms) ^ sign), d2));
+  };
+  return make_uint4(pair(w0, 0x4140, sign_bits.x), pair(w0, 0x4342, sign_bits.y), pair(w1, 0x4140, sign_bits.z),
+                    pair(w1, 0x4342, sign_bits.w));
+}
+
+// The 128 sign patterns (ksigns_iq2xs) as f16x2 sign masks of four pairs.
+__device__ __forceinline__ void fill_sign_masks(unsigned char* t, int tid, int nt) {
+  for (int i = tid; i < 128; i += nt) {
+    const uint32_t sg = d_ksigns_iq2xs.v[i];
+    uint32_t w[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) w[p] = ((sg >> (2 * p)) & 1u) << 15 | ((sg >> (2 * p + 1)) & 1u) << 31;
+    reinterpret_cast<uint4*>(t)[i] = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+template <GgmlType T>
+struct FastDq {
+  static constexpr bool kOn = false;
+  static constexpr int kTableBytes = 0;
+};
+template <>
+struct FastDq<GgmlType::IQ2_XS> {
+  static constexpr bool kOn = true;
+  static constexpr int kGrid = 512 * 8, kTableBytes = kGrid + 128 * 16;
+  __device__ static void fill(unsigned char* t, int tid, int nt) {
+    for (int i = tid; i < 512; i += nt) reinterpret_cast<uint64_t*>(t)[i] = d_iq2xs_grid.v[i];
+    fill_sign_masks(t + kGrid, tid, nt);
+  }
+  __device__ static uint4 decode(const uint8_t* b, int j, const unsigned char* t) {  // as Dq<IQ2_XS>
+    const int ib = j / 4, l = j % 4;
+    const uint16_t q = ld16(b + 2 + 2 * j);
+    const int ls = (b[66 + ib] >> (4 * (l / 2))) & 0xF;
+    const uint64_t e = reinterpret_cast<const uint64_t*>(t)[q & 511];
+    return grid8_f16(uint32_t(e), uint32_t(e >> 32), 2 * ls + 1, 0.125f, ld16(b),
+                     reinterpret_cast<const uint4*>(t + kGrid)[q >> 9]);
+  }
+};
+template <>
+struct FastDq<GgmlType::IQ2_XXS> {
+  static constexpr bool kOn = true;
+  static constexpr int kGrid = 256 * 8, kTableBytes = kGrid + 128 * 16;
+  __device__ static void fill(unsigned char* t, int tid, int nt) {
+    for (int i = tid; i < 256; i += nt) reinterpret_cast<uint64_t*>(t)[i] = d_iq2xxs_grid.v[i];
+    fill_sign_masks(t + kGrid, tid, nt);
+  }
+  __device__ static uint4 decode(const uint8_t* b, int j, const unsigned char* t) {  // as Dq<IQ2_XXS>
+    const int ib = j / 4, l = j % 4;
+    const uint8_t* g = b + 2 + 8 * ib;
+    const uint32_t aux = ld32_2(g + 4);
+    const uint64_t e = reinterpret_cast<const uint64_t*>(t)[g[l]];
+    return grid8_f16(uint32_t(e), uint32_t(e >> 32), int(2 * (aux >> 28) + 1), 0.125f, ld16(b),
+                     reinterpret_cast<const uint4*>(t + kGrid)[(aux >> (7 * l)) & 127]);
+  }
+};
+template <>
+struct FastDq<GgmlType::IQ3_XXS> {
+  static constexpr bool kOn = true;
+  static constexpr int kGrid = 256 * 4, kTableBytes = kGrid + 128 * 16;
+  __device__ static void fill(unsigned char* t, int tid, int nt) {
+    for (int i = tid; i < 256; i += nt) reinterpret_cast<uint32_t*>(t)[i] = d_iq3xxs_grid.v[i];
+    fill_sign_masks(t + kGrid, tid, nt);
+  }
+  __device__ static uint4 decode(const uint8_t* b, int j, const unsigned char* t) {  // as Dq<IQ3_XXS>
+    const int ib = j / 4, l = j % 4;
+    const uint8_t* qs = b + 2;
+    const uint32_t aux = ld32_2(qs + 64 + 4 * ib);
+    const uint32_t* grid = reinterpret_cast<const uint32_t*>(t);
+    return grid8_f16(grid[qs[8 * ib + 2 * l]], grid[qs[8 * ib + 2 * l + 1]], int(2 * (aux >> 28) + 1), 0.25f, ld16(b),
+                     reinterpret_cast<const uint4*>(t + kGrid)[(aux >> (7 * l)) & 127]);
+  }
+};
+
+// Dynamic shared memory of one block: decode tables, two raw stages, the f16 weight tile, two f16
+// column tiles.
 template <GgmlType T, int P, class Cfg>
 constexpr size_t tile_smem_bytes() {
-  return size_t(2 * P * Cfg::kBM * RawSpan<T>::kRowBytes) + size_t(P * Cfg::kBM * kLdH * 2) +
-         size_t(2 * Cfg::kBN * kLdH * 2);
+  return size_t(FastDq<T>::kTableBytes) + size_t(2 * P * Cfg::kBM * RawSpan<T>::kRowBytes) +
+         size_t(P * Cfg::kBM * kLdH * 2) + size_t(2 * Cfg::kBN * kLdH * 2);
 }
 
 // The whole-k product of one tile. rows: P * BM weight row pointers in shared memory (null: past
-// the end, zeros), each row_len bytes of k elements; cols: BN f16 column pointers in shared
+// the end, zeros), each row_len bytes of k elements; end[p]: the end of part p's weight tensor
+// (copies never read past it: 16-byte granules may run into the next row, never past the last);
+// cols: BN f16 column pointers in shared
 // memory (null: no column; zeros), each zero-padded to round_up64(k). On return the caller gets
 // epi(r, c, v) for every r < BM, c < BN, with v[p] the product of part p's row r and column c.
 // Starts with a barrier, so the caller may fill rows/cols right before.
 template <GgmlType T, int P, class Cfg, class Epi>
-__device__ __forceinline__ void tile_gemm(unsigned char* smem, const uint8_t* const* rows, const __half* const* cols,
-                                          int64_t row_len, int64_t k, Epi&& epi) {
+__device__ __forceinline__ void tile_gemm(unsigned char* smem, const uint8_t* const* rows, const uint8_t* const (&end)[P],
+                                          const __half* const* cols, int64_t row_len, int64_t k, Epi&& epi) {
   using D = Dq<T>;
   using R = RawSpan<T>;
   constexpr int BM = Cfg::kBM, BN = Cfg::kBN, NT = Cfg::kThreads, AR = P * BM;
   constexpr int FM = Cfg::kFm, FN = Cfg::kFn;
   // Buffers picked by arithmetic (a run-time index into an array of pointers would go to local memory).
-  auto stage = [&](int64_t i) { return smem + (i & 1) * (AR * R::kRowBytes); };
-  __half* a_tile = reinterpret_cast<__half*>(smem + 2 * AR * R::kRowBytes);
+  unsigned char* table = smem;
+  unsigned char* stages = smem + FastDq<T>::kTableBytes;
+  auto stage = [&](int64_t i) { return stages + (i & 1) * (AR * R::kRowBytes); };
+  __half* a_tile = reinterpret_cast<__half*>(stages + 2 * AR * R::kRowBytes);
   auto b_tile = [&](int64_t i) { return a_tile + AR * kLdH + (i & 1) * (BN * kLdH); };
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = warp / Cfg::kWN, wn = warp % Cfg::kWN;
 
   __syncthreads();  // rows / cols filled by the caller
+  if constexpr (FastDq<T>::kOn) FastDq<T>::fill(table, tid, NT);
   // Columns that do not exist stay zero in both buffers (never copied into).
   for (int idx = tid; idx < BN * (kStepK / 8); idx += NT) {
     const int j = idx / (kStepK / 8), g = idx % (kStepK / 8);
@@ -132,14 +232,20 @@ __device__ __forceinline__ void tile_gemm(unsigned char* smem, const uint8_t* co
           reinterpret_cast<uintptr_t>(row + ms * R::kSpan) & ~uintptr_t(15));
       const uint8_t* src = first + 16 * g;
       const int64_t left = row + row_len - src;  // bytes of the row from this granule on
-      if (left > 0) cp_async16(st + r * R::kRowBytes + 16 * g, src, left >= 16 ? 16 : int(left));
+      if (left <= 0) continue;
+      unsigned char* dst = st + r * R::kRowBytes + 16 * g;
+      if (src + 16 <= ((P == 1 || r < BM) ? end[0] : end[P - 1])) {
+        cp_async16(dst, src);
+      } else {  // the tensor's last bytes
+        for (int i = 0; i < left; ++i) dst[i] = src[i];
+      }
     }
   };
   auto issue_b = [&](int64_t kt, __half* bt) {
     for (int idx = tid; idx < BN * (kStepK / 8); idx += NT) {
       const int j = idx / (kStepK / 8), g = idx % (kStepK / 8);
       const __half* col = cols[j];
-      if (col) cp_async16(bt + j * kLdH + 8 * g, col + kt * kStepK + 8 * g, 16);
+      if (col) cp_async16(bt + j * kLdH + 8 * g, col + kt * kStepK + 8 * g);
     }
   };
   // k-step kt of macro step ms (sub-step sub) from its raw stage into the f16 weight tile.
@@ -149,21 +255,30 @@ __device__ __forceinline__ void tile_gemm(unsigned char* smem, const uint8_t* co
       const int r = idx / (kStepK / 8), ch = idx % (kStepK / 8);
       const int lc = sub * (kStepK / 8) + ch;                // chunk within the macro step
       const int64_t c = ms * (R::kElems / 8) + lc;             // chunk within the row
-      float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       const uint8_t* row = rows[r];
-      if (row && 8 * c < k) {
+      const bool live = row && 8 * c < k;
+      const uint8_t* b = nullptr;
+      if (live) {
         const int off = int(reinterpret_cast<uintptr_t>(row + ms * R::kSpan) & 15);
-        const uint8_t* b = st + r * R::kRowBytes + off + (lc / kChunksPerBlock) * D::kBytes;
-        if constexpr (D::kPlain) {
-          D::chunk(b, 0, v, k - 8 * c < 8 ? int(k - 8 * c) : 8);
-        } else {
-          D::chunk(b, lc % kChunksPerBlock, v);
-        }
+        b = st + r * R::kRowBytes + off + (lc / kChunksPerBlock) * D::kBytes;
       }
-      __align__(16) __half2 h[4];
+      uint4* out = reinterpret_cast<uint4*>(a_tile + r * kLdH + 8 * ch);
+      if constexpr (FastDq<T>::kOn) {
+        *out = live ? FastDq<T>::decode(b, lc % kChunksPerBlock, table) : make_uint4(0, 0, 0, 0);
+      } else {
+        float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (live) {
+          if constexpr (D::kPlain) {
+            D::chunk(b, 0, v, k - 8 * c < 8 ? int(k - 8 * c) : 8);
+          } else {
+            D::chunk(b, lc % kChunksPerBlock, v);
+          }
+        }
+        __align__(16) __half2 h[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
-      *reinterpret_cast<uint4*>(a_tile + r * kLdH + 8 * ch) = *reinterpret_cast<const uint4*>(h);
+        for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+        *out = *reinterpret_cast<const uint4*>(h);
+      }
     }
   };
 
