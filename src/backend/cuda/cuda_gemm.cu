@@ -1,7 +1,8 @@
 // Dense prefill products (cuda_prefill.h): the activation columns are rounded to f16 once into the
 // workspace, then pipelined tensor-core tiles (mm_tiles.cuh) run over weight rows x columns.
 // Many columns: 128 x 128 tiles of 8 warps (each weight tile is dequantized once per 128
-// columns); up to 64 columns: 64 x 64 tiles of 4 warps, twice the blocks along the weight rows.
+// columns); up to 64 columns, or where the wide tile does not fit the GPU's shared memory: 64 x 64
+// tiles of 4 warps.
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
@@ -62,12 +63,7 @@ int64_t float_stride(const Tensor& t, const char* what) {
 template <GgmlType T, class Cfg>
 void launch_gemm(cudaStream_t stream, const Tensor& dst, const Tensor& w, const __half* xh, int64_t kp) {
   constexpr size_t smem = tile_smem_bytes<T, 1, Cfg>();
-  static const bool raised = [] {
-    MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(gemm_tile_kernel<T, Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(smem)));
-    return true;
-  }();
-  (void)raised;
+  raise_tile_smem(gemm_tile_kernel<T, Cfg>, smem);
   const int64_t m = w.ne[1], k = w.ne[0], n = dst.ne[1];
   const dim3 grid(unsigned((m + Cfg::kBM - 1) / Cfg::kBM), unsigned((n + Cfg::kBN - 1) / Cfg::kBN));
   const auto* wd = static_cast<const uint8_t*>(w.data);
@@ -100,10 +96,11 @@ void gemm_prefill(cudaStream_t stream, const Tensor& dst, const Tensor& w, const
   bool served = false;
   dispatch_type(w.type, [&]<GgmlType T>() {
     if constexpr (T != GgmlType::F32) {
-      if (n <= kNarrowMaxCols) {
-        launch_gemm<T, NarrowTile>(stream, dst, w, xh, kp);
-      } else {
+      // Wide tiles of the largest blocks (Q5_K, Q6_K) exceed the shared memory of some GPUs.
+      if (n > kNarrowMaxCols && tile_smem_fits(gemm_tile_kernel<T, WideTile>, tile_smem_bytes<T, 1, WideTile>())) {
         launch_gemm<T, WideTile>(stream, dst, w, xh, kp);
+      } else {
+        launch_gemm<T, NarrowTile>(stream, dst, w, xh, kp);
       }
       served = true;
     }

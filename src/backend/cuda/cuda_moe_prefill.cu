@@ -10,7 +10,7 @@
 // A pair's sorted position may vary between runs (atomics), but each column's products do not
 // depend on where it sits in a tile, so results repeat bit for bit.
 // Tiles are 16 tokens wide when experts see few tokens (a 512-token prompt over 512 experts,
-// top-10: ~10 each) and 64 wide from ~24 tokens per expert on (long prompts).
+// top-10: ~10 each) and 64 wide from ~24 tokens per expert on (long prompts) where they fit.
 #include <algorithm>
 #include <cstdint>
 
@@ -57,7 +57,7 @@ using DownWide = TileCfg<128, 64, 4, 2>;
 constexpr int kNarrowCols = 16, kWideCols = 64;
 constexpr int kPlanThreads = 1024;
 
-int tile_cols_for(int64_t pairs, int64_t n_expert) { return pairs > 24 * n_expert ? kWideCols : kNarrowCols; }
+constexpr int64_t kWidePairsPerExpert = 24;  // from this average on, 64-token tiles
 
 int64_t tile_slots(int64_t pairs, int64_t n_expert, int bn) {
   return (pairs + bn - 1) / bn + std::min<int64_t>(n_expert, pairs);
@@ -65,8 +65,9 @@ int64_t tile_slots(int64_t pairs, int64_t n_expert, int bn) {
 
 size_t align_up(size_t v) { return (v + 255) & ~size_t(255); }
 
+// Tile slots are counted for narrow tiles (more than wide ones need).
 Plan make_plan(void* ws, int64_t n, int64_t k, int64_t n_expert, int64_t n_ff, int64_t n_embd, size_t* total) {
-  const int64_t pairs = n * k, slots = tile_slots(pairs, n_expert, tile_cols_for(pairs, n_expert));
+  const int64_t pairs = n * k, slots = tile_slots(pairs, n_expert, kNarrowCols);
   char* p = static_cast<char*>(ws);
   size_t off = 0;
   auto take = [&](size_t bytes) {
@@ -226,18 +227,11 @@ __global__ void moe_sum(const float* y, const int32_t* inv, int k, int64_t n_emb
   dst[t * d_stride + i] = acc;
 }
 
-// Raises the kernel's dynamic shared memory limit once (above 48 KB needs it).
-template <class K>
-void allow_smem(K kernel, size_t bytes) {
-  MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-}
-
 template <GgmlType T, class Cfg>
 void launch_gate_up(cudaStream_t stream, const ExpertWeights& ex, int64_t n_embd, int64_t n_ff, int64_t slots, int k,
                     const Plan& plan) {
   constexpr size_t smem = tile_smem_bytes<T, 2, Cfg>();
-  static const bool raised = (allow_smem(moe_gate_up_tiles<T, Cfg>, smem), true);
-  (void)raised;
+  raise_tile_smem(moe_gate_up_tiles<T, Cfg>, smem);
   static_assert(Cfg::kBM == kStepK, "the m-tiles cover round_up64(n_ff) exactly, padding rows included");
   const int64_t n_ffp = round_up64(n_ff);
   const dim3 grid(unsigned(slots), unsigned(n_ffp / Cfg::kBM));
@@ -250,8 +244,7 @@ template <GgmlType T, class Cfg>
 void launch_down(cudaStream_t stream, const ExpertWeights& ex, int64_t n_embd, int64_t n_ff, int64_t slots,
                  const float* weights, const Plan& plan) {
   constexpr size_t smem = tile_smem_bytes<T, 1, Cfg>();
-  static const bool raised = (allow_smem(moe_down_tiles<T, Cfg>, smem), true);
-  (void)raised;
+  raise_tile_smem(moe_down_tiles<T, Cfg>, smem);
   const dim3 grid(unsigned(slots), unsigned((n_embd + Cfg::kBM - 1) / Cfg::kBM));
   moe_down_tiles<T, Cfg><<<grid, Cfg::kThreads, smem, stream>>>(mat_of(ex.down), int64_t(row_bytes(T, n_ff)), n_embd,
                                                                  n_ff, round_up64(n_ff), weights, plan);
@@ -275,7 +268,22 @@ void moe_prefill(cudaStream_t stream, const Tensor& dst, const Tensor& x, const 
   const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
   const int64_t n_expert = experts.gate.ne[2], pairs = n * k;
   if (n == 0) return;
-  const int bn = tile_cols_for(pairs, n_expert);
+  // Wide tiles where both wide kernels fit the GPU's shared memory (those of the largest blocks,
+  // Q5_K and Q6_K, do not on some GPUs); the narrow ones always fit.
+  bool wide = pairs > kWidePairsPerExpert * n_expert;
+  if (wide) {
+    dispatch_type(experts.gate.type, [&]<GgmlType T>() {
+      if constexpr (T != GgmlType::F32) {
+        wide = wide && tile_smem_fits(moe_gate_up_tiles<T, GateUpWide>, tile_smem_bytes<T, 2, GateUpWide>());
+      }
+    });
+    dispatch_type(experts.down.type, [&]<GgmlType T>() {
+      if constexpr (T != GgmlType::F32) {
+        wide = wide && tile_smem_fits(moe_down_tiles<T, DownWide>, tile_smem_bytes<T, 1, DownWide>());
+      }
+    });
+  }
+  const int bn = wide ? kWideCols : kNarrowCols;
   const int64_t slots = tile_slots(pairs, n_expert, bn);
   const Plan plan = make_plan(workspace, n, k, n_expert, n_ff, n_embd, nullptr);
   moe_plan<<<1, kPlanThreads, 0, stream>>>(ids.as<const int32_t>(), pairs, int32_t(n_expert), bn, plan);

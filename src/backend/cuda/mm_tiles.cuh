@@ -16,6 +16,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dequant.cuh"
 
 namespace moeserve::cuda {
@@ -183,6 +184,24 @@ template <GgmlType T, int P, class Cfg>
 constexpr size_t tile_smem_bytes() {
   return size_t(FastDq<T>::kTableBytes) + size_t(2 * P * Cfg::kBM * RawSpan<T>::kRowBytes) +
          size_t(P * Cfg::kBM * kLdH * 2) + size_t(2 * Cfg::kBN * kLdH * 2);
+}
+
+// Host side, before a launch of a tile kernel with `dynamic` bytes of dynamic shared memory on the
+// current device: whether it fits (with the kernel's static shared memory; an RTX 4090 allows
+// 99 KB per block, an H100 227 KB), and raising the kernel's limit to it (above 48 KB a kernel
+// needs that; the attribute belongs to the device, so it is set at every launch).
+template <class K>
+bool tile_smem_fits(K kernel, size_t dynamic) {
+  int dev = 0, optin = 0;
+  MOESERVE_CUDA_CHECK(cudaGetDevice(&dev));
+  MOESERVE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  cudaFuncAttributes attr{};
+  MOESERVE_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+  return attr.sharedSizeBytes + dynamic <= size_t(optin);
+}
+template <class K>
+void raise_tile_smem(K kernel, size_t dynamic) {
+  MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dynamic)));
 }
 
 // The whole-k product of one tile. rows: P * BM weight row pointers in shared memory (null: past
