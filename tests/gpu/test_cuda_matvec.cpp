@@ -142,47 +142,6 @@ TEST(CudaMatvecQ8, EveryTypeEveryColumnCount) {
   }
 }
 
-// A grid of many blocks (more than 4 per SM: the output head's case) quantizes the columns in a
-// separate launch instead of in every block; one and two columns, the others always do.
-TEST(CudaMatvecQ8, ManyRowsQuantizeOnce) {
-  std::mt19937 rng(22);
-  const int64_t m = 16 * 540 + 5;  // 541 blocks of 16 rows: over 4 per SM on 132 SMs
-  for (GgmlType type : {GgmlType::Q8_0, GgmlType::IQ2_XS}) {
-    const int64_t k = type == GgmlType::Q8_0 ? 256 : 2048;  // 16-byte multiple rows
-    const std::vector<uint8_t> w = test::random_blocks(type, k * m, uint32_t(rng()));
-    const std::vector<float> wf = dequant(type, w, k, m, row_bytes(type, k));
-    for (int64_t n : {1, 2}) {
-      std::vector<float> x(size_t(k * n));
-      std::uniform_real_distribution<float> u(-1.5f, 1.5f);
-      for (float& v : x) v = u(rng);
-      Dev dw(w.size()), dx(x.size() * 4), dd(size_t(m * n) * 4);
-      put(dw.p, w);
-      put(dx.p, x);
-      const Tensor tw = Tensor::contiguous(type, {k, m, 1, 1}, dw.p, kGpu);
-      const Tensor tx = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dx.p, kGpu);
-      const Tensor td = Tensor::contiguous(GgmlType::F32, {m, n, 1, 1}, dd.p, kGpu);
-      ASSERT_TRUE(cuda::q8_matvec_usable(tw, tx));
-      Dev ws(cuda::matmul_workspace_bytes(td, tw, tx));
-      cuda::matmul(nullptr, td, tw, tx, ws.p);
-      const std::vector<float> got = get(dd.p, size_t(m * n));
-      int bad = 0;
-      for (int64_t c = 0; c < n && bad < 5; ++c) {
-        const std::vector<float> xq = q8_round_trip(x.data() + c * k, k);
-        for (int64_t i = 0; i < m && bad < 5; ++i) {
-          const float* wr = wf.data() + i * k;
-          double ref = 0;
-          for (int64_t e = 0; e < k; ++e) ref += double(wr[e]) * xq[size_t(e)];
-          const float g = got[size_t(c * m + i)];
-          if (!(std::fabs(g - ref) <= f32_bound(wr, xq.data(), k))) {
-            ++bad;
-            ADD_FAILURE() << type_name(type) << " n=" << n << " row " << i << ": got " << g << " want " << ref;
-          }
-        }
-      }
-    }
-  }
-}
-
 // Rows the 16-byte staging cannot take stay on the general kernels, still correct.
 TEST(CudaMatvecQ8, UnalignedRowsAreNotTaken) {
   const int64_t k = 512;

@@ -1,6 +1,5 @@
-// Dense decode products on the 8-bit activation path (cuda_matvec.h, mmvq.cuh): R rows per warp,
-// 8 warps per block; the activation columns are quantized inside each block (one or two columns,
-// grids of a few waves) or by one launch before.
+// Dense decode products on the 8-bit activation path (cuda_matvec.h, mmvq.cuh): one launch
+// quantizes the activation columns, one runs the rows, R rows per warp, 8 warps per block.
 #include "backend/cuda/cuda_matvec.h"
 
 #include "backend/cuda/cuda_check.h"
@@ -19,30 +18,24 @@ constexpr int rows_per_warp() {
 }
 
 // dst[c * d_stride + row] = w[row] . x_c for rows of nblk blocks; grid ceil(m / (kWarps * R)).
-// kFused: each block quantizes the columns itself into shared memory (no separate launch and no
-// gap between two kernels; used where the blocks are few, so the repeated reads of x from L2 stay
-// small next to the weights); otherwise `act` holds them, quantized by quantize_columns.
-template <GgmlType T, int NC, bool kFused>
+template <GgmlType T, int NC>
 __global__ void __launch_bounds__(mmvq::kThreads)
-    q8_matvec_kernel(const uint8_t* w, size_t nb1, int64_t m, int64_t nblk, int tile_blk, const float* x,
-                     int64_t x_stride, ActQ8 act, int64_t k, float* dst, int64_t d_stride) {
+    q8_matvec_kernel(const uint8_t* w, size_t nb1, int64_t m, int64_t nblk, int tile_blk, ActQ8 act, int64_t k,
+                     float* dst, int64_t d_stride) {
   constexpr int R = rows_per_warp<NC>();
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t r0 = (int64_t(blockIdx.x) * mmvq::kWarps + warp) * R;
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
-  uint8_t* act_sm = smem + mmvq::table_bytes<T>();
-  int8_t* sq = reinterpret_cast<int8_t*>(act_sm);
-  float2* sds = reinterpret_cast<float2*>(act_sm + (k * NC + 15) / 16 * 16);
-  uint8_t* sm = act_sm + (kFused ? mmvq::smem_act_bytes(k, NC) : 0) + warp * R * tile_bytes;
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + warp * R * tile_bytes;
   // Rows past the end recompute the last one (the whole block reaches the barrier).
   auto rows_of = [&](int, const uint8_t* (&rows)[R]) {
 #pragma unroll
     for (int r = 0; r < R; ++r) rows[r] = w + size_t(r0 + r < m ? r0 + r : m - 1) * nb1;
   };
   auto act_of = [&](int, const int8_t*& aq, const float2*& ads) {
-    aq = kFused ? sq : act.qs;
-    ads = kFused ? sds : act.ds;
+    aq = act.qs;
+    ads = act.ds;
   };
   auto done = [&](int, float (&acc)[R][NC]) {
 #pragma unroll
@@ -53,45 +46,23 @@ __global__ void __launch_bounds__(mmvq::kThreads)
         if (lane == 0 && r0 + r < m) dst[c * d_stride + r0 + r] = s;
       }
   };
-  auto prologue = [&]() {
-    mmvq::load_table<T>(smem);
-    if constexpr (kFused) mmvq::quantize_block_cols(x, x_stride, k, NC, sq, sds);
-    __syncthreads();
-  };
-  mmvq::warp_passes<T, R, NC, 16>(1, nblk, tile_blk, k, sm, smem, lane, rows_of, act_of, done, prologue);
+  mmvq::load_table<T>(smem);
+  __syncthreads();
+  mmvq::warp_passes<T, R, NC, 16>(1, nblk, tile_blk, k, sm, smem, lane, rows_of, act_of, done);
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    MOESERVE_CUDA_CHECK(cudaGetDevice(&dev));
-    MOESERVE_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
-template <GgmlType T, int NC, bool kFused>
-void launch(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, ActQ8 act) {
+template <GgmlType T, int NC>
+void launch(cudaStream_t stream, const Tensor& dst, const Tensor& w, ActQ8 act) {
   constexpr int R = rows_per_warp<NC>();
   const int64_t m = w.ne[1], k = w.ne[0], nblk = k / Dq<T>::kQk;
   const int tile_blk = mmvq::tile_blocks<T, 16>(nblk);
-  const size_t smem = size_t(mmvq::table_bytes<T>()) + (kFused ? mmvq::smem_act_bytes(k, NC) : 0) +
-                      size_t(mmvq::kWarps * R) * size_t(tile_blk * Dq<T>::kBytes);
-  mmvq::allow_smem(q8_matvec_kernel<T, NC, kFused>, smem);
+  const size_t smem = size_t(mmvq::table_bytes<T>()) + size_t(mmvq::kWarps * R) * size_t(tile_blk * Dq<T>::kBytes);
+  mmvq::allow_smem(q8_matvec_kernel<T, NC>, smem);
   const int64_t per_block = int64_t(mmvq::kWarps) * R;
   const dim3 grid(unsigned((m + per_block - 1) / per_block));
-  q8_matvec_kernel<T, NC, kFused><<<grid, mmvq::kThreads, smem, stream>>>(
-      static_cast<const uint8_t*>(w.data), w.nb[1], m, nblk, tile_blk, x.as<const float>(),
-      int64_t(x.nb[1] / sizeof(float)), act, k, dst.as<float>(), int64_t(dst.nb[1] / sizeof(float)));
-}
-
-// Fused quantization for one or two columns when the grid is at most ~4 blocks per SM (an 8192-row
-// projection: 512 blocks, 4 MB of x re-read from L2 for 18 MB of Q8_0 weights) and the columns fit
-// in a few KB of shared memory; the output head (9,500 blocks) quantizes once instead.
-bool fuse_quantization(const Tensor& w, int64_t n) {
-  const int64_t blocks = (w.ne[1] + 2 * mmvq::kWarps - 1) / (2 * mmvq::kWarps);
-  return n <= 2 && blocks <= 4 * int64_t(sm_count()) && mmvq::smem_act_bytes(w.ne[0], int(n)) <= 24 * 1024;
+  q8_matvec_kernel<T, NC><<<grid, mmvq::kThreads, smem, stream>>>(static_cast<const uint8_t*>(w.data), w.nb[1], m,
+                                                                  nblk, tile_blk, act, k, dst.as<float>(),
+                                                                  int64_t(dst.nb[1] / sizeof(float)));
 }
 
 }  // namespace
@@ -109,18 +80,17 @@ bool q8_matvec_usable(const Tensor& w, const Tensor& x) {
 void q8_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace) {
   const int64_t n = x.ne[1], k = w.ne[0];
   if (dst.nb[1] % sizeof(float) != 0) fail("internal: cuda matmul dst row stride is not a multiple of 4");
-  const bool fused = fuse_quantization(w, n);
-  const ActQ8 act = fused ? ActQ8{} : mmvq::quantize_columns(stream, x, k, n, workspace);
+  const ActQ8 act = mmvq::quantize_columns(stream, x, k, n, workspace);
   const bool ok = mmvq::dispatch_q8(w.type, [&]<GgmlType T>() {
     switch (n) {
-      case 1: return fused ? launch<T, 1, true>(stream, dst, w, x, act) : launch<T, 1, false>(stream, dst, w, x, act);
-      case 2: return fused ? launch<T, 2, true>(stream, dst, w, x, act) : launch<T, 2, false>(stream, dst, w, x, act);
-      case 3: return launch<T, 3, false>(stream, dst, w, x, act);
-      case 4: return launch<T, 4, false>(stream, dst, w, x, act);
-      case 5: return launch<T, 5, false>(stream, dst, w, x, act);
-      case 6: return launch<T, 6, false>(stream, dst, w, x, act);
-      case 7: return launch<T, 7, false>(stream, dst, w, x, act);
-      default: return launch<T, 8, false>(stream, dst, w, x, act);
+      case 1: return launch<T, 1>(stream, dst, w, act);
+      case 2: return launch<T, 2>(stream, dst, w, act);
+      case 3: return launch<T, 3>(stream, dst, w, act);
+      case 4: return launch<T, 4>(stream, dst, w, act);
+      case 5: return launch<T, 5>(stream, dst, w, act);
+      case 6: return launch<T, 6>(stream, dst, w, act);
+      case 7: return launch<T, 7>(stream, dst, w, act);
+      default: return launch<T, 8>(stream, dst, w, act);
     }
   });
   static_assert(kQ8MaxCols == 8);

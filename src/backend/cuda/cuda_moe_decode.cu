@@ -1,10 +1,10 @@
 // Routed experts of a decode step (up to 8 tokens) on the 8-bit activation path (cuda_matvec.h,
-// mmvq.cuh). Three launches, all sized from shapes (expert ids and weights stay on the device):
-//   1. per (row f, slot j, token t) one warp: gate_e[f] . x_t and up_e[f] . x_t from the same
-//      activation loads, h = silu(gate) * up; each block quantizes x_t into shared memory first
-//      (while its first weight loads are in flight);
-//   2. quantize h (n * k columns of n_ff);
-//   3. per (4 output rows, token) one block: its warps share out the k slots, each slot's 4 down
+// mmvq.cuh). Four launches, all sized from shapes (expert ids and weights stay on the device):
+//   1. quantize the tokens' activations;
+//   2. per (row f, slot j, token t) one warp: gate_e[f] . x_t and up_e[f] . x_t from the same
+//      activation loads, h = silu(gate) * up;
+//   3. quantize h (n * k columns of n_ff);
+//   4. per (4 output rows, token) one block: its warps share out the k slots, each slot's 4 down
 //      rows against h_j, scaled by the router weight; the slots' sums are added in slot order, so
 //      results repeat bit for bit (no atomics).
 // An id outside [0, n_expert) contributes nothing (h = 0, the slot is skipped).
@@ -34,7 +34,7 @@ __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
 template <GgmlType T, int V>
 __global__ void __launch_bounds__(mmvq::kThreads)
     q8_gate_up(Experts gate, Experts up, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert,
-               const float* x, int64_t x_stride, const int32_t* ids, int k, float* h) {
+               ActQ8 ax, const int32_t* ids, int k, float* h) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t f = int64_t(blockIdx.x) * mmvq::kWarps + warp, fc = f < n_ff ? f : n_ff - 1;
@@ -43,27 +43,22 @@ __global__ void __launch_bounds__(mmvq::kThreads)
   const bool valid = e >= 0 && e < n_expert;
   const int32_t ec = valid ? e : 0;
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
-  int8_t* sq = reinterpret_cast<int8_t*>(smem + mmvq::table_bytes<T>());
-  float2* sds = reinterpret_cast<float2*>(smem + mmvq::table_bytes<T>() + (n_embd + 15) / 16 * 16);
-  uint8_t* sm = smem + mmvq::table_bytes<T>() + mmvq::smem_act_bytes(n_embd, 1) + warp * 2 * tile_bytes;
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + warp * 2 * tile_bytes;
   auto rows_of = [&](int, const uint8_t* (&rows)[2]) {
     rows[0] = gate.data + size_t(ec) * gate.nb2 + size_t(fc) * gate.nb1;
     rows[1] = up.data + size_t(ec) * up.nb2 + size_t(fc) * up.nb1;
   };
   auto act_of = [&](int, const int8_t*& aq, const float2*& ads) {
-    aq = sq;
-    ads = sds;
+    aq = ax.qs + t * n_embd;
+    ads = ax.ds + t * (n_embd / 32);
   };
   auto done = [&](int, float (&acc)[2][1]) {
     const float g = mmvq::sum32(acc[0][0]), u = mmvq::sum32(acc[1][0]);
     if (lane == 0 && f < n_ff) h[p * n_ff + f] = valid ? silu(g) * u : 0.0f;
   };
-  auto prologue = [&]() {
-    mmvq::load_table<T>(smem);
-    mmvq::quantize_block_cols(x + t * x_stride, 0, n_embd, 1, sq, sds);
-    __syncthreads();
-  };
-  mmvq::warp_passes<T, 2, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, prologue);
+  mmvq::load_table<T>(smem);
+  __syncthreads();
+  mmvq::warp_passes<T, 2, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done);
 }
 
 constexpr int kDownRows = 4;  // output rows per block
@@ -103,12 +98,9 @@ __global__ void __launch_bounds__(mmvq::kThreads)
 #pragma unroll
     for (int r = 0; r < kDownRows; ++r) sum[r] = fmaf(wt, mmvq::sum32(acc[r][0]), sum[r]);
   };
-  auto prologue = [&]() {
-    mmvq::load_table<T>(smem);
-    __syncthreads();
-  };
-  mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done,
-                                        prologue);
+  mmvq::load_table<T>(smem);
+  __syncthreads();
+  mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done);
   if (lane < kDownRows) {
     float v = sum[0];
 #pragma unroll
@@ -132,7 +124,8 @@ bool q8_types(const ExpertWeights& e) {
 size_t q8_moe_workspace_bytes(const Tensor& x, const ExpertWeights& experts, const Tensor& ids) {
   const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
   if (n < 1 || n > kQ8MaxCols || !q8_types(experts) || n_embd % 32 != 0 || n_ff % 32 != 0) return 0;
-  return mmvq::align256(sizeof(float) * size_t(n * k * n_ff)) + mmvq::act_bytes(n_ff, n * k);
+  return mmvq::align256(sizeof(float) * size_t(n * k * n_ff)) + mmvq::act_bytes(n_embd, n) +
+         mmvq::act_bytes(n_ff, n * k);
 }
 
 bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts) {
@@ -160,8 +153,9 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
   if (dst.nb[1] % sizeof(float) != 0) fail("internal: cuda moe dst row stride is not a multiple of 4");
   char* ws = static_cast<char*>(workspace);
   float* h = reinterpret_cast<float*>(ws);
-  char* ah_ws = ws + mmvq::align256(sizeof(float) * size_t(n * k * n_ff));
-  if (x.nb[1] % sizeof(float) != 0) fail("internal: cuda moe x row stride is not a multiple of 4");
+  char* ax_ws = ws + mmvq::align256(sizeof(float) * size_t(n * k * n_ff));
+  char* ah_ws = ax_ws + mmvq::act_bytes(n_embd, n);
+  const ActQ8 ax = mmvq::quantize_columns(stream, x, n_embd, n, ax_ws);
   const auto* id = ids.as<const int32_t>();
   const int v_gu = std::min(mmvq::row_vec(experts.gate), mmvq::row_vec(experts.up));
   bool ok = mmvq::dispatch_q8(experts.gate.type, [&]<GgmlType T>() {
@@ -169,13 +163,12 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
       constexpr int V = decltype(vc)::value;
       const int64_t nblk = n_embd / Dq<T>::kQk;
       const int tile_blk = mmvq::tile_blocks<T, V>(nblk);
-      const size_t smem = size_t(mmvq::table_bytes<T>()) + mmvq::smem_act_bytes(n_embd, 1) +
-                          size_t(mmvq::kWarps * 2) * size_t(tile_blk * Dq<T>::kBytes);
+      const size_t smem =
+          size_t(mmvq::table_bytes<T>()) + size_t(mmvq::kWarps * 2) * size_t(tile_blk * Dq<T>::kBytes);
       mmvq::allow_smem(q8_gate_up<T, V>, smem);
       const dim3 grid(unsigned((n_ff + mmvq::kWarps - 1) / mmvq::kWarps), unsigned(k), unsigned(n));
       q8_gate_up<T, V><<<grid, mmvq::kThreads, smem, stream>>>(experts_of(experts.gate), experts_of(experts.up), nblk,
-                                                               tile_blk, n_embd, n_ff, n_expert, x.as<const float>(),
-                                                               int64_t(x.nb[1] / sizeof(float)), id, int(k), h);
+                                                               tile_blk, n_embd, n_ff, n_expert, ax, id, int(k), h);
     });
   });
   MOESERVE_CUDA_CHECK_LAUNCH();

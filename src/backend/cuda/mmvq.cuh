@@ -335,12 +335,11 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
     float2 ds[NC];
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
-      // Plain loads: the activations are in global memory or in the block's shared memory.
       const int4* p = reinterpret_cast<const int4*>(aq + c * a_stride + 32 * (g0 + gi));
-      const int4 lo = p[0], hi = p[1];
+      const int4 lo = __ldg(p), hi = __ldg(p + 1);
       a[c][0] = lo.x, a[c][1] = lo.y, a[c][2] = lo.z, a[c][3] = lo.w;
       a[c][4] = hi.x, a[c][5] = hi.y, a[c][6] = hi.z, a[c][7] = hi.w;
-      ds[c] = ads[c * (a_stride / 32) + g0 + gi];
+      ds[c] = __ldg(ads + c * (a_stride / 32) + g0 + gi);
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -362,13 +361,10 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
 // One warp: passes p = 0..n_pass-1, each the product of R rows (rows_of(p, rows)) with NC
 // activation columns (act_of(p, aq, ads)); done(p, acc) receives this lane's partial sums of each
 // pass. The tiles of consecutive passes form one pipeline: the next tile's loads are issued before
-// the current one is decoded. `sm`: this warp's R * tile_bytes of shared memory. prologue() runs
-// once, after the first tile's loads are issued (block-wide setup such as the grid table and
-// barriers: every warp calls it exactly once, so it overlaps the first DRAM round trip).
-template <GgmlType T, int R, int NC, int V, typename RowsOf, typename ActOf, typename Done, typename Prologue>
+// the current one is decoded. `sm`: this warp's R * tile_bytes of shared memory.
+template <GgmlType T, int R, int NC, int V, typename RowsOf, typename ActOf, typename Done>
 __device__ __forceinline__ void warp_passes(int n_pass, int64_t nblk, int tile_blk, int64_t a_stride, uint8_t* sm,
-                                            const void* tab, int lane, RowsOf rows_of, ActOf act_of, Done done,
-                                            Prologue prologue) {
+                                            const void* tab, int lane, RowsOf rows_of, ActOf act_of, Done done) {
   constexpr int kB = Dq<T>::kBytes, G = Dq<T>::kQk / 32;
   const int tile_bytes = tile_blk * kB;
   const int n_tiles = int((nblk + tile_blk - 1) / tile_blk);
@@ -383,7 +379,6 @@ __device__ __forceinline__ void warp_passes(int n_pass, int64_t nblk, int tile_b
     rows_of(0, rows);
     st.load(rows, 0, blocks_of(0) * kB / V, lane);
   }
-  prologue();
   float acc[R][NC];
   for (int it = 0; it < n_iter; ++it) {
     const int pass = it / n_tiles, tile = it % n_tiles;
@@ -447,37 +442,6 @@ bool dispatch_q8(GgmlType t, F&& f) {
   }
 }
 
-// One block of 32 values, one per lane: q = round(v / d), d = max|v| / 127 (as the CPU's Q8_0
-// activations); lane 0 gets (d, d * sum q).
-__device__ __forceinline__ int8_t quantize32(float v, float2& ds) {
-  float amax = fabsf(v);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int q = max(-127, min(127, int(roundf(v * id))));
-  const int sum = __reduce_add_sync(0xffffffffu, q);
-  ds = make_float2(d, d * float(sum));
-  return int8_t(q);
-}
-
-// The whole block quantizes nc columns of k values (column c at x + c * x_stride) into shared
-// memory: quants at qs + c * k, scales at ds + c * k / 32. The caller syncs.
-__device__ __forceinline__ void quantize_block_cols(const float* x, int64_t x_stride, int64_t k, int nc, int8_t* qs,
-                                                    float2* ds) {
-  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  const int64_t gpc = k / 32;
-  for (int64_t gid = threadIdx.x / 32; gid < gpc * nc; gid += warps) {
-    const int64_t c = gid / gpc, g = gid % gpc;
-    float2 d;
-    qs[c * k + 32 * g + lane] = quantize32(x[c * x_stride + 32 * g + lane], d);
-    if (lane == 0) ds[gid] = d;
-  }
-}
-
-// Shared memory for nc quantized columns of k values (16-byte aligned parts).
-__host__ __device__ inline size_t smem_act_bytes(int64_t k, int nc) { return size_t((k * nc + 15) / 16 * 16) + size_t(k / 32 * nc) * 8; }
-
 // ---- host side ----------------------------------------------------------------------------------------
 // Quantizes column c of x (k values from x + c * x_stride) per 32 values: d = max|x| / 127,
 // q = round(x / d) (as the CPU's Q8_0 activations), s = d * sum q. One warp per block of 32.
@@ -487,9 +451,16 @@ static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64
   if (gid >= gpc * n) return;
   const int lane = threadIdx.x % 32;
   const int64_t c = gid / gpc, g = gid % gpc;
-  float2 d;
-  qs[c * k + 32 * g + lane] = quantize32(x[c * x_stride + 32 * g + lane], d);
-  if (lane == 0) ds[gid] = d;
+  const float v = x[c * x_stride + 32 * g + lane];
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int q = max(-127, min(127, int(roundf(v * id))));
+  qs[c * k + 32 * g + lane] = int8_t(q);
+  const int sum = __reduce_add_sync(0xffffffffu, q);
+  if (lane == 0) ds[gid] = make_float2(d, d * float(sum));
 }
 
 inline ActQ8 quantize_columns(cudaStream_t stream, const Tensor& x, int64_t k, int64_t n, void* ws) {
