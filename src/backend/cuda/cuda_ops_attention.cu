@@ -309,20 +309,27 @@ __device__ __forceinline__ void round_query_lane(Fmt kf, float (&x)[EP]) {
 
 constexpr int log2_of(int n) { return n <= 1 ? 0 : 1 + log2_of(n / 2); }
 
+// One step of reduce_scatter: M values left, partner lane at xor O; lanes with bit O set keep
+// the upper half. A recursion rather than a loop so every index is a constant (registers).
+template <int M, int O, int N>
+__device__ __forceinline__ void reduce_scatter_step(float (&v)[N], int lane) {
+  if constexpr (M > 1) {
+    const bool upper = (lane & O) != 0;
+#pragma unroll
+    for (int j = 0; j < M / 2; ++j) {
+      const float send = upper ? v[j] : v[j + M / 2];
+      const float keep = upper ? v[j + M / 2] : v[j];
+      v[j] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+    }
+    reduce_scatter_step<M / 2, O / 2, N>(v, lane);
+  }
+}
+
 // Sums N values (a power of two <= 32) over the warp; lane l ends with the sum of value
 // l >> (5 - log2 N). Each step trades half of the values with the partner lane.
 template <int N>
 __device__ __forceinline__ float reduce_scatter(float (&v)[N], int lane) {
-#pragma unroll
-  for (int m = N, o = 16; m > 1; m /= 2, o /= 2) {
-    const bool upper = (lane & o) != 0;
-#pragma unroll
-    for (int j = 0; j < m / 2; ++j) {
-      const float send = upper ? v[j] : v[j + m / 2];
-      const float keep = upper ? v[j + m / 2] : v[j];
-      v[j] = keep + __shfl_xor_sync(0xffffffffu, send, o);
-    }
-  }
+  reduce_scatter_step<N, 16, N>(v, lane);
   float x = v[0];
 #pragma unroll
   for (int o = 16 >> log2_of(N); o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
