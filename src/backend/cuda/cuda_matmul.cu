@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/cuda_prefill.h"
 #include "backend/cuda/mm_kernels.cuh"
 #include "core/error.h"
@@ -129,12 +130,14 @@ bool supports_weight_type(GgmlType type) {
 }
 
 size_t matmul_workspace_bytes(const Tensor&, const Tensor& w, const Tensor& x) {
-  return takes_gemm(w, x) && supports_weight_type(w.type) ? gemm_prefill_workspace_bytes(w, x) : 0;
+  if (takes_gemm(w, x) && supports_weight_type(w.type)) return gemm_prefill_workspace_bytes(w, x);
+  return q8_matvec_workspace_bytes(w, x);
 }
 
 void matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace) {
   if (dst.ne[1] == 0 || w.ne[1] == 0) return;
-  if (takes_gemm(w, x) && supports_weight_type(w.type)) return gemm_prefill(stream, dst, w, x, workspace);
+  if (takes_gemm(w, x) && supports_weight_type(w.type)) return gemm_prefill(stream, dst, w, x, workspace);  // cuda_gemm.cu
+  if (q8_matvec_usable(w, x)) return q8_matvec(stream, dst, w, x, workspace);  // cuda_matvec.cu
   const bool ok = dispatch_type(w.type, [&]<GgmlType T>() { launch_matmul<T>(stream, dst, w, x); });
   if (!ok) fail("internal: cuda matmul has no kernel for weight type ", type_name(w.type));
   MOESERVE_CUDA_CHECK_LAUNCH();
