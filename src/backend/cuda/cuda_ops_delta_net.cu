@@ -1,8 +1,10 @@
 // The Gated DeltaNet pieces: the causal depthwise conv with its rolling state, and the gated delta
 // rule (qwen3next.md §4.3 step 8) as a sequential scan over each run's tokens. The state of one
-// value head is d_k x d_v; a block owns a 32-column slice of it (a warp per 32 rows, a lane per
-// column) and keeps it in registers across the whole run, so a run reads and writes the state
-// once, and decode (runs of one token) reads it exactly once.
+// value head is d_k x d_v; one or two threads own a column of it and keep it in registers across
+// the whole run, so a run reads and writes the state once, and decode (runs of one token) reads it
+// exactly once.
+#include <algorithm>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
@@ -11,7 +13,11 @@ namespace moeserve::cuda {
 namespace {
 
 constexpr int kMaxConvTaps = 16;
-constexpr int kMaxKeyDim = 256;
+constexpr int kConvLoadAhead = 8;  // tokens whose conv inputs are loaded together
+constexpr int kRowsPerThread = 64;     // state rows a thread keeps in registers
+constexpr int kMaxKeyDim = 2 * kRowsPerThread;
+constexpr int kStageTokens = 16;       // tokens staged in shared memory at a time
+constexpr int kMaxColsPerBlock = 128;  // state columns per block
 
 // Thread per channel, one run per blockIdx.y. The sums in double as the reference's.
 __global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBatch batch) {
@@ -23,27 +29,44 @@ __global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBa
   const SeqRun run = batch.runs[blockIdx.y];
   float* hist = state + int64_t(run.seq) * (kernel - 1) * channels;  // [kernel-1][channels], oldest first
   const float* wc = reinterpret_cast<const float*>(row_ptr(w, c));
-  float h[kMaxConvTaps];
+  float h[kMaxConvTaps], wt[kMaxConvTaps];  // taps in registers: reloads could not pass the stores
 #pragma unroll
   for (int i = 0; i < kMaxConvTaps; ++i) {
     if (i < kernel - 1) h[i] = hist[i * channels + c];
+    if (i < kernel) wt[i] = wc[i];
   }
-  for (int32_t t = run.first; t < run.first + run.count; ++t) {
-    const float xt = reinterpret_cast<const float*>(row_ptr(x, t))[c];
-    double acc = double(wc[kernel - 1]) * xt;
+  const int32_t end = run.first + run.count;
+  for (int32_t t0 = run.first; t0 < end; t0 += kConvLoadAhead) {
+    // The inputs of several tokens loaded before any output is stored: the loads may not move
+    // past the stores (dst could alias x), so one at a time each would wait a full round trip.
+    float xs[kConvLoadAhead];
 #pragma unroll
-    for (int i = 0; i < kMaxConvTaps; ++i) {
-      if (i < kernel - 1) acc += double(wc[i]) * h[i];
+    for (int j = 0; j < kConvLoadAhead; ++j) {
+      xs[j] = t0 + j < end ? reinterpret_cast<const float*>(row_ptr(x, t0 + j))[c] : 0.0f;
     }
 #pragma unroll
-    for (int i = 0; i + 1 < kMaxConvTaps; ++i) {
-      if (i + 1 < kernel - 1) h[i] = h[i + 1];
-    }
+    for (int j = 0; j < kConvLoadAhead; ++j) {
+      if (t0 + j >= end) break;
+      const float xt = xs[j];
+      double acc = 0;
 #pragma unroll
-    for (int i = 0; i < kMaxConvTaps; ++i) {
-      if (i == kernel - 2) h[i] = xt;
+      for (int i = 0; i < kMaxConvTaps; ++i) {
+        if (i == kernel - 1) acc += double(wt[i]) * xt;
+      }
+#pragma unroll
+      for (int i = 0; i < kMaxConvTaps; ++i) {
+        if (i < kernel - 1) acc += double(wt[i]) * h[i];
+      }
+#pragma unroll
+      for (int i = 0; i + 1 < kMaxConvTaps; ++i) {
+        if (i + 1 < kernel - 1) h[i] = h[i + 1];
+      }
+#pragma unroll
+      for (int i = 0; i < kMaxConvTaps; ++i) {
+        if (i == kernel - 2) h[i] = xt;
+      }
+      reinterpret_cast<float*>(row_ptr(dst, t0 + j))[c] = silu_f(float(acc));
     }
-    reinterpret_cast<float*>(row_ptr(dst, t))[c] = silu_f(float(acc));
   }
 #pragma unroll
   for (int i = 0; i < kMaxConvTaps; ++i) {
@@ -51,66 +74,80 @@ __global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBa
   }
 }
 
-// Block (value head h, column tile) x run; blockDim = 32 * ceil(d_k / 32).
+// Block (value head h, tile of up to 128 state columns) x run. SPLIT adjacent threads own one
+// column m of the head's state, kRowsPerThread rows each, in registers, so S^T k and S^T q are
+// sums inside a thread plus one shuffle (no barrier per token); the tokens' q, k, v and gates
+// are staged in shared memory kStageTokens at a time, two barriers per stage.
+template <int SPLIT>
 __global__ void delta_net_kernel(View dst, View q, View k, View v, View g, View beta, float* state, int64_t state_row,
-                                 DeviceBatch batch, int n_col_tiles) {
-  __shared__ float qs[kMaxKeyDim], ks[kMaxKeyDim];
-  __shared__ float red_kv[kMaxKeyDim / 32][32], red_o[kMaxKeyDim / 32][32];
+                                 DeviceBatch batch, int n_col_blocks) {
+  constexpr int KD = SPLIT * kRowsPerThread;
+  __shared__ float qs[kStageTokens][KD], ks[kStageTokens][KD], vs[kStageTokens][kMaxColsPerBlock];
+  __shared__ float decay_s[kStageTokens], beta_s[kStageTokens];
   pdl_wait();
   pdl_trigger();
   const int64_t dk = q.ne[0], dv = v.ne[0], ratio = v.ne[1] / q.ne[1];
-  const int64_t h = blockIdx.x / n_col_tiles, kh = h / ratio;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n_warps = blockDim.x / 32;
-  const int64_t m = int64_t(blockIdx.x % n_col_tiles) * 32 + lane;
+  const int64_t h = blockIdx.x / n_col_blocks, kh = h / ratio;
+  const int c = threadIdx.x / SPLIT, row0 = (threadIdx.x % SPLIT) * kRowsPerThread;
+  const int cols = blockDim.x / SPLIT;
+  const int64_t m = int64_t(blockIdx.x % n_col_blocks) * cols + c;
   const bool col = m < dv;
   const SeqRun run = batch.runs[blockIdx.y];
   float* s_head = state + int64_t(run.seq) * state_row + h * dk * dv;  // S[i][m] at i*dv + m
-  float s[32];
+  // This thread's part of column m: rows row0 .. row0 + rows - 1, S[row0 + r][m] at s_col[r * dv].
+  float* s_col = s_head + row0 * dv + m;
+  const int64_t rows_left = col ? dk - row0 : 0;
+  const int rows = rows_left <= 0 ? 0 : rows_left < kRowsPerThread ? int(rows_left) : kRowsPerThread;
+  float s[kRowsPerThread];
 #pragma unroll
-  for (int r = 0; r < 32; ++r) {
-    const int64_t i = warp * 32 + r;
-    s[r] = col && i < dk ? s_head[i * dv + m] : 0.0f;
+  for (int r = 0; r < kRowsPerThread; ++r) s[r] = r < rows ? s_col[r * dv] : 0.0f;
+  const int32_t end = run.first + run.count;
+  for (int32_t t0 = run.first; t0 < end; t0 += kStageTokens) {
+    const int nt = min(kStageTokens, end - t0);
+    __syncthreads();  // the previous stage is consumed
+    for (int idx = threadIdx.x; idx < nt * KD; idx += blockDim.x) {
+      const int tt = idx / KD, i = idx % KD;
+      qs[tt][i] = i < dk ? reinterpret_cast<const float*>(row_ptr(q, kh, t0 + tt))[i] : 0.0f;
+      ks[tt][i] = i < dk ? reinterpret_cast<const float*>(row_ptr(k, kh, t0 + tt))[i] : 0.0f;
+    }
+    for (int idx = threadIdx.x; idx < nt * cols; idx += blockDim.x) {
+      const int tt = idx / cols, cc = idx % cols;
+      const int64_t mm = m - c + cc;
+      vs[tt][cc] = mm < dv ? reinterpret_cast<const float*>(row_ptr(v, h, t0 + tt))[mm] : 0.0f;
+    }
+    if (threadIdx.x < nt) {
+      decay_s[threadIdx.x] = expf(reinterpret_cast<const float*>(row_ptr(g, t0 + threadIdx.x))[h]);
+      beta_s[threadIdx.x] = reinterpret_cast<const float*>(row_ptr(beta, t0 + threadIdx.x))[h];
+    }
+    __syncthreads();
+    for (int tt = 0; tt < nt; ++tt) {
+      const float decay = decay_s[tt];
+      const float* kt = ks[tt] + row0;
+      const float* qt = qs[tt] + row0;
+      // Four partial sums: independent FMA chains instead of one as long as the rows.
+      float kv[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int r = 0; r < kRowsPerThread; ++r) {
+        s[r] *= decay;
+        kv[r % 4] += s[r] * kt[r];
+      }
+      float kv_sum = (kv[0] + kv[1]) + (kv[2] + kv[3]);
+      if constexpr (SPLIT == 2) kv_sum += __shfl_xor_sync(0xffffffffu, kv_sum, 1);
+      const float delta = beta_s[tt] * (vs[tt][c] - kv_sum);
+      float o[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int r = 0; r < kRowsPerThread; ++r) {
+        s[r] += kt[r] * delta;
+        o[r % 4] += s[r] * qt[r];
+      }
+      float o_sum = (o[0] + o[1]) + (o[2] + o[3]);
+      if constexpr (SPLIT == 2) o_sum += __shfl_xor_sync(0xffffffffu, o_sum, 1);
+      if (col && row0 == 0) reinterpret_cast<float*>(row_ptr(dst, h, t0 + tt))[m] = o_sum;
+    }
   }
-  for (int32_t t = run.first; t < run.first + run.count; ++t) {
-    const float* qt = reinterpret_cast<const float*>(row_ptr(q, kh, t));
-    const float* kt = reinterpret_cast<const float*>(row_ptr(k, kh, t));
-    for (int64_t i = threadIdx.x; i < kMaxKeyDim; i += blockDim.x) {
-      qs[i] = i < dk ? qt[i] : 0.0f;
-      ks[i] = i < dk ? kt[i] : 0.0f;
-    }
-    const float decay = expf(reinterpret_cast<const float*>(row_ptr(g, t))[h]);
-    const float b = reinterpret_cast<const float*>(row_ptr(beta, t))[h];
-    const float vm = col ? reinterpret_cast<const float*>(row_ptr(v, h, t))[m] : 0.0f;
-    __syncthreads();
-    float kv = 0;
 #pragma unroll
-    for (int r = 0; r < 32; ++r) {
-      s[r] *= decay;
-      kv += s[r] * ks[warp * 32 + r];
-    }
-    red_kv[warp][lane] = kv;
-    __syncthreads();
-    kv = 0;
-    for (int w = 0; w < n_warps; ++w) kv += red_kv[w][lane];
-    const float delta = b * (vm - kv);
-    float o = 0;
-#pragma unroll
-    for (int r = 0; r < 32; ++r) {
-      s[r] += ks[warp * 32 + r] * delta;
-      o += s[r] * qs[warp * 32 + r];
-    }
-    red_o[warp][lane] = o;
-    __syncthreads();
-    if (warp == 0 && col) {
-      o = 0;
-      for (int w = 0; w < n_warps; ++w) o += red_o[w][lane];
-      reinterpret_cast<float*>(row_ptr(dst, h, t))[m] = o;
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < 32; ++r) {
-    const int64_t i = warp * 32 + r;
-    if (col && i < dk) s_head[i * dv + m] = s[r];
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    if (r < rows) s_col[r * dv] = s[r];
   }
 }
 
@@ -132,11 +169,13 @@ void CudaBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const T
   if (skip()) return;
   if (batch.n_runs == 0) return;
   const DeviceBatch db = device_batch(batch);
-  const int n_col_tiles = int((v.ne[0] + 31) / 32);
-  const int threads = int((q.ne[0] + 31) / 32) * 32;
-  const dim3 grid(unsigned(v.ne[1] * n_col_tiles), unsigned(batch.n_runs));
-  launch_pdl(delta_net_kernel, grid, threads, 0, stream_, view_of(dst), view_of(q), view_of(k), view_of(v), view_of(g),
-             view_of(beta), state.as<float>(), state.ne[0], db, n_col_tiles);
+  const int split = q.ne[0] <= kRowsPerThread ? 1 : 2;
+  const int cols = int(std::min<int64_t>((v.ne[0] + 31) / 32 * 32, kMaxColsPerBlock));
+  const int n_col_blocks = int((v.ne[0] + cols - 1) / cols);
+  const dim3 grid(unsigned(v.ne[1] * n_col_blocks), unsigned(batch.n_runs));
+  launch_pdl(split == 1 ? delta_net_kernel<1> : delta_net_kernel<2>, grid, cols * split, 0, stream_, view_of(dst),
+             view_of(q), view_of(k), view_of(v), view_of(g), view_of(beta), state.as<float>(), state.ne[0], db,
+             n_col_blocks);
 }
 
 }  // namespace moeserve::cuda
