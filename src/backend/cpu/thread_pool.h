@@ -40,12 +40,15 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> threads_;
+  // What the spinning workers poll (read-mostly) on its own cache line; the counters that workers
+  // write when they finish or fall asleep on others, so those writes do not take the polled line
+  // away from every spinning core.
+  alignas(64) std::atomic<uint32_t> generation_{0};  // bumped once per job (and once to stop)
   JobFn job_ = nullptr;
   void* job_ctx_ = nullptr;
-  std::atomic<uint32_t> generation_{0};  // bumped once per job (and once to stop)
-  std::atomic<int> sleeping_{0};
-  std::atomic<int> pending_{0};          // workers still running the current job
   std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<int> pending_{0};  // workers still running the current job
+  alignas(64) std::atomic<int> sleeping_{0};
   alignas(64) std::atomic<int> barrier_arrived_{0};
   alignas(64) std::atomic<uint32_t> barrier_phase_{0};
 };
