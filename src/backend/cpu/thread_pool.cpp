@@ -1,5 +1,7 @@
 #include "backend/cpu/thread_pool.h"
 
+#include <chrono>
+
 namespace moeserve::cpu {
 namespace {
 
@@ -11,6 +13,28 @@ inline void cpu_relax() {
 
 // About 50-100 microseconds of polling before a worker goes to sleep between jobs.
 constexpr int kSpinsBeforeSleep = 20000;
+
+// Inside a job (barriers, the caller waiting for the workers) threads poll this long, then sleep
+// until woken. Balanced waits are a few microseconds; a longer one means a thread was descheduled
+// (all cores busy, or a virtual machine's host taking a core), and pollers that keep their cores
+// then only delay it further: every op of a decode step waits for its slowest thread.
+constexpr auto kSpinInJob = std::chrono::microseconds(50);
+
+// Waits until `value` differs from `old`: polls for kSpinInJob, then sleeps on the futex, counted
+// in `sleepers` so that the side that changes the value only makes the wake-up call when needed.
+template <typename T>
+void spin_then_wait(const std::atomic<T>& value, T old, std::atomic<int>& sleepers) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinInJob;
+  for (int spin = 1; value.load(std::memory_order_acquire) == old; ++spin) {
+    cpu_relax();
+    if (spin % 64 == 0 && std::chrono::steady_clock::now() > deadline) {
+      sleepers.fetch_add(1);  // seq_cst: ordered against the waker's change and its sleepers check
+      for (T v = value.load(); v == old; v = value.load()) value.wait(v);
+      sleepers.fetch_sub(1);
+      return;
+    }
+  }
+}
 
 }  // namespace
 
@@ -37,9 +61,9 @@ void ThreadPool::run_job(JobFn fn, void* ctx) {
   generation_.fetch_add(1);  // publishes job_ (seq_cst)
   if (sleeping_.load() > 0) generation_.notify_all();
   fn(ctx, 0, n_threads_);
-  for (int spin = 1; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-    cpu_relax();
-    if (spin % 4096 == 0) std::this_thread::yield();  // oversubscribed machine: let workers run
+  // pending_ only counts down, so waiting for "differs from the last value seen" reaches 0.
+  for (int left = pending_.load(std::memory_order_acquire); left != 0; left = pending_.load(std::memory_order_acquire)) {
+    spin_then_wait(pending_, left, caller_sleeping_);
   }
 }
 
@@ -60,7 +84,7 @@ void ThreadPool::worker(int ith) {
     seen = gen;
     if (stop_.load()) return;
     job_(job_ctx_, ith, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_release);
+    if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load() > 0) pending_.notify_all();
   }
 }
 
@@ -69,13 +93,11 @@ void ThreadPool::barrier() {
   const uint32_t phase = barrier_phase_.load(std::memory_order_acquire);
   if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == n_threads_ - 1) {
     barrier_arrived_.store(0, std::memory_order_relaxed);
-    barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
+    barrier_phase_.fetch_add(1);  // seq_cst, before the sleepers check
+    if (barrier_sleeping_.load() > 0) barrier_phase_.notify_all();
     return;
   }
-  for (int spin = 1; barrier_phase_.load(std::memory_order_acquire) == phase; ++spin) {
-    cpu_relax();
-    if (spin % 4096 == 0) std::this_thread::yield();
-  }
+  spin_then_wait(barrier_phase_, phase, barrier_sleeping_);
 }
 
 }  // namespace moeserve::cpu

@@ -1,7 +1,8 @@
 // A fixed pool of worker threads for the CPU backend. The caller is thread 0; run() hands one job
 // to every thread and returns when all are done. Workers spin a while between jobs (a decode step
 // issues hundreds of small ops back to back) and then sleep on a futex, so an idle engine costs
-// no CPU.
+// no CPU. Inside a job (barrier(), the caller waiting for the workers) threads spin briefly, then
+// sleep too, so a descheduled thread gets a core back instead of competing with pollers.
 #pragma once
 
 #include <atomic>
@@ -48,7 +49,9 @@ class ThreadPool {
   void* job_ctx_ = nullptr;
   std::atomic<bool> stop_{false};
   alignas(64) std::atomic<int> pending_{0};  // workers still running the current job
-  alignas(64) std::atomic<int> sleeping_{0};
+  alignas(64) std::atomic<int> sleeping_{0};  // workers asleep between jobs
+  std::atomic<int> caller_sleeping_{0};       // the caller asleep until pending_ reaches 0
+  std::atomic<int> barrier_sleeping_{0};      // threads asleep in barrier()
   alignas(64) std::atomic<int> barrier_arrived_{0};
   alignas(64) std::atomic<uint32_t> barrier_phase_{0};
 };
