@@ -47,5 +47,35 @@ TEST(CpuThreadPool, BarriersAndCompletionWithALateThread) {
   }
 }
 
+// run_dynamic between run() jobs: every item claimed exactly once by whichever threads take part,
+// the caller always among them; workers kept late (sleeping at the start of a job) either join or
+// skip it, and the following every-thread job still gets every thread exactly once.
+TEST(CpuThreadPool, DynamicJobsMixWithEveryThreadJobs) {
+  for (int n_threads : {1, 2, 4}) {
+    ThreadPool pool(n_threads);
+    for (int job = 0; job < 60; ++job) {
+      constexpr int kItems = 97;
+      std::vector<std::atomic<int>> hits(kItems);
+      std::atomic<int> next{0};
+      bool caller_took_part = false;
+      pool.run_dynamic([&](int ith, int nth) {
+        EXPECT_EQ(nth, n_threads);
+        if (ith == 0) caller_took_part = true;
+        if (ith != 0 && (ith + job) % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+        for (int i = next.fetch_add(1); i < kItems; i = next.fetch_add(1)) hits[size_t(i)].fetch_add(1);
+      });
+      EXPECT_TRUE(caller_took_part);
+      for (int i = 0; i < kItems; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << "job " << job << " item " << i;
+
+      std::vector<int> ran(size_t(n_threads) * 16, 0);
+      pool.run([&](int ith, int) {
+        ran[size_t(ith) * 16] += 1;
+        pool.barrier();
+      });
+      for (int t = 0; t < n_threads; ++t) ASSERT_EQ(ran[size_t(t) * 16], 1) << "job " << job << " thread " << t;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moeserve::cpu

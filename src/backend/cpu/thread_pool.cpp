@@ -50,20 +50,25 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : threads_) t.join();
 }
 
-void ThreadPool::run_job(JobFn fn, void* ctx) {
+void ThreadPool::run_job(JobFn fn, void* ctx, bool every_thread) {
   if (n_threads_ == 1) {
     fn(ctx, 0, 1);
     return;
   }
+  // No worker touches job_, job_ctx_ or finished_ now: the last job's admitted workers are done.
   job_ = fn;
   job_ctx_ = ctx;
-  pending_.store(n_threads_ - 1);
-  generation_.fetch_add(1);  // publishes job_ (seq_cst)
+  finished_.store(0, std::memory_order_relaxed);
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  admit_.store(uint64_t(gen) << 32, std::memory_order_release);  // an admitted worker sees job_
+  generation_.store(gen);  // publishes the above (seq_cst)
   if (sleeping_.load() > 0) generation_.notify_all();
   fn(ctx, 0, n_threads_);
-  // pending_ only counts down, so waiting for "differs from the last value seen" reaches 0.
-  for (int left = pending_.load(std::memory_order_acquire); left != 0; left = pending_.load(std::memory_order_acquire)) {
-    spin_then_wait(pending_, left, caller_sleeping_);
+  const int admitted = every_thread ? n_threads_ - 1 : int(admit_.fetch_or(kClosed) & (kClosed - 1));
+  // finished_ only counts up, so waiting for "differs from the last value seen" reaches it.
+  for (int done = finished_.load(std::memory_order_acquire); done != admitted;
+       done = finished_.load(std::memory_order_acquire)) {
+    spin_then_wait(finished_, done, caller_sleeping_);
   }
 }
 
@@ -81,10 +86,20 @@ void ThreadPool::worker(int ith) {
       sleeping_.fetch_sub(1);
       gen = generation_.load(std::memory_order_acquire);
     }
-    seen = gen;
     if (stop_.load()) return;
-    job_(job_ctx_, ith, n_threads_);
-    if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load() > 0) pending_.notify_all();
+    uint64_t word = admit_.load(std::memory_order_acquire);
+    bool admitted = false;
+    while (!(word & kClosed) && !admitted) {
+      admitted = admit_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire);
+    }
+    if (admitted) {
+      job_(job_ctx_, ith, n_threads_);
+      finished_.fetch_add(1);  // seq_cst, before the sleeping check
+      if (caller_sleeping_.load() > 0) finished_.notify_all();
+    }
+    // The job the admission word belonged to, done or closed (the generation may have moved on
+    // since `gen` was read; a newer job was then entered or found closed).
+    seen = uint32_t(word >> 32);
   }
 }
 
