@@ -87,12 +87,10 @@ void ThreadPool::worker(int ith) {
       gen = generation_.load(std::memory_order_acquire);
     }
     if (stop_.load()) return;
-    uint64_t word = admit_.load(std::memory_order_acquire);
-    bool admitted = false;
-    while (!(word & kClosed) && !admitted) {
-      admitted = admit_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire);
-    }
-    if (admitted) {
+    // One atomic add per worker (no retry loop among 15 workers starting at once). A count added
+    // to a closed word is never read: the caller took its count when it closed the job.
+    const uint64_t word = admit_.fetch_add(1, std::memory_order_acq_rel);
+    if (!(word & kClosed)) {
       job_(job_ctx_, ith, n_threads_);
       finished_.fetch_add(1);  // seq_cst, before the sleeping check
       if (caller_sleeping_.load() > 0) finished_.notify_all();

@@ -62,8 +62,8 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   // Admission to the current job: its generation (high 32 bits), kClosed once the caller admits
   // no more workers (run_dynamic), and the number of workers admitted (low bits). A worker enters
-  // by incrementing the count of the word it read, so it cannot enter a job the caller has closed
-  // or moved past, and only reads job_ once admitted.
+  // by adding one to the word and is admitted to the job the old word names unless it was closed,
+  // so it cannot enter a job the caller has closed or moved past, and reads job_ only once admitted.
   static constexpr uint64_t kClosed = uint64_t(1) << 31;
   alignas(64) std::atomic<uint64_t> admit_{0};
   alignas(64) std::atomic<int> finished_{0};  // admitted workers done with the current job
