@@ -1,8 +1,9 @@
 // AVX-512 dot products of the grid i-quants the MoE experts use (IQ2_XXS, IQ2_XS, IQ3_XXS) with
 // Q8_K activations, 64 elements per 512-bit step. What the AVX2 kernels do with scalar code per 8
 // elements is done for a whole super-block at once:
-//  - grid magnitudes: one gather per 64 elements (8 entries of 8 bytes, or 16 of 4 bytes for
-//    IQ3_XXS), indices widened straight from the block, instead of 8-16 scalar loads and inserts;
+//  - grid magnitudes: still one load per grid entry (8 entries of 8 bytes, or 16 of 4 bytes for
+//    IQ3_XXS, per 64 elements), inserted into one 512-bit register; on Zen 4 this measured faster
+//    than vpgatherqq / vpgatherdd (docs/perf.md);
 //  - signs: the 7-bit sign fields of all 256 elements become a 256-bit mask in registers (the 8th
 //    bit of each 8 is the parity of the other seven, the rule ksigns64 tabulates), and the
 //    activations are negated under that mask (one masked subtract per 64 elements) instead of
