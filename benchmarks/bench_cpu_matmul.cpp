@@ -2,14 +2,15 @@
 // than the caches) times 1 column (decode), 4 columns (an expert hit by a few tokens) or 64
 // columns (prefill). Reports weight bytes read per second (the decode roofline quantity) and
 // multiply-adds per second. Weights are random blocks of the type (the kernels' speed does not
-// depend on the values), made once per type. Arguments: columns, threads, kernels (2: the best
-// the CPU has, 1: at most AVX2, 0: the scalar references, the "before" of types that had no SIMD
-// kernel).
+// depend on the values), made once per type. Arguments: columns, threads (1, 2, all cores),
+// kernels (2: the best the CPU has, 1: at most AVX2, the "before" of the AVX-512 kernels, 0: the
+// scalar references, the "before" of types that had no SIMD kernel).
 #include <benchmark/benchmark.h>
 
 #include <map>
 #include <memory>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -68,15 +69,24 @@ void matmul(benchmark::State& state, GgmlType type) {
                                                 benchmark::Counter::kIsRate);
 }
 
+// Threads: 1, 2 and every core (when there are more than 2).
 void args(benchmark::internal::Benchmark* b) {
-  for (int64_t n : {1, 4, 64}) b->Args({n, 1, 2})->Args({n, 2, 2});
+  const int64_t cores = std::thread::hardware_concurrency();
+  for (int64_t n : {1, 4, 64}) {
+    b->Args({n, 1, 2})->Args({n, 2, 2});
+    if (cores > 2) b->Args({n, cores, 2});
+  }
   b->ArgNames({"cols", "threads", "isa"})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
 // Types with an AVX-512 kernel: the AVX2 one too, to compare.
 void args_with_avx2(benchmark::internal::Benchmark* b) {
   args(b);
-  for (int64_t n : {1, 4, 64}) b->Args({n, 1, 1});
+  const int64_t cores = std::thread::hardware_concurrency();
+  for (int64_t n : {1, 4, 64}) {
+    b->Args({n, 1, 1});
+    if (cores > 2) b->Args({n, cores, 1});
+  }
 }
 
 void args_with_scalar(benchmark::internal::Benchmark* b) {
@@ -90,9 +100,9 @@ BENCHMARK_CAPTURE(matmul, Q4_0, GgmlType::Q4_0)->Apply(args_with_avx2);
 BENCHMARK_CAPTURE(matmul, Q4_K, GgmlType::Q4_K)->Apply(args);
 BENCHMARK_CAPTURE(matmul, Q5_K, GgmlType::Q5_K)->Apply(args);
 BENCHMARK_CAPTURE(matmul, Q6_K, GgmlType::Q6_K)->Apply(args);
-BENCHMARK_CAPTURE(matmul, IQ2_XXS, GgmlType::IQ2_XXS)->Apply(args);
-BENCHMARK_CAPTURE(matmul, IQ2_XS, GgmlType::IQ2_XS)->Apply(args);
-BENCHMARK_CAPTURE(matmul, IQ3_XXS, GgmlType::IQ3_XXS)->Apply(args);
+BENCHMARK_CAPTURE(matmul, IQ2_XXS, GgmlType::IQ2_XXS)->Apply(args_with_avx2);
+BENCHMARK_CAPTURE(matmul, IQ2_XS, GgmlType::IQ2_XS)->Apply(args_with_avx2);
+BENCHMARK_CAPTURE(matmul, IQ3_XXS, GgmlType::IQ3_XXS)->Apply(args_with_avx2);
 BENCHMARK_CAPTURE(matmul, Q2_K, GgmlType::Q2_K)->Apply(args_with_scalar);
 BENCHMARK_CAPTURE(matmul, Q3_K, GgmlType::Q3_K)->Apply(args_with_scalar);
 BENCHMARK_CAPTURE(matmul, IQ2_S, GgmlType::IQ2_S)->Apply(args_with_scalar);

@@ -136,7 +136,8 @@ TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
 }
 
 // The AVX-512 table's own kernels against the AVX2 ones: bit for bit (same integer sums, same
-// float steps), which the dot-product test above only checks within a tolerance.
+// float steps), which the dot-product test above only checks within a tolerance. Random blocks
+// give every sign pattern (and its parity bit) and every scale nibble.
 TEST(CpuKernels, Avx512DotsEqualAvx2) {
   if (detect_isa() != Isa::avx512) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   const Kernels k2 = make_kernels(Isa::avx2), k5 = make_kernels(Isa::avx512);
@@ -156,7 +157,7 @@ TEST(CpuKernels, Avx512DotsEqualAvx2) {
       EXPECT_EQ(k5.vec_dot[slot](n, w.data(), x.data()), k2.vec_dot[slot](n, w.data(), x.data())) << t->name;
     }
   }
-  EXPECT_GE(checked, 1);
+  EXPECT_GE(checked, 5);  // Q8_0, Q4_0 (VNNI), IQ2_XXS, IQ2_XS, IQ3_XXS (512-bit)
 }
 
 TEST(CpuKernels, FloatHelpers) {

@@ -63,7 +63,8 @@ class CpuBackend final : public Backend {
                           const Tensor& beta, const Tensor& state, const BatchInfo& batch) override;
 
  private:
-  // Runs f(begin, end) over [0, n) split across the pool, or on the caller alone when the work
+  // Runs f(begin, end) over [0, n) in chunks (about four per thread) that the threads claim
+  // dynamically (a delayed thread does not hold the op up), or on the caller alone when the work
   // (n * cost_per_item, roughly in flops) is too small to pay for waking the workers.
   template <typename F>
   void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
@@ -72,9 +73,13 @@ class CpuBackend final : public Backend {
       f(int64_t(0), n);
       return;
     }
-    pool_.run([&](int ith, int nth) {
-      const auto [b, e] = share(n, ith, nth);
-      if (b < e) f(b, e);
+    const int64_t chunk = std::max<int64_t>(1, n / (4 * int64_t(pool_.size())));
+    std::atomic<int64_t> next{0};
+    pool_.run_dynamic([&](int, int) {
+      for (int64_t b = next.fetch_add(chunk, std::memory_order_relaxed); b < n;
+           b = next.fetch_add(chunk, std::memory_order_relaxed)) {
+        f(b, std::min(n, b + chunk));
+      }
     });
   }
   static constexpr int64_t kMinParallelWork = 32768;

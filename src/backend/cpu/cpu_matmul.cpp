@@ -24,11 +24,15 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
   constexpr int64_t kTileRows = 16, kTileCols = 8;
   const int64_t row_tiles = (m + kTileRows - 1) / kTileRows, col_tiles = (n + kTileCols - 1) / kTileCols;
   const int64_t n_tiles = row_tiles * col_tiles;
-  // Tiles are handed out dynamically: a thread the OS delays does not hold back the others.
+  // A few columns (decode) are quantized by the caller alone; the tiles are then handed out
+  // dynamically to whichever threads run (a thread the OS delays does not hold the product up).
+  if (n < pool_.size()) {
+    quantize_rows(x, act_type, act, 0, 1);
+  } else {
+    pool_.run([&](int ith, int nth) { quantize_rows(x, act_type, act, ith, nth); });
+  }
   std::atomic<int64_t> next{0};
-  pool_.run([&](int ith, int nth) {
-    quantize_rows(x, act_type, act, ith, nth);
-    pool_.barrier();
+  pool_.run_dynamic([&](int, int) {
     for (int64_t tile = next.fetch_add(1, std::memory_order_relaxed); tile < n_tiles;
          tile = next.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t r0 = (tile % row_tiles) * kTileRows, c0 = (tile / row_tiles) * kTileCols;

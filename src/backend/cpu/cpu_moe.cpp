@@ -74,13 +74,23 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   const int64_t ff_blocks = (n_ff + kRows - 1) / kRows, embd_blocks = (n_embd + kRows - 1) / kRows;
   const float* wts = weights.as<float>();
 
-  // Expert tiles are handed out dynamically (uneven expert loads, threads the OS delays).
-  std::atomic<int64_t> next_up{0}, next_down{0};
-  pool_.run([&](int ith, int nth) {
-    quantize_rows(x, gate_act, xg, ith, nth);
-    if (!same_act) quantize_rows(x, up_act, xu, ith, nth);
-    pool_.barrier();
+  // Five phases: the quantizations and the final sums split over the threads, or on the caller
+  // alone when there are fewer rows than threads (decode); the expert tiles handed out
+  // dynamically (uneven expert loads) to whichever threads run, so a thread the OS delays holds
+  // up neither product.
+  const bool few = n_tokens < pool_.size();
+  if (few) {
+    quantize_rows(x, gate_act, xg, 0, 1);
+    if (!same_act) quantize_rows(x, up_act, xu, 0, 1);
+  } else {
+    pool_.run([&](int ith, int nth) {
+      quantize_rows(x, gate_act, xg, ith, nth);
+      if (!same_act) quantize_rows(x, up_act, xu, ith, nth);
+    });
+  }
 
+  std::atomic<int64_t> next_up{0};
+  pool_.run_dynamic([&](int, int) {
     for (int64_t task = next_up.fetch_add(1, std::memory_order_relaxed); task < n_active * ff_blocks;
          task = next_up.fetch_add(1, std::memory_order_relaxed)) {
       const int32_t e = active[task / ff_blocks];
@@ -103,16 +113,24 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
         }
       }
     }
-    pool_.barrier();
+  });
 
-    {
-      const auto [b, e] = share(n_slots, ith, nth);
-      for (int64_t sl = b; sl < e; ++sl) {
-        kernels_.quantize_for(down_act)(act + size_t(sl) * size_t(n_ff), actq + size_t(sl) * ad_stride, n_ff);
-      }
+  const auto quantize_act = [&](int64_t b, int64_t e) {
+    for (int64_t sl = b; sl < e; ++sl) {
+      kernels_.quantize_for(down_act)(act + size_t(sl) * size_t(n_ff), actq + size_t(sl) * ad_stride, n_ff);
     }
-    pool_.barrier();
+  };
+  if (n_slots < pool_.size()) {
+    quantize_act(0, n_slots);
+  } else {
+    pool_.run([&](int ith, int nth) {
+      const auto [b, e] = share(n_slots, ith, nth);
+      quantize_act(b, e);
+    });
+  }
 
+  std::atomic<int64_t> next_down{0};
+  pool_.run_dynamic([&](int, int) {
     for (int64_t task = next_down.fetch_add(1, std::memory_order_relaxed); task < n_active * embd_blocks;
          task = next_down.fetch_add(1, std::memory_order_relaxed)) {
       const int32_t e = active[task / embd_blocks];
@@ -133,9 +151,9 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
         }
       }
     }
-    pool_.barrier();
+  });
 
-    const auto [tb, te] = share(n_tokens, ith, nth);
+  const auto weighted_sum = [&](int64_t tb, int64_t te) {
     for (int64_t t = tb; t < te; ++t) {
       float* y = reinterpret_cast<float*>(dst.row(t));
       std::memset(y, 0, size_t(n_embd) * sizeof(float));
@@ -143,7 +161,15 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
         kernels_.axpy_f32(n_embd, wts[t * k + j], out + size_t(t * k + j) * size_t(n_embd), y);
       }
     }
-  });
+  };
+  if (few) {
+    weighted_sum(0, n_tokens);
+  } else {
+    pool_.run([&](int ith, int nth) {
+      const auto [b, e] = share(n_tokens, ith, nth);
+      weighted_sum(b, e);
+    });
+  }
 }
 
 }  // namespace moeserve::cpu

@@ -77,6 +77,7 @@ Kernels make_kernels(Isa isa) {
   }
   if (isa == Isa::avx512) {
     install_avx512_kernels(k);
+    install_avx512_iq_kernels(k);
     k.isa = Isa::avx512;
   }
 #endif

@@ -66,5 +66,6 @@ void install_avx2_iq_kernels(Kernels& k);
 void install_avx2_iq_more_kernels(Kernels& k);
 void install_avx2_legacy_kernels(Kernels& k);
 void install_avx512_kernels(Kernels& k);
+void install_avx512_iq_kernels(Kernels& k);
 
 }  // namespace moeserve::cpu

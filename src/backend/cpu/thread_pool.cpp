@@ -1,5 +1,7 @@
 #include "backend/cpu/thread_pool.h"
 
+#include <chrono>
+
 namespace moeserve::cpu {
 namespace {
 
@@ -11,6 +13,28 @@ inline void cpu_relax() {
 
 // About 50-100 microseconds of polling before a worker goes to sleep between jobs.
 constexpr int kSpinsBeforeSleep = 20000;
+
+// Inside a job (barriers, the caller waiting for the workers) threads poll this long, then sleep
+// until woken. Balanced waits are a few microseconds; a longer one means a thread was descheduled
+// (all cores busy, or a virtual machine's host taking a core), and pollers that keep their cores
+// then only delay it further: every op of a decode step waits for its slowest thread.
+constexpr auto kSpinInJob = std::chrono::microseconds(50);
+
+// Waits until `value` differs from `old`: polls for kSpinInJob, then sleeps on the futex, counted
+// in `sleepers` so that the side that changes the value only makes the wake-up call when needed.
+template <typename T>
+void spin_then_wait(const std::atomic<T>& value, T old, std::atomic<int>& sleepers) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinInJob;
+  for (int spin = 1; value.load(std::memory_order_acquire) == old; ++spin) {
+    cpu_relax();
+    if (spin % 64 == 0 && std::chrono::steady_clock::now() > deadline) {
+      sleepers.fetch_add(1);  // seq_cst: ordered against the waker's change and its sleepers check
+      for (T v = value.load(); v == old; v = value.load()) value.wait(v);
+      sleepers.fetch_sub(1);
+      return;
+    }
+  }
+}
 
 }  // namespace
 
@@ -26,20 +50,25 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : threads_) t.join();
 }
 
-void ThreadPool::run_job(JobFn fn, void* ctx) {
+void ThreadPool::run_job(JobFn fn, void* ctx, bool every_thread) {
   if (n_threads_ == 1) {
     fn(ctx, 0, 1);
     return;
   }
+  // No worker touches job_, job_ctx_ or finished_ now: the last job's admitted workers are done.
   job_ = fn;
   job_ctx_ = ctx;
-  pending_.store(n_threads_ - 1);
-  generation_.fetch_add(1);  // publishes job_ (seq_cst)
+  finished_.store(0, std::memory_order_relaxed);
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  admit_.store(uint64_t(gen) << 32, std::memory_order_release);  // an admitted worker sees job_
+  generation_.store(gen);  // publishes the above (seq_cst)
   if (sleeping_.load() > 0) generation_.notify_all();
   fn(ctx, 0, n_threads_);
-  for (int spin = 1; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-    cpu_relax();
-    if (spin % 4096 == 0) std::this_thread::yield();  // oversubscribed machine: let workers run
+  const int admitted = every_thread ? n_threads_ - 1 : int(admit_.fetch_or(kClosed) & (kClosed - 1));
+  // finished_ only counts up, so waiting for "differs from the last value seen" reaches it.
+  for (int done = finished_.load(std::memory_order_acquire); done != admitted;
+       done = finished_.load(std::memory_order_acquire)) {
+    spin_then_wait(finished_, done, caller_sleeping_);
   }
 }
 
@@ -57,10 +86,18 @@ void ThreadPool::worker(int ith) {
       sleeping_.fetch_sub(1);
       gen = generation_.load(std::memory_order_acquire);
     }
-    seen = gen;
     if (stop_.load()) return;
-    job_(job_ctx_, ith, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_release);
+    // One atomic add per worker (no retry loop among 15 workers starting at once). A count added
+    // to a closed word is never read: the caller took its count when it closed the job.
+    const uint64_t word = admit_.fetch_add(1, std::memory_order_acq_rel);
+    if (!(word & kClosed)) {
+      job_(job_ctx_, ith, n_threads_);
+      finished_.fetch_add(1);  // seq_cst, before the sleeping check
+      if (caller_sleeping_.load() > 0) finished_.notify_all();
+    }
+    // The job the admission word belonged to, done or closed (the generation may have moved on
+    // since `gen` was read; a newer job was then entered or found closed).
+    seen = uint32_t(word >> 32);
   }
 }
 
@@ -69,13 +106,11 @@ void ThreadPool::barrier() {
   const uint32_t phase = barrier_phase_.load(std::memory_order_acquire);
   if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == n_threads_ - 1) {
     barrier_arrived_.store(0, std::memory_order_relaxed);
-    barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
+    barrier_phase_.fetch_add(1);  // seq_cst, before the sleepers check
+    if (barrier_sleeping_.load() > 0) barrier_phase_.notify_all();
     return;
   }
-  for (int spin = 1; barrier_phase_.load(std::memory_order_acquire) == phase; ++spin) {
-    cpu_relax();
-    if (spin % 4096 == 0) std::this_thread::yield();
-  }
+  spin_then_wait(barrier_phase_, phase, barrier_sleeping_);
 }
 
 }  // namespace moeserve::cpu

@@ -1,0 +1,211 @@
+// AVX-512 dot products of the grid i-quants the MoE experts use (IQ2_XXS, IQ2_XS, IQ3_XXS) with
+// Q8_K activations, 64 elements per 512-bit step. What the AVX2 kernels do with scalar code per 8
+// elements is done for a whole super-block at once:
+//  - grid magnitudes: still one load per grid entry (8 entries of 8 bytes, or 16 of 4 bytes for
+//    IQ3_XXS, per 64 elements), inserted into one 512-bit register; on Zen 4 this measured faster
+//    than vpgatherqq / vpgatherdd (docs/perf.md);
+//  - signs: the 7-bit sign fields of all 256 elements become a 256-bit mask in registers (the 8th
+//    bit of each 8 is the parity of the other seven, the rule ksigns64 tabulates), and the
+//    activations are negated under that mask (one masked subtract per 64 elements) instead of
+//    32 ksigns64 loads;
+//  - scales: all 16 (or 8) of the super-block widened once, then spread per 64 elements with a
+//    word permute; products summed by maddubs then vpdpwssd (VNNI: madd by the scale and add).
+// The int32 lanes are folded to the AVX2 kernels' 8 lanes (lane l and l + 8 hold the same
+// positions of two 32-element groups) before the float steps, which are the AVX2 kernels'
+// (kernels_avx2_iq.h), so results are bit-identical to the AVX2 table (CpuKernels.Avx512DotsEqualAvx2).
+#include "backend/cpu/kernels.h"
+
+#if defined(__x86_64__)
+#include "backend/cpu/kernels_avx2_util.h"
+#include "quant/blocks.h"
+#include "quant/grids.h"
+#include "quant/i_quants.h"
+
+// GCC 12's AVX-512 intrinsic headers start some conversions from an "undefined" register, which
+// -Wmaybe-uninitialized reports at every use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define MOESERVE_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+namespace moeserve::cpu {
+namespace {
+
+using namespace quant;
+using namespace avx2;
+
+// Sign fields of 8 elements each (7 bits in the low bits of every byte, higher bits zero) ->
+// the full 8-bit sign mask per byte: bit 7 set when the seven have odd parity.
+MOESERVE_AVX512 inline __m256i add_parity_bit(__m256i s) {
+  __m256i p = _mm256_xor_si256(s, _mm256_srli_epi32(s, 4));  // bits 0-3 of a byte: its bits b ^ b+4
+  p = _mm256_xor_si256(p, _mm256_srli_epi32(p, 2));
+  p = _mm256_xor_si256(p, _mm256_srli_epi32(p, 1));          // bit 0 of a byte: parity of the byte
+  return _mm256_or_si256(s, _mm256_slli_epi32(_mm256_and_si256(p, _mm256_set1_epi8(1)), 7));
+}
+
+// Eight u32 words of IQ2_XXS / IQ3_XXS (per 32 elements: four 7-bit sign fields, a 4-bit scale
+// on top) -> the 32 sign bytes in element order, stored as four 64-bit masks.
+MOESERVE_AVX512 inline void xxs_signs(__m256i aux, uint64_t* masks) {
+  const __m256i low7 = _mm256_set1_epi32(0x7F);
+  __m256i s = _mm256_and_si256(aux, low7);
+  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(aux, 1), _mm256_slli_epi32(low7, 8)));
+  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(aux, 2), _mm256_slli_epi32(low7, 16)));
+  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(aux, 3), _mm256_slli_epi32(low7, 24)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(masks), add_parity_bit(s));
+}
+
+// Per-32-element scales 2 * (aux >> 28) + 1 of IQ2_XXS / IQ3_XXS, one int32 per group; returns
+// for each 64-element step j the words [scale(2j) x 16, scale(2j + 1) x 16].
+MOESERVE_AVX512 inline void xxs_scales(__m256i aux, __m512i* scales) {
+  const __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_srli_epi32(aux, 28), 1), _mm256_set1_epi32(1));
+  const __m512i s512 = _mm512_castsi256_si512(s);
+  for (int j = 0; j < 4; ++j) {
+    const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16(int16_t(4 * j)), _mm256_set1_epi16(int16_t(4 * j + 2)), 1);
+    scales[j] = _mm512_permutexvar_epi16(idx, s512);
+  }
+}
+
+// Eight 8-byte grid entries (64 magnitudes) by index: scalar loads and inserts, which measured
+// faster than a 64-bit gather on Zen 4.
+template <typename Index>
+MOESERVE_AVX512 inline __m512i grid8(const uint64_t* grid, const Index* g) {
+  return _mm512_set_epi64(int64_t(grid[g[7]]), int64_t(grid[g[6]]), int64_t(grid[g[5]]), int64_t(grid[g[4]]),
+                          int64_t(grid[g[3]]), int64_t(grid[g[2]]), int64_t(grid[g[1]]), int64_t(grid[g[0]]));
+}
+
+// Per-column state, as avx2::IqAcc: one 16-lane integer sum per column for the super-block, then
+// the AVX2 kernels' float accumulation on the 8 folded lanes.
+template <int NC>
+struct Iq512Acc {
+  const BlockQ8_K* y[NC];
+  __m256 acc[NC];
+  __m512i sum[NC];
+
+  MOESERVE_AVX512 explicit Iq512Acc(const void* const* a) {
+    for (int c = 0; c < NC; ++c) {
+      y[c] = static_cast<const BlockQ8_K*>(a[c]);
+      acc[c] = _mm256_setzero_ps();
+    }
+  }
+  // Super-block i: per 64-element step magnitudes (unsigned bytes), sign masks, word scales.
+  MOESERVE_AVX512 void add(int64_t i, const __m512i* mags, const uint64_t* masks, const __m512i* scales) {
+    for (int c = 0; c < NC; ++c) sum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __mmask64 neg = _cvtu64_mask64(masks[j]);
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c) {
+        __m512i ys = _mm512_loadu_si512(y[c][i].qs + 64 * j);
+        ys = _mm512_mask_sub_epi8(ys, neg, _mm512_setzero_si512(), ys);
+        sum[c] = _mm512_dpwssd_epi32(sum[c], _mm512_maddubs_epi16(mags[j], ys), scales[j]);
+      }
+    }
+  }
+  MOESERVE_AVX512 void finish(int64_t i, float d) {
+    for (int c = 0; c < NC; ++c) {
+      const __m256i total = _mm256_add_epi32(_mm512_castsi512_si256(sum[c]), _mm512_extracti64x4_epi64(sum[c], 1));
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * y[c][i].d), acc[c]);
+    }
+  }
+  MOESERVE_AVX512 void store(float* out) const {
+    for (int c = 0; c < NC; ++c) out[c] = hsum(acc[c]);
+  }
+};
+
+// IQ2_XXS: per 32 elements 4 grid indices (bytes) and a u32 of signs and scale.
+template <int NC>
+MOESERVE_AVX512 void dot_iq2_xxs(int64_t n, const void* w, const void* const* a, float* out) {
+  const auto* x = static_cast<const BlockIQ2_XXS*>(w);
+  Iq512Acc<NC> st(a);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    const __m512i q = _mm512_loadu_si512(x[i].qs);
+    const __m256i grid_idx = _mm512_castsi512_si256(_mm512_permutexvar_epi32(even, q));  // 4 bytes per group
+    const __m256i aux = _mm512_castsi512_si256(_mm512_permutexvar_epi32(odd, q));
+    __m512i mags[4], scales[4];
+    alignas(32) uint64_t masks[4];
+    alignas(32) uint8_t gi[32];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(gi), grid_idx);
+    for (int j = 0; j < 4; ++j) mags[j] = grid8(iq2xxs_grid, gi + 8 * j);
+    xxs_signs(aux, masks);
+    xxs_scales(aux, scales);
+    st.add(i, mags, masks, scales);
+    st.finish(i, half(x[i].d) * kFracIq2);
+  }
+  st.store(out);
+}
+MOESERVE_AVX2_COLS(dot_iq2_xxs, 8)
+
+// IQ2_XS: per 8 elements a u16 (9-bit grid index, 7-bit sign field); a 4-bit scale per 16.
+template <int NC>
+MOESERVE_AVX512 void dot_iq2_xs(int64_t n, const void* w, const void* const* a, float* out) {
+  const auto* x = static_cast<const BlockIQ2_XS*>(w);
+  Iq512Acc<NC> st(a);
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    const __m512i q = _mm512_loadu_si512(x[i].qs);
+    const __m512i grid_idx = _mm512_and_si512(q, _mm512_set1_epi16(511));
+    __m512i mags[4], scales[4];
+    alignas(32) uint64_t masks[4];
+    alignas(64) uint16_t gi[32];
+    _mm512_store_si512(gi, grid_idx);
+    for (int j = 0; j < 4; ++j) mags[j] = grid8(iq2xs_grid, gi + 8 * j);
+    // One sign byte per u16, in element order (7 bits per 16-bit word; the parity fold stays
+    // inside each byte since the word's high byte is zero).
+    const __m256i fields = _mm512_cvtepi16_epi8(_mm512_srli_epi16(q, 9));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(masks), add_parity_bit(fields));
+    // Scales: nibble 2b (low) for elements 32b..32b+15, nibble 2b+1 for the next 16.
+    const __m128i sb = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[i].scales)));
+    const __m128i lo = _mm_and_si128(sb, _mm_set1_epi16(15)), hi = _mm_srli_epi16(sb, 4);
+    __m256i s16 = _mm256_set_m128i(_mm_unpackhi_epi16(lo, hi), _mm_unpacklo_epi16(lo, hi));
+    s16 = _mm256_add_epi16(_mm256_add_epi16(s16, s16), _mm256_set1_epi16(1));
+    const __m512i s512 = _mm512_castsi256_si512(s16);
+    for (int j = 0; j < 4; ++j) {
+      const __m512i idx = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(int16_t(4 * j + 1)), _mm_set1_epi16(int16_t(4 * j)))),
+          _mm256_set_m128i(_mm_set1_epi16(int16_t(4 * j + 3)), _mm_set1_epi16(int16_t(4 * j + 2))), 1);
+      scales[j] = _mm512_permutexvar_epi16(idx, s512);
+    }
+    st.add(i, mags, masks, scales);
+    st.finish(i, half(x[i].d) * kFracIq2);
+  }
+  st.store(out);
+}
+MOESERVE_AVX2_COLS(dot_iq2_xs, 8)
+
+// IQ3_XXS: 64 grid indices (bytes, 4 elements each), then a u32 of signs and scale per 32.
+template <int NC>
+MOESERVE_AVX512 void dot_iq3_xxs(int64_t n, const void* w, const void* const* a, float* out) {
+  const auto* x = static_cast<const BlockIQ3_XXS*>(w);
+  Iq512Acc<NC> st(a);
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    __m512i mags[4], scales[4];
+    alignas(32) uint64_t masks[4];
+    for (int j = 0; j < 4; ++j) {
+      const uint8_t* g = x[i].qs + 16 * j;
+      mags[j] = _mm512_setr_epi32(
+          int32_t(iq3xxs_grid[g[0]]), int32_t(iq3xxs_grid[g[1]]), int32_t(iq3xxs_grid[g[2]]), int32_t(iq3xxs_grid[g[3]]),
+          int32_t(iq3xxs_grid[g[4]]), int32_t(iq3xxs_grid[g[5]]), int32_t(iq3xxs_grid[g[6]]), int32_t(iq3xxs_grid[g[7]]),
+          int32_t(iq3xxs_grid[g[8]]), int32_t(iq3xxs_grid[g[9]]), int32_t(iq3xxs_grid[g[10]]), int32_t(iq3xxs_grid[g[11]]),
+          int32_t(iq3xxs_grid[g[12]]), int32_t(iq3xxs_grid[g[13]]), int32_t(iq3xxs_grid[g[14]]), int32_t(iq3xxs_grid[g[15]]));
+    }
+    const __m256i aux = load256(x[i].qs + 64);
+    xxs_signs(aux, masks);
+    xxs_scales(aux, scales);
+    st.add(i, mags, masks, scales);
+    st.finish(i, half(x[i].d) * kFracIq3Xxs);
+  }
+  st.store(out);
+}
+MOESERVE_AVX2_COLS(dot_iq3_xxs, 8)
+
+}  // namespace
+
+void install_avx512_iq_kernels(Kernels& k) {
+  MOESERVE_INSTALL_COLS(k, IQ2_XXS, dot_iq2_xxs);
+  MOESERVE_INSTALL_COLS(k, IQ2_XS, dot_iq2_xs);
+  MOESERVE_INSTALL_COLS(k, IQ3_XXS, dot_iq3_xxs);
+}
+
+}  // namespace moeserve::cpu
+
+#endif  // __x86_64__
