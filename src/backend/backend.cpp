@@ -109,8 +109,6 @@ void Backend::download_async(void* host, const Tensor& src) { download(host, src
 
 void Backend::sync_downloads() {}
 
-bool Backend::pin_host_memory(const void*, size_t) { return true; }
-
 void Backend::get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) {
   Check c{"get_rows"};
   c.f32(dst, "dst");

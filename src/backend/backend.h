@@ -109,8 +109,9 @@ class Backend {
   // Copies that overlap the ops (the split backend streams expert weights to the device and lets
   // expert inputs cross to the host while the device works on). The defaults are the synchronous
   // upload/download above, which keep every ordering promise.
-  // Queues a copy of host memory into dst (contiguous) that starts once every op issued before the
-  // call has finished and runs alongside the ops issued after it; returns its ticket.
+  // Queues a copy of host memory (from alloc_host, for full speed) into dst (contiguous) that
+  // starts once every op issued before the call has finished and runs alongside the ops issued
+  // after it; returns its ticket.
   virtual uint64_t upload_async(const Tensor& dst, const void* host);
   // Ops issued after this call see the copy of `ticket` (and of every earlier ticket) complete.
   virtual void wait_upload(uint64_t ticket);
@@ -118,10 +119,6 @@ class Backend {
   // without waiting for it; sync_downloads() returns once every queued one is complete.
   virtual void download_async(void* host, const Tensor& src);
   virtual void sync_downloads();
-  // Page-locks read-only host memory (weights mapped from the file) so that upload_async copies
-  // from it at full speed. False when that failed: upload_async still works from it, slower.
-  // Default: true (the default copies are plain memory copies).
-  virtual bool pin_host_memory(const void* data, size_t bytes);
 
   // Runs one forward step: `issue` issues its ops. A nonzero `graph_key` marks a step whose shape
   // recurs (decode: the same token and output counts, one token per sequence): a backend that can

@@ -1,7 +1,5 @@
 #include "backend/split_backend.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -49,19 +47,20 @@ bool overlaps(const Range& a, const Range& b) { return a.begin < b.end && b.begi
 
 // One layer's routed experts in host memory, as streamed: the byte ranges of gate, up and down
 // (gate and up may be two views of one fused tensor) merged into spans, each with its place in a
-// stream buffer and the page-locked memory it is copied from.
+// stream buffer and in the page-locked copy of the layer.
 struct HostLayer {
   struct Span {
-    const char* src = nullptr;   // in the weight mapping
+    const char* src = nullptr;  // in the weight mapping
     size_t bytes = 0;
-    size_t offset = 0;           // in the stream buffer
-    const char* from = nullptr;  // what the copy reads: src, or the page-locked copy of it
+    size_t offset = 0;          // in a stream buffer and in `locked`
   };
   ExpertWeights experts;
   std::vector<Span> spans;
   size_t bytes = 0;
-  bool pin_tried = false;
-  Buffer copy;  // page-locked copy of the spans, where the mapping could not be page-locked
+  bool lock_tried = false;
+  // The spans in page-locked memory (copied once, after the dry runs): the streaming copies read
+  // them at DMA speed and the host's kernels read them too. Empty where that memory ran out.
+  Buffer locked;
 };
 
 HostLayer make_host_layer(const ExpertWeights& e) {
@@ -74,7 +73,7 @@ HostLayer make_host_layer(const ExpertWeights& e) {
       HostLayer::Span& s = l.spans.back();
       s.bytes = std::max(s.bytes, size_t(x.end - s.src));
     } else {
-      l.spans.push_back({x.begin, size_t(x.end - x.begin), 0, x.begin});
+      l.spans.push_back({x.begin, size_t(x.end - x.begin), 0});
     }
   }
   for (HostLayer::Span& s : l.spans) {
@@ -84,6 +83,26 @@ HostLayer make_host_layer(const ExpertWeights& e) {
   return l;
 }
 
+// t, one of the layer's expert tensors, as it lies in memory holding the layer's spans at `base`
+// (nullptr while measuring) on `device`.
+Tensor placed(const HostLayer& l, const Tensor& t, char* base, DeviceId device) {
+  const char* p = static_cast<const char*>(t.data);
+  for (const HostLayer::Span& s : l.spans) {
+    if (p >= s.src && p < s.src + s.bytes) {
+      Tensor d = t;
+      d.data = base ? base + s.offset + size_t(p - s.src) : nullptr;
+      d.device = device;
+      return d;
+    }
+  }
+  fail("internal: split backend: an expert tensor outside its layer's spans");
+}
+
+ExpertWeights placed(const HostLayer& l, char* base, DeviceId device) {
+  return {placed(l, l.experts.gate, base, device), placed(l, l.experts.up, base, device),
+          placed(l, l.experts.down, base, device)};
+}
+
 // Host time of the RAM-resident expert ops (MOESERVE_SPLIT_PROFILE=1), printed at the end.
 struct Profile {
   bool on = std::getenv("MOESERVE_SPLIT_PROFILE") != nullptr;
@@ -91,8 +110,8 @@ struct Profile {
   double overlap_us = 0, wait_us = 0, cpu_us = 0, back_us = 0;
   int64_t streamed_ops = 0, copies = 0;
   size_t copied_bytes = 0;
-  size_t pinned_bytes = 0, copied_to_pinned = 0;
-  double pin_s = 0;
+  size_t locked_bytes = 0, not_locked = 0;
+  double lock_s = 0;
 
   void print() const {
     if (!on) return;
@@ -103,9 +122,9 @@ struct Profile {
                  static_cast<long long>(host_ops), overlap_us / n, wait_us / n, cpu_us / n, back_us / n);
     std::fprintf(stderr,
                  "split profile: %lld expert ops streamed to the device, %lld layer copies, %.2f GiB copied; "
-                 "page-locked %.2f GiB of mapped experts (%.2f GiB copied to page-locked memory) in %.2f s\n",
+                 "%.2f GiB of experts copied to page-locked memory in %.2f s (%.2f GiB left in the mapping)\n",
                  static_cast<long long>(streamed_ops), static_cast<long long>(copies), gib(copied_bytes),
-                 gib(pinned_bytes), gib(copied_to_pinned), pin_s);
+                 gib(locked_bytes), lock_s, gib(not_locked));
   }
 };
 
@@ -166,7 +185,7 @@ class SplitBackend final : public Backend {
     reserve(need_host_, need_device_);
     if (need_stream_ > 0) {
       reserve_stream(need_stream_);
-      pin_layers();
+      lock_layers();
     }
   }
 
@@ -180,7 +199,6 @@ class SplitBackend final : public Backend {
     primary_->download_async(host, src);
   }
   void sync_downloads() override { primary_->sync_downloads(); }
-  bool pin_host_memory(const void* data, size_t bytes) override { return primary_->pin_host_memory(data, bytes); }
 
  protected:
   void do_upload(const Tensor& dst, const void* src) override {
@@ -235,7 +253,9 @@ class SplitBackend final : public Backend {
     if (x.ne[1] >= kStreamMinTokens) {
       stream_experts(layer, dst, x, ids, weights);
     } else {
-      cross_experts(dst, x, experts, ids, weights);
+      const HostLayer& l = *layers_[layer];
+      cross_experts(dst, x, l.locked.data() ? placed(l, static_cast<char*>(l.locked.data()), host_->device()) : experts,
+                    ids, weights);
     }
   }
 
@@ -509,21 +529,7 @@ class SplitBackend final : public Backend {
 
   // Layer i's experts as they lie in stream buffer i % 2.
   ExpertWeights in_buffer(size_t i) const {
-    const HostLayer& l = *layers_[i];
-    char* base = static_cast<char*>(stream_[i % 2].data());
-    auto place = [&](const Tensor& t) {
-      const char* p = static_cast<const char*>(t.data);
-      for (const HostLayer::Span& s : l.spans) {
-        if (p >= s.src && p < s.src + s.bytes) {
-          Tensor d = t;
-          d.data = base ? base + s.offset + size_t(p - s.src) : nullptr;
-          d.device = primary_->device();
-          return d;
-        }
-      }
-      fail("internal: split backend: an expert tensor outside its layer's spans");
-    };
-    return ExpertWeights{place(l.experts.gate), place(l.experts.up), place(l.experts.down)};
+    return placed(*layers_[i], static_cast<char*>(stream_[i % 2].data()), primary_->device());
   }
 
   void stream_experts(size_t i, const Tensor& dst, const Tensor& x, const Tensor& ids, const Tensor& weights) {
@@ -548,11 +554,12 @@ class SplitBackend final : public Backend {
     const size_t slot = i % 2;
     HostLayer& l = *layers_[i];
     if (holds_[slot] == &l) return;
-    if (!l.pin_tried) pin_layers();
+    if (!l.lock_tried) lock_layers();
     char* base = static_cast<char*>(stream_[slot].data());
+    const char* locked = static_cast<const char*>(l.locked.data());
     for (const HostLayer::Span& s : l.spans) {
       const Tensor d = Tensor::contiguous(GgmlType::I8, {int64_t(s.bytes), 1, 1, 1}, base + s.offset, primary_->device());
-      ticket_[slot] = primary_->upload_async(d, s.from);
+      ticket_[slot] = primary_->upload_async(d, locked ? locked + s.offset : s.src);
     }
     holds_[slot] = &l;
     ++profile_.copies;
@@ -568,54 +575,23 @@ class SplitBackend final : public Backend {
     }
   }
 
-  // Page-locks the mapped spans of the layers not tried yet (page ranges merged, one call each);
-  // a layer whose spans could not be is copied to page-locked memory.
-  void pin_layers() {
+  // Copies the layers not tried yet to page-locked memory. Where that memory runs out the layer
+  // stays in the mapping: streaming it is slower (staged by the driver), the results the same.
+  void lock_layers() {
     const double t0 = now_us();
-    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-    std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
     for (const auto& l : layers_) {
-      if (l->pin_tried) continue;
-      for (const HostLayer::Span& s : l->spans) {
-        const uintptr_t b = reinterpret_cast<uintptr_t>(s.src) / page * page;
-        const uintptr_t e = (reinterpret_cast<uintptr_t>(s.src) + s.bytes + page - 1) / page * page;
-        ranges.emplace_back(b, e);
+      if (l->lock_tried) continue;
+      l->lock_tried = true;
+      try {
+        l->locked = primary_->alloc_host(l->bytes);
+      } catch (const Error&) {
+        profile_.not_locked += l->bytes;
+        continue;
       }
+      for (const HostLayer::Span& s : l->spans) std::memcpy(static_cast<char*>(l->locked.data()) + s.offset, s.src, s.bytes);
+      profile_.locked_bytes += l->bytes;
     }
-    std::sort(ranges.begin(), ranges.end());
-    std::vector<std::pair<uintptr_t, uintptr_t>> merged;
-    for (const auto& r : ranges) {
-      if (!merged.empty() && r.first <= merged.back().second) {
-        merged.back().second = std::max(merged.back().second, r.second);
-      } else {
-        merged.push_back(r);
-      }
-    }
-    std::vector<bool> ok(merged.size());
-    for (size_t m = 0; m < merged.size(); ++m) {
-      ok[m] = primary_->pin_host_memory(reinterpret_cast<const void*>(merged[m].first), merged[m].second - merged[m].first);
-      if (ok[m]) profile_.pinned_bytes += merged[m].second - merged[m].first;
-    }
-    for (const auto& l : layers_) {
-      if (l->pin_tried) continue;
-      l->pin_tried = true;
-      bool pinned = true;
-      for (const HostLayer::Span& s : l->spans) {
-        const uintptr_t b = reinterpret_cast<uintptr_t>(s.src);
-        for (size_t m = 0; m < merged.size(); ++m) {
-          if (b >= merged[m].first && b < merged[m].second) pinned = pinned && ok[m];
-        }
-      }
-      if (pinned) continue;
-      l->copy = primary_->alloc_host(l->bytes);
-      for (HostLayer::Span& s : l->spans) {
-        char* to = static_cast<char*>(l->copy.data()) + s.offset;
-        std::memcpy(to, s.src, s.bytes);
-        s.from = to;
-      }
-      profile_.copied_to_pinned += l->bytes;
-    }
-    profile_.pin_s += (now_us() - t0) * 1e-6;
+    profile_.lock_s += (now_us() - t0) * 1e-6;
   }
 
   std::unique_ptr<Backend> primary_;

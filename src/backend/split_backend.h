@@ -12,9 +12,10 @@
 // * batches of at least kStreamMinTokens tokens (prefill): the layer's expert weights are copied
 //   to the device and the primary's MoE kernel runs there. Two device buffers take turns: the
 //   copy of the next RAM-resident layer is queued when this one's op is issued, so it runs on the
-//   copy queue while the device computes. The expert mappings are page-locked once (after the
-//   dry runs) so the copies run at DMA speed; where that fails they are copied to page-locked
-//   memory instead.
+//   copy queue while the device computes. The experts are copied once (after the dry runs) from
+//   the mapping to page-locked memory (alloc_host) so the copies run at DMA speed; the host's
+//   kernels read them there too. (Page-locking the file mapping in place would save that copy,
+//   but pinning page-cache pages can wait for their writeback or migration.)
 // * smaller batches (decode): x, ids and weights cross to the host in one transfer when they lie
 //   close together (else one per tensor), queued without waiting; the host runs the experts only
 //   when a later op touches the result (or at the end of the step), so the device runs the ops in

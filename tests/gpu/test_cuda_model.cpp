@@ -46,7 +46,7 @@ std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::
   o.flash = flash ? FlashMode::on : FlashMode::off;
   Engine e(model, be, o);
   const size_t n = ids.size();
-  std::vector<std::vector<std::vector<float>>> per_seq(size_t(n_seq));
+  std::vector<std::vector<std::vector<float>>> per_seq(static_cast<size_t>(n_seq));
   std::vector<BatchToken> batch;
   for (int s = 0; s < n_seq; ++s) {
     for (size_t i = 0; i < n; ++i) batch.push_back({ids[i], int32_t(i), s, true});

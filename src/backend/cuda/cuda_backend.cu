@@ -51,7 +51,6 @@ CudaBackend::~CudaBackend() {
   if (batch_device_) cudaFree(batch_device_);
   if (batch_host_) cudaFreeHost(batch_host_);
   cudaStreamSynchronize(copy_stream_);
-  for (void* p : pinned_) cudaHostUnregister(p);
   cudaEventDestroy(batch_copied_);
   cudaEventDestroy(fork_);
   cudaEventDestroy(downloaded_);
@@ -76,6 +75,19 @@ Buffer CudaBackend::alloc(size_t bytes) {
     cudaSetDevice(dev);
     cudaFree(q);
   });
+}
+
+Buffer CudaBackend::alloc_host(size_t bytes) {
+  MOESERVE_CUDA_CHECK(cudaSetDevice(device_));
+  void* p = nullptr;
+  const cudaError_t err = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    fail("out of page-locked host memory allocating ", bytes, " bytes for ", name_);
+  }
+  MOESERVE_CUDA_CHECK(err);
+  std::memset(p, 0, bytes);
+  return Buffer(p, bytes, [](void* q) { cudaFreeHost(q); });
 }
 
 void CudaBackend::do_upload(const Tensor& dst, const void* host) {
@@ -110,21 +122,6 @@ void CudaBackend::download_async(void* host, const Tensor& src) {
 }
 
 void CudaBackend::sync_downloads() { MOESERVE_CUDA_CHECK(cudaEventSynchronize(downloaded_)); }
-
-bool CudaBackend::pin_host_memory(const void* data, size_t bytes) {
-  MOESERVE_CUDA_CHECK(cudaSetDevice(device_));
-  int read_only = 0;
-  cudaDeviceGetAttribute(&read_only, cudaDevAttrHostRegisterReadOnlySupported, device_);
-  // A weight mapping is read-only: without the flag the driver would ask for writable pages.
-  const unsigned flags = cudaHostRegisterPortable | (read_only ? cudaHostRegisterReadOnly : 0u);
-  void* p = const_cast<void*>(data);
-  if (cudaHostRegister(p, bytes, flags) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  pinned_.push_back(p);
-  return true;
-}
 
 // ---- the step's batch ------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return name_; }
   Buffer alloc(size_t bytes) override;
+  // Page-locked, so copies from and to it run asynchronously at full speed.
+  Buffer alloc_host(size_t bytes) override;
   void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue) override;
   // Uploads on a second (copy) stream, forked from and joined to the compute stream by events;
   // downloads on the compute stream, waited for through an event.
@@ -28,7 +30,6 @@ class CudaBackend final : public Backend {
   void wait_upload(uint64_t ticket) override;
   void download_async(void* host, const Tensor& src) override;
   void sync_downloads() override;
-  bool pin_host_memory(const void* data, size_t bytes) override;
 
   cudaStream_t stream() const { return stream_; }
   int sm_count() const { return sm_count_; }
@@ -93,7 +94,6 @@ class CudaBackend final : public Backend {
   cudaEvent_t uploaded_[kUploadEvents] = {};
   cudaEvent_t downloaded_ = nullptr;
   uint64_t n_uploads_ = 0;
-  std::vector<void*> pinned_;  // ranges page-locked by pin_host_memory
 
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   const void* graph_workspace_ = nullptr;  // the workspace the recorded graphs use
