@@ -167,6 +167,55 @@ void small_op_cases(Bench& B) {
   std::printf("%-44s %9.2f us/op direct  %6.2f us/op in a replayed graph\n", name.c_str(), direct * 10, graphed * 10);
 }
 
+// The small ops of one delta-net layer's decode step (gates, q/k norms, residual + norm, the
+// shared expert's gate and residual), issued as the separate ops the forward used before fusing
+// and as the fused ops, inside a replayed graph.
+void layer_chain_cases(Bench& B) {
+  const std::string name = "delta-net layer small ops, decode";
+  if (!wanted(name)) return;
+  const int64_t d = 2048, r = 2, nk = 16, dk = 128;
+  const Tensor ba = B.random({2 * r * nk, 1, 1, 1}, -2, 2, 30), dt = B.random({r, nk, 1, 1}, -1, 1, 31);
+  const Tensor coef = B.random({r, nk, 1, 1}, -2, -0.1f, 32), beta = B.alloc(GgmlType::F32, {r, nk, 1, 1});
+  const Tensor g = B.alloc(GgmlType::F32, {r, nk, 1, 1});
+  const size_t grp = size_t(2 * r) * sizeof(float);
+  const Tensor bv = ba.view({r, nk, 1, 1}, {0, grp, ba.nb[1], ba.nb[1]});
+  const Tensor av = ba.view({r, nk, 1, 1}, {0, grp, ba.nb[1], ba.nb[1]}, size_t(r) * sizeof(float));
+  const Tensor u = B.random({3 * dk * nk, 1, 1, 1}, -1, 1, 33);
+  const Tensor qv = u.view({dk, nk, 1, 1}, {0, size_t(dk) * 4, u.nb[1], u.nb[1]});
+  const Tensor kv = u.view({dk, nk, 1, 1}, {0, size_t(dk) * 4, u.nb[1], u.nb[1]}, size_t(dk * nk) * 4);
+  const Tensor q = B.alloc(GgmlType::F32, {dk, nk, 1, 1}), k = B.alloc(GgmlType::F32, {dk, nk, 1, 1});
+  const Tensor h = B.random({d, 1, 1, 1}, -1, 1, 34), y = B.random({d, 1, 1, 1}, -1, 1, 35);
+  const Tensor w = B.random({d, 1, 1, 1}, 0, 1, 36), m = B.alloc(GgmlType::F32, {d, 1, 1, 1});
+  const Tensor routed = B.random({d, 1, 1, 1}, -1, 1, 37), sh = B.random({d, 1, 1, 1}, -1, 1, 38);
+  const Tensor gate = B.random({1, 1, 1, 1}, -1, 1, 39);
+  const BatchData step = one_run(0, 0, 1);
+  auto separate = [&] {
+    B.be.unary(beta, bv, UnaryOp::sigmoid);
+    B.be.binary(g, av, dt, BinaryOp::add);
+    B.be.unary(g, g, UnaryOp::softplus);
+    B.be.binary(g, g, coef, BinaryOp::mul);
+    B.be.l2_norm(q, qv, 1e-6f);
+    B.be.l2_norm(k, kv, 1e-6f);
+    B.be.scale(q, q, 0.088f);
+    B.be.binary(h, h, y, BinaryOp::add);
+    B.be.rms_norm(m, h, &w, 1e-6f);
+    B.be.unary(gate, gate, UnaryOp::sigmoid);
+    B.be.binary(sh, sh, gate, BinaryOp::mul);
+    B.be.binary(routed, routed, sh, BinaryOp::add);
+    B.be.binary(h, h, routed, BinaryOp::add);
+  };
+  auto fused = [&] {
+    B.be.delta_gates(beta, g, bv, av, dt, coef);
+    B.be.qk_l2_norm(q, k, qv, kv, 1e-6f, 0.088f);
+    B.be.add_rms_norm(m, h, y, w, 1e-6f);
+    B.be.moe_shared_add(h, h, routed, sh, gate);
+  };
+  const double t_sep = B.time_ms(50, [&](int) { B.be.run_step(step.info(), 2, separate); });
+  const double t_fused = B.time_ms(50, [&](int) { B.be.run_step(step.info(), 3, fused); });
+  std::printf("%-44s %9.2f us as 13 ops  %6.2f us as 4 fused ops (replayed graphs)\n", name.c_str(), t_sep * 1e3,
+              t_fused * 1e3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,6 +227,7 @@ int main(int argc, char** argv) {
     attention_cases(B);
     delta_cases(B);
     small_op_cases(B);
+    layer_chain_cases(B);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_ops: %s\n", e.what());
     return 1;

@@ -186,6 +186,27 @@ class Backend {
   void gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                        const Tensor& beta, const Tensor& state, const BatchInfo& batch);
 
+  // ---- fused ops: chains the forward issues per token, one op each. The default implementation
+  // composes the ops above (so results are those of the chain, bit for bit); a backend overrides
+  // it with one kernel. Inputs marked scratch may be overwritten (the default works in place).
+  // beta = sigmoid(b); g = a_coef * softplus(a + dt_bias); dt_bias, a_coef broadcast as binary's b.
+  void delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a, const Tensor& dt_bias,
+                   const Tensor& a_coef);
+  // q = l2_norm(q_src) * q_scale; k = l2_norm(k_src).
+  void qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps, float q_scale);
+  // q [hd, n_head, n] = rope(rms_norm(q_src) * q_norm); k [hd, n_head_kv, n] = rope(rms_norm(k) *
+  // k_norm) in place; then kv_store(k_cache, k) and kv_store(v_cache, v) (k, v [width, n] rows).
+  void qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Tensor& q_norm, const Tensor& k,
+                          const Tensor& k_norm, const Tensor& v, const Tensor& k_cache, const Tensor& v_cache,
+                          float eps, const BatchInfo& batch, const RopeParams& rope);
+  // dst = x * sigmoid(gate), gate broadcast as binary's b; gate is scratch.
+  void mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate);
+  // dst = residual + (routed + shared * sigmoid(gate)), gate [1, n]; shared and gate are scratch.
+  void moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
+                      const Tensor& gate);
+  // h = h + y; dst = rms_norm(h) * weight.
+  void add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps);
+
  protected:
   // Implementations call skip(bytes) first: in measuring mode it records the workspace the op
   // needs and returns true (do nothing); otherwise it returns false and workspace() holds bytes.
@@ -218,6 +239,17 @@ class Backend {
   virtual void do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& g, const Tensor& beta, const Tensor& state,
                                   const BatchInfo& batch) = 0;
+  virtual void do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a,
+                              const Tensor& dt_bias, const Tensor& a_coef);
+  virtual void do_qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps,
+                             float q_scale);
+  virtual void do_qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Tensor& q_norm, const Tensor& k,
+                                     const Tensor& k_norm, const Tensor& v, const Tensor& k_cache,
+                                     const Tensor& v_cache, float eps, const BatchInfo& batch, const RopeParams& rope);
+  virtual void do_mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate);
+  virtual void do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
+                                 const Tensor& gate);
+  virtual void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps);
   virtual void do_upload(const Tensor& dst, const void* host) = 0;
   virtual void do_download(void* host, const Tensor& src) = 0;
 

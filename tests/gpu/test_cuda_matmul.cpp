@@ -3,6 +3,7 @@
 // tests): every weight type, random blocks (random bytes with realistic scales), odd shapes,
 // strided views, outputs poisoned with NaN so an element left unwritten fails.
 #include "backend/cuda/cuda_matmul.h"
+#include "backend/cuda/cuda_matvec.h"
 
 #include <gtest/gtest.h>
 
@@ -117,6 +118,19 @@ double tolerance(int64_t n_cols, int64_t k, double mag) {
   return (n_cols <= 8 ? sums : 1e-3 * mag + sums) + 1e-30;
 }
 
+// Decode on the 8-bit activation path (cuda_matvec.h) quantizes each block of 32 activations to
+// d = max|x| / 127 steps: each value moves by at most half a step (with a margin for the float
+// division). Per element of x (k values).
+std::vector<double> act_error(const float* x, int64_t k) {
+  std::vector<double> out(static_cast<size_t>(k));
+  for (int64_t b = 0; b < k; b += 32) {
+    double amax = 0;
+    for (int64_t i = b; i < std::min(k, b + 32); ++i) amax = std::max(amax, double(std::fabs(x[i])));
+    for (int64_t i = b; i < std::min(k, b + 32); ++i) out[size_t(i)] = 0.5 * amax / 127 * 1.001;
+  }
+  return out;
+}
+
 TEST(CudaMatmul, SupportsEveryTypeWithADotProduct) {
   for (GgmlType t : weight_types()) EXPECT_TRUE(cuda::supports_weight_type(t)) << type_name(t);
   EXPECT_FALSE(cuda::supports_weight_type(GgmlType::I32));
@@ -172,18 +186,23 @@ TEST(CudaMatmul, EveryTypeEveryColumnCount) {
       const Tensor td = strided(GgmlType::F32, {m, n, 1, 1}, size_t(d_stride) * 4, dd.p);
       DevMem ws(cuda::matmul_workspace_bytes(td, tw, tx));
       cuda::matmul(nullptr, td, tw, tx, ws.p);
+      const bool q8 = cuda::q8_matvec_usable(tw, tx);
       const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
       int bad = 0;
       for (int64_t j = 0; j < n && bad < 5; ++j) {
+        const std::vector<double> xe = q8 ? act_error(x.data() + j * x_stride, k) : std::vector<double>(size_t(k), 0.0);
         for (int64_t i = 0; i < m && bad < 5; ++i) {
-          double ref = 0, mag = 0;
+          double ref = 0, mag = 0, qerr = 0;
           for (int64_t e = 0; e < k; ++e) {
             const double p = double(wf[size_t(i * k + e)]) * x[size_t(j * x_stride + e)];
             ref += p;
             mag += std::fabs(p);
+            qerr += std::fabs(wf[size_t(i * k + e)]) * xe[size_t(e)];
           }
+          // The 8-bit path's sums split the K-quant mins from the scaled quants: a few times mag.
+          const double tol = q8 ? tolerance(n, k, 8 * mag) + qerr : tolerance(n, k, mag);
           const float g = got[size_t(j * d_stride + i)];
-          if (!(std::fabs(g - ref) <= tolerance(n, k, mag))) {
+          if (!(std::fabs(g - ref) <= tol)) {
             ++bad;
             ADD_FAILURE() << type_name(type) << " n=" << n << " row " << i << " col " << j << ": got " << g
                           << " want " << ref << " (mag " << mag << ")";
@@ -288,43 +307,62 @@ void check_moe(const MoeCase& c, const std::vector<int64_t>& token_counts, uint3
     DevMem ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));  // NaN-filled: unwritten reads show
     cuda::moe_experts(nullptr, td, tx, ex, tid, tw, ws.p);
     const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
+    // The 8-bit decode path quantizes x and then h (see act_error): their errors carried through.
+    const bool q8 = n <= 8 && cuda::q8_moe_usable(tx, ex);
 
     int bad = 0;
     for (int64_t t = 0; t < n && bad < 5; ++t) {
-      std::vector<double> ref(static_cast<size_t>(n_embd), 0.0), mag(static_cast<size_t>(n_embd), 0.0);
+      std::vector<double> ref(static_cast<size_t>(n_embd), 0.0), mag(static_cast<size_t>(n_embd), 0.0),
+          qtol(static_cast<size_t>(n_embd), 0.0);
+      const std::vector<double> xe =
+          q8 ? act_error(x.data() + t * x_stride, n_embd) : std::vector<double>(size_t(n_embd), 0.0);
       for (int64_t j = 0; j < k; ++j) {
         const int32_t e = ids[size_t(t * k + j)];
         const double w = wts[size_t(t * k + j)];
-        std::vector<double> h(static_cast<size_t>(n_ff)), hmag(static_cast<size_t>(n_ff));
+        std::vector<double> h(static_cast<size_t>(n_ff)), hmag(static_cast<size_t>(n_ff)), herr(static_cast<size_t>(n_ff));
         for (int64_t f = 0; f < n_ff; ++f) {
           const float* gr = guf.data() + (e * 2 * n_ff + f) * n_embd;
           const float* ur = gr + n_ff * n_embd;
-          double g = 0, u = 0, gm = 0, um = 0;
+          double g = 0, u = 0, gm = 0, um = 0, eg = 0, eu = 0;
           for (int64_t i = 0; i < n_embd; ++i) {
             const double xv = x[size_t(t * x_stride + i)];
             g += gr[i] * xv;
             u += ur[i] * xv;
             gm += std::fabs(gr[i] * xv);
             um += std::fabs(ur[i] * xv);
+            eg += std::fabs(gr[i]) * xe[size_t(i)];
+            eu += std::fabs(ur[i]) * xe[size_t(i)];
           }
           h[size_t(f)] = silu_d(g) * u;
           hmag[size_t(f)] = (std::fabs(g) + gm) * um;  // bounds |silu(g) u| and its perturbations
+          herr[size_t(f)] = 1.1 * eg * (std::fabs(u) + eu) + (std::fabs(g) + eg) * eu;  // |silu'| <= 1.1
+        }
+        if (q8) {  // h's own quantization: half a step of its block
+          for (int64_t b = 0; b < n_ff; b += 32) {
+            double hmax = 0;
+            for (int64_t f = b; f < std::min(n_ff, b + 32); ++f) hmax = std::max(hmax, std::fabs(h[size_t(f)]) + herr[size_t(f)]);
+            for (int64_t f = b; f < std::min(n_ff, b + 32); ++f) herr[size_t(f)] += 0.5 * hmax / 127 * 1.001;
+          }
         }
         for (int64_t i = 0; i < n_embd; ++i) {
           const float* dr = dnf.data() + (e * n_embd + i) * n_ff;
-          double s = 0, sm = 0;
+          double s = 0, sm = 0, se = 0;
           for (int64_t f = 0; f < n_ff; ++f) {
             s += dr[f] * h[size_t(f)];
             sm += std::fabs(dr[f]) * hmag[size_t(f)];
+            se += std::fabs(dr[f]) * herr[size_t(f)];
           }
           ref[size_t(i)] += w * s;
           mag[size_t(i)] += w * sm;
+          qtol[size_t(i)] += w * se;
         }
       }
       for (int64_t i = 0; i < n_embd && bad < 5; ++i) {
         // Two chained products: the tolerance of one (see tolerance()) over the larger length,
         // applied to the magnitude bound of the whole chain.
-        const double tol = 2 * tolerance(n, std::max(n_embd, n_ff), mag[size_t(i)]);
+        // On the 8-bit path: the K-quant mins summed apart (a few times mag), plus the
+        // quantization errors carried through.
+        const double tol = 2 * tolerance(n, std::max(n_embd, n_ff), (q8 ? 8 : 1) * mag[size_t(i)]) + qtol[size_t(i)];
         const float g = got[size_t(t * d_stride + i)];
         if (!(std::fabs(g - ref[size_t(i)]) <= tol)) {
           ++bad;

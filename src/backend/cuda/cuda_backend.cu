@@ -3,7 +3,9 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
@@ -14,6 +16,15 @@ namespace moeserve {
 std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<cuda::CudaBackend>(device); }
 
 namespace cuda {
+
+bool pdl_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("MOESERVE_CUDA_PDL");
+    return !(v && std::string(v) == "0");
+  }();
+  return enabled;
+}
+
 namespace {
 
 constexpr size_t kInitialBatchCapacity = 4096;

@@ -60,6 +60,17 @@ class CudaBackend final : public Backend {
                    const BatchInfo& batch) override;
   void do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                           const Tensor& beta, const Tensor& state, const BatchInfo& batch) override;
+  void do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a, const Tensor& dt_bias,
+                      const Tensor& a_coef) override;
+  void do_qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps,
+                     float q_scale) override;
+  void do_qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Tensor& q_norm, const Tensor& k,
+                             const Tensor& k_norm, const Tensor& v, const Tensor& k_cache, const Tensor& v_cache,
+                             float eps, const BatchInfo& batch, const RopeParams& rope) override;
+  void do_mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) override;
+  void do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
+                         const Tensor& gate) override;
+  void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override;
 
  private:
   // Device copies of a batch's positions, sequences and runs. Within a step they were staged by

@@ -9,10 +9,54 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_check.h"
 
 namespace moeserve::cuda {
+
+// ---- programmatic dependent launch (PDL) ----------------------------------------------------
+// launch_pdl starts a kernel so that its blocks may be scheduled while the previous kernel on the
+// stream is still finishing (also inside recorded graphs, where it becomes a programmatic edge):
+// the launch latency hides behind the previous kernel's tail. The rule for every kernel launched
+// this way: each block calls pdl_wait() before it reads any input or writes any output, and
+// before any early exit (a block that exits without waiting could let the kernel complete before
+// its predecessor, and the next kernel's wait only covers this one). pdl_wait() returns once the
+// previous kernel has completed and its memory is visible; it is a no-op for a normal launch.
+// pdl_trigger() lets the next kernel start launching early; it is safe anywhere after the wait.
+// Kernels launched with <<<>>> need no change: they wait for their predecessor as always.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launch_pdl asks for early launch (MOESERVE_CUDA_PDL=0 turns it off, for measurements).
+bool pdl_enabled();
+
+// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization; checks
+// the launch. One call per launch: launch_pdl(kernel, grid, block, smem, stream, args...).
+template <typename... Params, typename... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  MOESERVE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, Params(std::forward<Args>(args))...));
+}
 
 // A tensor as a kernel argument.
 struct View {
@@ -163,6 +207,28 @@ __device__ __forceinline__ void store_row_warp(Fmt f, char* dst, int64_t n, int 
     case Fmt::q4_0:
       for (int64_t b = 0; b < n / kQK; ++b) quantize_block_q4_0(x(b * kQK + lane), dst + b * kQ4Bytes, lane);
       break;
+  }
+}
+
+// store_row_warp for a whole block: element formats a thread per element, block formats a warp
+// per 32-block.
+template <typename Get>
+__device__ __forceinline__ void store_row_block(Fmt f, char* dst, int64_t n, Get x) {
+  if (f == Fmt::q8_0 || f == Fmt::q4_0) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    for (int64_t b = warp; b < n / kQK; b += n_warps) {
+      const float v = x(b * kQK + lane);
+      if (f == Fmt::q8_0) quantize_block_q8_0(v, dst + b * kQ8Bytes, lane);
+      else quantize_block_q4_0(v, dst + b * kQ4Bytes, lane);
+    }
+    return;
+  }
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    switch (f) {
+      case Fmt::f32: reinterpret_cast<float*>(dst)[i] = x(i); break;
+      case Fmt::f16: reinterpret_cast<__half*>(dst)[i] = __float2half_rn(x(i)); break;
+      default: reinterpret_cast<__nv_bfloat16*>(dst)[i] = __float2bfloat16_rn(x(i)); break;
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/mm_kernels.cuh"
 #include "core/error.h"
 
@@ -156,10 +157,11 @@ bool supports_weight_type(GgmlType type) {
   return dispatch_type(type, NoOp{});
 }
 
-size_t matmul_workspace_bytes(const Tensor&, const Tensor&, const Tensor&) { return 0; }
+size_t matmul_workspace_bytes(const Tensor&, const Tensor& w, const Tensor& x) { return q8_matvec_workspace_bytes(w, x); }
 
-void matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void*) {
+void matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace) {
   if (dst.ne[1] == 0 || w.ne[1] == 0) return;
+  if (q8_matvec_usable(w, x)) return q8_matvec(stream, dst, w, x, workspace);  // cuda_matvec.cu
   const bool ok = dispatch_type(w.type, [&]<GgmlType T>() { launch_matmul<T>(stream, dst, w, x); });
   if (!ok) fail("internal: cuda matmul has no kernel for weight type ", type_name(w.type));
   MOESERVE_CUDA_CHECK_LAUNCH();

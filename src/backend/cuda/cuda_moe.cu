@@ -12,6 +12,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
+#include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/mm_kernels.cuh"
 #include "core/error.h"
 
@@ -357,6 +358,7 @@ size_t moe_experts_workspace_bytes(const Tensor& dst, const Tensor& x, const Exp
                                    const Tensor& ids) {
   (void)dst;
   const int64_t n = x.ne[1], k = ids.ne[0], n_ff = experts.gate.ne[1], n_embd = x.ne[0];
+  if (const size_t q8 = q8_moe_workspace_bytes(x, experts, ids)) return q8;  // cuda_moe_decode.cu
   if (n <= kMaxDecodeTokens || f32_experts(experts)) {
     return sizeof(float) * size_t(std::min<int64_t>(n, kMaxDecodeTokens) * k * n_ff);
   }
@@ -380,6 +382,7 @@ void moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const 
   }
   const int32_t n_expert = int32_t(experts.gate.ne[2]);
   if (n == 0) return;
+  if (n <= kMaxDecodeTokens && q8_moe_usable(x, experts)) return q8_moe_experts(stream, dst, x, experts, ids, weights, workspace);
   const ExpertMat gate = mat_of(experts.gate), up = mat_of(experts.up), down = mat_of(experts.down);
   const int64_t x_stride = float_stride(x, "x"), d_stride = float_stride(dst, "dst");
   const auto* id = ids.as<const int32_t>();

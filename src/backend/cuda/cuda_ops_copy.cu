@@ -12,6 +12,8 @@ namespace {
 
 template <typename Word>
 __global__ void copy_rows_kernel(View dst, View src, int64_t words_per_row, int64_t n_rows) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
     Word* d = reinterpret_cast<Word*>(flat_row_ptr(dst, r));
     const Word* s = reinterpret_cast<const Word*>(flat_row_ptr(src, r));
@@ -21,6 +23,8 @@ __global__ void copy_rows_kernel(View dst, View src, int64_t words_per_row, int6
 
 // One warp per row: F32 source row to the destination format.
 __global__ void quantize_rows_kernel(View dst, View src, Fmt fmt, int64_t n_rows) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (r >= n_rows) return;
   const float* x = reinterpret_cast<const float*>(flat_row_ptr(src, r));
@@ -28,6 +32,8 @@ __global__ void quantize_rows_kernel(View dst, View src, Fmt fmt, int64_t n_rows
 }
 
 __global__ void dequantize_rows_kernel(View dst, View src, Fmt fmt, int64_t n_rows) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
     float* y = reinterpret_cast<float*>(flat_row_ptr(dst, r));
     const char* x = flat_row_ptr(src, r);
@@ -62,23 +68,23 @@ void CudaBackend::do_copy(const Tensor& dst, const Tensor& src) {
     if (dst.is_contiguous() && src.is_contiguous()) {
       MOESERVE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.n_bytes(), cudaMemcpyDeviceToDevice, stream_));
     } else if (aligned_to(dst, 16) && aligned_to(src, 16)) {
-      copy_rows_kernel<uint4><<<row_blocks(rows), 128, 0, stream_>>>(view_of(dst), view_of(src),
-                                                                    int64_t(dst.row_size() / 16), rows);
+      launch_pdl(copy_rows_kernel<uint4>, row_blocks(rows), 128, 0, stream_, view_of(dst), view_of(src),
+                 int64_t(dst.row_size() / 16), rows);
     } else if (aligned_to(dst, 4) && aligned_to(src, 4)) {
-      copy_rows_kernel<uint32_t><<<row_blocks(rows), 128, 0, stream_>>>(view_of(dst), view_of(src),
-                                                                        int64_t(dst.row_size() / 4), rows);
+      launch_pdl(copy_rows_kernel<uint32_t>, row_blocks(rows), 128, 0, stream_, view_of(dst), view_of(src),
+                 int64_t(dst.row_size() / 4), rows);
     } else {
-      copy_rows_kernel<uint8_t><<<row_blocks(rows), 128, 0, stream_>>>(view_of(dst), view_of(src),
-                                                                       int64_t(dst.row_size()), rows);
+      launch_pdl(copy_rows_kernel<uint8_t>, row_blocks(rows), 128, 0, stream_, view_of(dst), view_of(src),
+                 int64_t(dst.row_size()), rows);
     }
   } else if (src.type == GgmlType::F32) {
     constexpr int kWarps = 4;
-    quantize_rows_kernel<<<unsigned((rows + kWarps - 1) / kWarps), 32 * kWarps, 0, stream_>>>(
-        view_of(dst), view_of(src), *format_of(dst.type), rows);
+    launch_pdl(quantize_rows_kernel, unsigned((rows + kWarps - 1) / kWarps), 32 * kWarps, 0, stream_, view_of(dst),
+               view_of(src), *format_of(dst.type), rows);
   } else {
-    dequantize_rows_kernel<<<row_blocks(rows), 128, 0, stream_>>>(view_of(dst), view_of(src), *format_of(src.type), rows);
+    launch_pdl(dequantize_rows_kernel, row_blocks(rows), 128, 0, stream_, view_of(dst), view_of(src),
+               *format_of(src.type), rows);
   }
-  MOESERVE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace moeserve::cuda

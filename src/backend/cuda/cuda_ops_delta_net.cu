@@ -15,6 +15,8 @@ constexpr int kMaxKeyDim = 256;
 
 // Thread per channel, one run per blockIdx.y. The sums in double as the reference's.
 __global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBatch batch) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t channels = x.ne[0], kernel = w.ne[0];
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= channels) return;
@@ -54,6 +56,8 @@ __global__ void delta_net_kernel(View dst, View q, View k, View v, View g, View 
                                  DeviceBatch batch, int n_col_tiles) {
   __shared__ float qs[kMaxKeyDim], ks[kMaxKeyDim];
   __shared__ float red_kv[kMaxKeyDim / 32][32], red_o[kMaxKeyDim / 32][32];
+  pdl_wait();
+  pdl_trigger();
   const int64_t dk = q.ne[0], dv = v.ne[0], ratio = v.ne[1] / q.ne[1];
   const int64_t h = blockIdx.x / n_col_tiles, kh = h / ratio;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n_warps = blockDim.x / 32;
@@ -119,8 +123,7 @@ void CudaBackend::do_ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& 
   if (batch.n_runs == 0 || x.ne[0] == 0) return;
   const DeviceBatch db = device_batch(batch);
   const dim3 grid(unsigned((x.ne[0] + 127) / 128), unsigned(batch.n_runs));
-  ssm_conv_kernel<<<grid, 128, 0, stream_>>>(view_of(dst), view_of(x), state.as<float>(), view_of(w), db);
-  MOESERVE_CUDA_CHECK_LAUNCH();
+  launch_pdl(ssm_conv_kernel, grid, 128, 0, stream_, view_of(dst), view_of(x), state.as<float>(), view_of(w), db);
 }
 
 void CudaBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -132,9 +135,8 @@ void CudaBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const T
   const int n_col_tiles = int((v.ne[0] + 31) / 32);
   const int threads = int((q.ne[0] + 31) / 32) * 32;
   const dim3 grid(unsigned(v.ne[1] * n_col_tiles), unsigned(batch.n_runs));
-  delta_net_kernel<<<grid, threads, 0, stream_>>>(view_of(dst), view_of(q), view_of(k), view_of(v), view_of(g),
-                                                  view_of(beta), state.as<float>(), state.ne[0], db, n_col_tiles);
-  MOESERVE_CUDA_CHECK_LAUNCH();
+  launch_pdl(delta_net_kernel, grid, threads, 0, stream_, view_of(dst), view_of(q), view_of(k), view_of(v), view_of(g),
+             view_of(beta), state.as<float>(), state.ne[0], db, n_col_tiles);
 }
 
 }  // namespace moeserve::cuda

@@ -1,5 +1,6 @@
 // Element-wise ops over strided 4-D views (rows contiguous): unary, binary with broadcasting,
-// scale, swiglu, zero. One launch each; a thread per element, its 4-D index from the flat one.
+// scale, swiglu, zero, and the fused chains mul_sigmoid, delta_gates and moe_shared_add. One launch
+// each; a thread per element, its 4-D index from the flat one.
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
@@ -19,11 +20,13 @@ __device__ __forceinline__ int64_t offset_of(int64_t idx, const int64_t ne[4], c
   return i0 * nb[0] + i1 * nb[1] + i2 * nb[2] + i3 * nb[3];
 }
 
-enum class Op : int { silu, sigmoid, softplus, add, mul, scale, swiglu };
+enum class Op : int { silu, sigmoid, softplus, add, mul, scale, swiglu, mul_sigmoid };
 
 // dst = op(a, b); b's strides are already zero along broadcast dims.
 template <Op op>
 __global__ void elementwise_kernel(View dst, View a, View b, float factor, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
     const float x = *reinterpret_cast<const float*>(a.data + offset_of(idx, a.ne, a.nb));
     float y;
@@ -39,28 +42,60 @@ __global__ void elementwise_kernel(View dst, View a, View b, float factor, int64
       const float z = *reinterpret_cast<const float*>(b.data + offset_of(idx, a.ne, b.nb));
       if constexpr (op == Op::add) y = x + z;
       else if constexpr (op == Op::mul) y = x * z;
+      else if constexpr (op == Op::mul_sigmoid) y = x * sigmoid_f(z);
       else y = silu_f(x) * z;
     }
     *reinterpret_cast<float*>(dst.data + offset_of(idx, dst.ne, dst.nb)) = y;
   }
 }
 
+// A view read as broadcast to the shape of `like`: strides zero along dims of size 1.
+View broadcast_view(const Tensor& t) {
+  View v = view_of(t);
+  for (int d = 0; d < 4; ++d) {
+    if (t.ne[d] == 1) v.nb[d] = 0;  // broadcast: the same element along this dim
+  }
+  return v;
+}
+
+unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
+
 template <Op op>
 void launch(cudaStream_t stream, const Tensor& dst, const Tensor& a, const Tensor* b, float factor) {
   const int64_t n = dst.n_elements();
   if (n == 0) return;
-  View vb = b ? view_of(*b) : view_of(a);
-  if (b) {
-    for (int d = 0; d < 4; ++d) {
-      if (b->ne[d] == 1) vb.nb[d] = 0;  // broadcast: the same element along this dim
-    }
+  const View vb = b ? broadcast_view(*b) : view_of(a);
+  launch_pdl(elementwise_kernel<op>, blocks_for(n), kThreads, 0, stream, view_of(dst), view_of(a), vb, factor, n);
+}
+
+__device__ __forceinline__ float& at(const View& v, int64_t idx, const int64_t ne[4]) {
+  return *reinterpret_cast<float*>(v.data + offset_of(idx, ne, v.nb));
+}
+
+// beta = sigmoid(b); g = a_coef * softplus(a + dt_bias); indices over a's shape.
+__global__ void delta_gates_kernel(View beta, View g, View b, View a, View dt_bias, View a_coef, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
+    at(beta, idx, a.ne) = sigmoid_f(at(b, idx, a.ne));
+    at(g, idx, a.ne) = softplus_f(at(a, idx, a.ne) + at(dt_bias, idx, a.ne)) * at(a_coef, idx, a.ne);
   }
-  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 65535);
-  elementwise_kernel<op><<<unsigned(blocks), kThreads, 0, stream>>>(view_of(dst), view_of(a), vb, factor, n);
-  MOESERVE_CUDA_CHECK_LAUNCH();
+}
+
+// dst = residual + (routed + shared * sigmoid(gate)); indices over dst's shape.
+__global__ void moe_shared_add_kernel(View dst, View residual, View routed, View shared, View gate, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
+    const float s = at(shared, idx, dst.ne) * sigmoid_f(at(gate, idx, dst.ne));
+    const float r = at(routed, idx, dst.ne) + s;
+    at(dst, idx, dst.ne) = at(residual, idx, dst.ne) + r;
+  }
 }
 
 __global__ void zero_rows_kernel(View dst, int64_t row_bytes, int64_t n_rows) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
     char* row = flat_row_ptr(dst, r);
     for (int64_t i = threadIdx.x; i < row_bytes; i += blockDim.x) row[i] = 0;
@@ -105,9 +140,31 @@ void CudaBackend::do_zero(const Tensor& dst) {
     return;
   }
   const int64_t rows = dst.n_rows();
-  zero_rows_kernel<<<unsigned(std::min<int64_t>(rows, 65535)), 256, 0, stream_>>>(view_of(dst), int64_t(dst.row_size()),
-                                                                                  rows);
-  MOESERVE_CUDA_CHECK_LAUNCH();
+  launch_pdl(zero_rows_kernel, unsigned(std::min<int64_t>(rows, 65535)), 256, 0, stream_, view_of(dst),
+             int64_t(dst.row_size()), rows);
+}
+
+void CudaBackend::do_mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) {
+  if (skip()) return;
+  launch<Op::mul_sigmoid>(stream_, dst, x, &gate, 0);
+}
+
+void CudaBackend::do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a,
+                                 const Tensor& dt_bias, const Tensor& a_coef) {
+  if (skip()) return;
+  const int64_t n = a.n_elements();
+  if (n == 0) return;
+  launch_pdl(delta_gates_kernel, blocks_for(n), kThreads, 0, stream_, view_of(beta), view_of(g), view_of(b), view_of(a),
+             broadcast_view(dt_bias), broadcast_view(a_coef), n);
+}
+
+void CudaBackend::do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed,
+                                    const Tensor& shared, const Tensor& gate) {
+  if (skip()) return;
+  const int64_t n = dst.n_elements();
+  if (n == 0) return;
+  launch_pdl(moe_shared_add_kernel, blocks_for(n), kThreads, 0, stream_, view_of(dst), view_of(residual),
+             view_of(routed), view_of(shared), broadcast_view(gate), n);
 }
 
 }  // namespace moeserve::cuda

@@ -14,6 +14,8 @@ constexpr int kWarps = 4;
 
 __global__ void moe_route_kernel(int32_t* ids, float* weights, View logits, int k, int64_t n_tokens, bool normalize) {
   extern __shared__ unsigned char smem[];
+  pdl_wait();
+  pdl_trigger();
   const int n_expert = int(logits.ne[0]), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t t = int64_t(blockIdx.x) * kWarps + warp;
   if (t >= n_tokens) return;
@@ -72,9 +74,8 @@ void CudaBackend::do_moe_route(const Tensor& ids, const Tensor& weights, const T
   if (n == 0) return;
   const size_t smem = size_t(kWarps) * size_t(logits.ne[0]) * (sizeof(float) + 1);
   if (smem > 48 * 1024) fail("CUDA backend: moe_route supports at most ", 48 * 1024 / (kWarps * 5), " experts");
-  moe_route_kernel<<<unsigned((n + kWarps - 1) / kWarps), 32 * kWarps, smem, stream_>>>(
-      ids.as<int32_t>(), weights.as<float>(), view_of(logits), int(ids.ne[0]), n, normalize);
-  MOESERVE_CUDA_CHECK_LAUNCH();
+  launch_pdl(moe_route_kernel, unsigned((n + kWarps - 1) / kWarps), 32 * kWarps, smem, stream_, ids.as<int32_t>(),
+             weights.as<float>(), view_of(logits), int(ids.ne[0]), n, normalize);
 }
 
 }  // namespace moeserve::cuda

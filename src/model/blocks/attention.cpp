@@ -21,18 +21,21 @@ Tensor attention(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
   const size_t head_stride = size_t(cfg.output_gate ? 2 : 1) * size_t(hk) * sizeof(float);
   const Tensor q_view = qg.view({hk, cfg.n_head, n, 1}, {0, head_stride, qg.nb[1], qg.nb[1] * size_t(n)});
   Tensor q = ctx.arena.f32(hk, cfg.n_head, n);
-  if (w.q_norm) {
-    be.rms_norm(q, q_view, &*w.q_norm, cfg.norm_eps);
-  } else {
-    be.copy(q, q_view);
-  }
   Tensor k3 = k.reshape({hk, cfg.n_head_kv, n, 1});
-  if (w.k_norm) be.rms_norm(k3, k3, &*w.k_norm, cfg.norm_eps);
-  be.rope(q, q, in.batch, cfg.rope);
-  be.rope(k3, k3, in.batch, cfg.rope);
-
-  be.kv_store(k_cache, k, in.batch);
-  be.kv_store(v_cache, v, in.batch);
+  if (w.q_norm && w.k_norm) {
+    be.qk_norm_rope_store(q, q_view, *w.q_norm, k3, *w.k_norm, v, k_cache, v_cache, cfg.norm_eps, in.batch, cfg.rope);
+  } else {
+    if (w.q_norm) {
+      be.rms_norm(q, q_view, &*w.q_norm, cfg.norm_eps);
+    } else {
+      be.copy(q, q_view);
+    }
+    if (w.k_norm) be.rms_norm(k3, k3, &*w.k_norm, cfg.norm_eps);
+    be.rope(q, q, in.batch, cfg.rope);
+    be.rope(k3, k3, in.batch, cfg.rope);
+    be.kv_store(k_cache, k, in.batch);
+    be.kv_store(v_cache, v, in.batch);
+  }
 
   Tensor o = ctx.arena.f32(hv, cfg.n_head, n);
   be.attention(o, q, k_cache, v_cache, in.batch, AttentionParams{float(1.0 / std::sqrt(double(hk))), ctx.flash_attention});
@@ -40,9 +43,7 @@ Tensor attention(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
   if (cfg.output_gate) {
     const Tensor gate_view =
         qg.view({hk, cfg.n_head, n, 1}, {0, head_stride, qg.nb[1], qg.nb[1] * size_t(n)}, size_t(hk) * sizeof(float));
-    Tensor gate = ctx.arena.f32(hk, cfg.n_head, n);
-    be.unary(gate, gate_view, UnaryOp::sigmoid);
-    be.binary(o, o, gate, BinaryOp::mul);
+    be.mul_sigmoid(o, o, gate_view);  // qg is scratch from here on
   }
   Tensor out = ctx.arena.f32(w.o.ne[1], n);
   be.matmul(out, w.o, o.reshape({hv * cfg.n_head, n, 1, 1}));

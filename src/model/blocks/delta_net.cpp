@@ -54,11 +54,8 @@ Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
   const Tensor b_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)});
   const Tensor a_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)}, size_t(ratio) * kF);
   Tensor beta = ctx.arena.f32(ratio, nk, n);
-  be.unary(beta, b_view, UnaryOp::sigmoid);
-  Tensor g = ctx.arena.f32(ratio, nk, n);
-  be.binary(g, a_view, w.dt_bias.reshape({ratio, nk, 1, 1}), BinaryOp::add);
-  be.unary(g, g, UnaryOp::softplus);
-  be.binary(g, g, w.a.reshape({ratio, nk, 1, 1}), BinaryOp::mul);  // g = A * softplus(a + dt_bias) <= 0
+  Tensor g = ctx.arena.f32(ratio, nk, n);  // A * softplus(a + dt_bias) <= 0
+  be.delta_gates(beta, g, b_view, a_view, w.dt_bias.reshape({ratio, nk, 1, 1}), w.a.reshape({ratio, nk, 1, 1}));
 
   // Causal conv + SiLU over [q | k | v], then the heads.
   Tensor u = ctx.arena.f32(channels, n);
@@ -69,9 +66,7 @@ Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
       u.view({dv, nv, n, 1}, {0, size_t(dv) * kF, u.nb[1], u.nb[1] * size_t(n)}, size_t(2 * nk * dk) * kF);
   Tensor q = ctx.arena.f32(dk, nk, n);
   Tensor k = ctx.arena.f32(dk, nk, n);
-  be.l2_norm(q, q_view, cfg.norm_eps);
-  be.l2_norm(k, k_view, cfg.norm_eps);
-  be.scale(q, q, float(1.0 / std::sqrt(double(dk))));
+  be.qk_l2_norm(q, k, q_view, k_view, cfg.norm_eps, float(1.0 / std::sqrt(double(dk))));
 
   Tensor o = ctx.arena.f32(dv, nv, n);
   be.gated_delta_net(o, q, k, v_view, g.reshape({nv, n, 1, 1}), beta.reshape({nv, n, 1, 1}), ssm_state, in.batch);

@@ -14,7 +14,7 @@ Tensor dense_ffn(ForwardContext& ctx, const Tensor& x, const DenseFfnWeights& w)
   return out;
 }
 
-Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeConfig& cfg) {
+Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeConfig& cfg, const Tensor* residual) {
   const int64_t n = x.ne[1];
   Tensor logits = ctx.arena.f32(cfg.n_expert, n);
   ctx.be.matmul(logits, w.router, x);
@@ -25,6 +25,12 @@ Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeC
   ctx.be.moe_experts(out, x, w.experts, ids, weights);
   if (w.shared) {
     Tensor s = dense_ffn(ctx, x, *w.shared);
+    if (w.shared_gate && residual) {
+      Tensor gate = ctx.arena.f32(1, n);
+      ctx.be.matmul(gate, *w.shared_gate, x);
+      ctx.be.moe_shared_add(*residual, *residual, out, s, gate);
+      return *residual;
+    }
     if (w.shared_gate) {
       Tensor gate = ctx.arena.f32(1, n);
       ctx.be.matmul(gate, *w.shared_gate, x);
@@ -32,6 +38,10 @@ Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeC
       ctx.be.binary(s, s, gate, BinaryOp::mul);
     }
     ctx.be.binary(out, out, s, BinaryOp::add);
+  }
+  if (residual) {
+    ctx.be.binary(*residual, *residual, out, BinaryOp::add);
+    return *residual;
   }
   return out;
 }

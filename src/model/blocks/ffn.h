@@ -26,7 +26,9 @@ struct MoeConfig {
 };
 
 Tensor dense_ffn(ForwardContext& ctx, const Tensor& x, const DenseFfnWeights& w);
-Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeConfig& cfg);
+// With a residual: residual += the FFN's output (fused where the backend can), returns *residual.
+Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeConfig& cfg,
+           const Tensor* residual = nullptr);
 
 DenseFfnWeights load_dense_ffn(WeightLoader& loader, const std::string& prefix, const std::string& suffix,
                                int64_t n_embd, int64_t n_ff);

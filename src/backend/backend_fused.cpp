@@ -1,0 +1,130 @@
+// The fused ops of the op table: shape checks, and the default implementations that compose the
+// plain ops in the order the forward issued them before fusing (results identical bit for bit).
+#include "backend/backend.h"
+#include "core/error.h"
+
+namespace moeserve {
+namespace {
+
+void check(bool ok, const char* op, const char* what) {
+  if (!ok) fail("internal: op ", op, ": ", what);
+}
+
+bool all_f32(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) {
+    if (t->type != GgmlType::F32) return false;
+  }
+  return true;
+}
+
+bool broadcasts_to(const Tensor& b, const Tensor& a) {
+  for (int d = 0; d < 4; ++d) {
+    if (b.ne[d] != a.ne[d] && b.ne[d] != 1) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void Backend::delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a, const Tensor& dt_bias,
+                          const Tensor& a_coef) {
+  const char* op = "delta_gates";
+  check(all_f32({&beta, &g, &b, &a, &dt_bias, &a_coef}), op, "every tensor must be F32");
+  check(beta.ne == b.ne && g.ne == a.ne && a.ne == b.ne, op, "beta, g, b and a must have one shape");
+  check(broadcasts_to(dt_bias, a) && broadcasts_to(a_coef, a), op, "dt_bias and a_coef must broadcast to a");
+  do_delta_gates(beta, g, b, a, dt_bias, a_coef);
+}
+
+void Backend::qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps,
+                         float q_scale) {
+  const char* op = "qk_l2_norm";
+  check(all_f32({&q, &k, &q_src, &k_src}), op, "every tensor must be F32");
+  check(q.ne == q_src.ne && k.ne == k_src.ne && q.ne[0] == k.ne[0], op, "q/k and their sources must agree in shape");
+  do_qk_l2_norm(q, k, q_src, k_src, eps, q_scale);
+}
+
+void Backend::qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Tensor& q_norm, const Tensor& k,
+                                 const Tensor& k_norm, const Tensor& v, const Tensor& k_cache, const Tensor& v_cache,
+                                 float eps, const BatchInfo& batch, const RopeParams& rope) {
+  const char* op = "qk_norm_rope_store";
+  check(all_f32({&q, &q_src, &q_norm, &k, &k_norm, &v}), op, "q, k, v and the norm weights must be F32");
+  check(q.ne == q_src.ne && k.ne[0] == q.ne[0] && k.ne[2] == q.ne[2] && k.ne[3] == 1, op,
+        "q [hd, n_head, n], q_src like q, k [hd, n_head_kv, n]");
+  check(q_norm.ne[0] == q.ne[0] && q_norm.n_rows() == 1 && k_norm.ne[0] == q.ne[0] && k_norm.n_rows() == 1, op,
+        "norm weights must be [hd]");
+  check(k.is_contiguous() && v.ne[1] == k.ne[2] && v.ne[2] == 1 && v.ne[3] == 1, op, "k contiguous, v [width, n]");
+  check(k_cache.ne[0] == k.ne[0] * k.ne[1] && v_cache.ne[0] == v.ne[0], op, "cache widths must match k and v");
+  do_qk_norm_rope_store(q, q_src, q_norm, k, k_norm, v, k_cache, v_cache, eps, batch, rope);
+}
+
+void Backend::mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) {
+  const char* op = "mul_sigmoid";
+  check(all_f32({&dst, &x, &gate}), op, "every tensor must be F32");
+  check(dst.ne == x.ne && broadcasts_to(gate, x), op, "dst like x, gate broadcast to x");
+  do_mul_sigmoid(dst, x, gate);
+}
+
+void Backend::moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
+                             const Tensor& gate) {
+  const char* op = "moe_shared_add";
+  check(all_f32({&dst, &residual, &routed, &shared, &gate}), op, "every tensor must be F32");
+  check(dst.ne == residual.ne && dst.ne == routed.ne && dst.ne == shared.ne, op, "dst, residual, routed, shared: one shape");
+  check(gate.ne[0] == 1 && broadcasts_to(gate, dst), op, "gate must be [1, n]");
+  do_moe_shared_add(dst, residual, routed, shared, gate);
+}
+
+void Backend::add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {
+  const char* op = "add_rms_norm";
+  check(all_f32({&dst, &h, &y, &weight}), op, "every tensor must be F32");
+  check(dst.ne == h.ne && y.ne == h.ne && weight.ne[0] == h.ne[0] && weight.n_rows() == 1, op,
+        "dst, h, y: one shape; weight [d]");
+  do_add_rms_norm(dst, h, y, weight, eps);
+}
+
+// ---- defaults ------------------------------------------------------------------------------
+
+void Backend::do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a,
+                             const Tensor& dt_bias, const Tensor& a_coef) {
+  unary(beta, b, UnaryOp::sigmoid);
+  binary(g, a, dt_bias, BinaryOp::add);
+  unary(g, g, UnaryOp::softplus);
+  binary(g, g, a_coef, BinaryOp::mul);
+}
+
+void Backend::do_qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps,
+                            float q_scale) {
+  l2_norm(q, q_src, eps);
+  l2_norm(k, k_src, eps);
+  scale(q, q, q_scale);
+}
+
+void Backend::do_qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Tensor& q_norm, const Tensor& k,
+                                    const Tensor& k_norm, const Tensor& v, const Tensor& k_cache,
+                                    const Tensor& v_cache, float eps, const BatchInfo& batch, const RopeParams& rope) {
+  rms_norm(q, q_src, &q_norm, eps);
+  rms_norm(k, k, &k_norm, eps);
+  this->rope(q, q, batch, rope);
+  this->rope(k, k, batch, rope);
+  kv_store(k_cache, k.reshape({k.ne[0] * k.ne[1], k.ne[2], 1, 1}), batch);
+  kv_store(v_cache, v, batch);
+}
+
+void Backend::do_mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) {
+  unary(gate, gate, UnaryOp::sigmoid);
+  binary(dst, x, gate, BinaryOp::mul);
+}
+
+void Backend::do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
+                                const Tensor& gate) {
+  unary(gate, gate, UnaryOp::sigmoid);
+  binary(shared, shared, gate, BinaryOp::mul);
+  binary(shared, routed, shared, BinaryOp::add);
+  binary(dst, residual, shared, BinaryOp::add);
+}
+
+void Backend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {
+  binary(h, h, y, BinaryOp::add);
+  rms_norm(dst, h, &weight, eps);
+}
+
+}  // namespace moeserve

@@ -1,0 +1,28 @@
+// Decode-side weight products with 8-bit activations (mmvq.cuh): up to 8 activation columns
+// against weights of the types mmvq decodes, for the dense matmul and the routed experts. The
+// callers (cuda_matmul.cu, cuda_moe.cu) route here when *_usable says so and size their
+// workspace with *_workspace_bytes; nothing here synchronizes the host.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "backend/backend.h"
+
+namespace moeserve::cuda {
+
+constexpr int64_t kQ8MaxCols = 8;
+
+// Workspace of a matmul on this path (0 when the shapes/types never take it; data not looked at).
+size_t q8_matvec_workspace_bytes(const Tensor& w, const Tensor& x);
+// Whether this matmul runs here: type, at most 8 columns, 16-byte aligned weight rows.
+bool q8_matvec_usable(const Tensor& w, const Tensor& x);
+void q8_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace);
+
+size_t q8_moe_workspace_bytes(const Tensor& x, const ExpertWeights& experts, const Tensor& ids);
+bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts);
+void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
+                    const Tensor& ids, const Tensor& weights, void* workspace);
+
+}  // namespace moeserve::cuda

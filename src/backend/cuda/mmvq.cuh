@@ -1,0 +1,494 @@
+// Decode-side weight products with 8-bit activations (quants.md §4): the activation columns are
+// quantized once per product to blocks of 32 int8 values with a scale d and s = d * sum(q), and
+// every 32-weight group of a row is decoded to 32 int8 values with two scales (one per half of 16)
+// and a min coefficient, so a group's dot product is 8 integer dp4a plus one float expression:
+//   d_a * (d0 * sum_{0..15} w q_a + d1 * sum_{16..31} w q_a) + m * s_a.
+// Memory side: each warp copies the raw bytes of R rows (a tile of whole blocks, 16-byte aligned)
+// into shared memory with 16-byte streaming loads, issues the next tile's loads, then decodes the
+// current tile from shared memory: every DRAM sector is read by one wide load, and the bytes of
+// several KB per warp are in flight while the previous tile is being decoded. Grid lookups of the
+// i-quants come from a copy of the table in shared memory (random 8-byte reads from a 4 KB table
+// cost ~20 L1 wavefronts per warp, a few in shared memory).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "core/error.h"
+#include "backend/cuda/dequant.cuh"
+
+namespace moeserve::cuda::mmvq {
+
+constexpr int kWarps = 8;  // per block of the matvec and expert kernels
+constexpr int kThreads = 32 * kWarps;
+
+// 8-bit activations of n columns of k values (k a multiple of 32): column c's quants at qs + c * k,
+// its per-32 (d, d * sum q) at ds + c * k / 32.
+struct ActQ8 {
+  const int8_t* qs;
+  const float2* ds;
+};
+
+inline size_t align256(size_t v) { return (v + 255) & ~size_t(255); }
+inline size_t act_bytes(int64_t k, int64_t n) { return align256(size_t(k * n)) + align256(size_t(k / 32 * n) * 8); }
+inline ActQ8 act_at(void* ws, int64_t k, int64_t n) {
+  char* p = static_cast<char*>(ws);
+  return {reinterpret_cast<const int8_t*>(p), reinterpret_cast<const float2*>(p + align256(size_t(k * n)))};
+}
+
+__device__ __forceinline__ float sum32(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// ---- per type: tile size and 32-weight group decoding ------------------------------------------------
+struct W32 {
+  int q[8];       // 32 int8 weights, 4 per int, in element order
+  float d0, d1;   // scales of elements 0..15 and 16..31
+  float m;        // times the activation block's s = d_a * sum q_a (mins and offsets)
+};
+
+template <GgmlType T>
+struct Mv;  // kNB: blocks per staged tile (kNB * block bytes a multiple of 16); kTable: grid bytes
+
+__device__ __forceinline__ uint32_t sign_byte(uint32_t s7) { return s7 | ((__popc(s7) & 1u) << 7); }
+// Negates the bytes of g whose sign bit (bits 0..3 of s4) is set. Grid bytes are never 0, so the
+// two's complement (~g + 1) of a byte never carries into the next one.
+__device__ __forceinline__ int signed4(uint32_t g, uint32_t s4) {
+  const uint32_t m = ((s4 * 0x00204081u) & 0x01010101u) * 0xFFu;
+  return int((g ^ m) + (m & 0x01010101u));
+}
+
+template <>
+struct Mv<GgmlType::Q8_0> {
+  static constexpr int kNB = 64, kTable = 0;
+  __device__ static W32 decode(const uint8_t* b, int, const void*) {
+    W32 w;
+    w.d0 = w.d1 = h2f(ld16(b));
+    w.m = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w.q[i] = int(ld32_2(b + 2 + 4 * i));
+    return w;
+  }
+};
+template <>
+struct Mv<GgmlType::Q4_0> {
+  static constexpr int kNB = 64, kTable = 0;
+  __device__ static W32 decode(const uint8_t* b, int, const void*) {
+    W32 w;
+    const float d = h2f(ld16(b));
+    w.d0 = w.d1 = d;
+    w.m = -8.0f * d;  // (q - 8) d: the offset goes with the activation sum
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t u = ld32_2(b + 2 + 4 * i);
+      w.q[i] = int(u & 0x0F0F0F0Fu);
+      w.q[4 + i] = int((u >> 4) & 0x0F0F0F0Fu);
+    }
+    return w;
+  }
+};
+template <>
+struct Mv<GgmlType::Q4_K> {
+  static constexpr int kNB = 8, kTable = 0;
+  __device__ static W32 decode(const uint8_t* b, int g, const void*) {
+    W32 w;
+    const ScaleMinD sm = q4k_sm(b + 4, g);
+    w.d0 = w.d1 = h2f(ld16(b)) * float(sm.scale);
+    w.m = -h2f(ld16(b + 2)) * float(sm.min);
+    const uint8_t* qs = b + 16 + 32 * (g / 2);
+    const int shift = 4 * (g % 2);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w.q[i] = int((ld32_2(qs + 4 * i) >> shift) & 0x0F0F0F0Fu);
+    return w;
+  }
+};
+template <>
+struct Mv<GgmlType::Q5_K> {
+  static constexpr int kNB = 8, kTable = 0;
+  __device__ static W32 decode(const uint8_t* b, int g, const void*) {
+    W32 w;
+    const ScaleMinD sm = q4k_sm(b + 4, g);
+    w.d0 = w.d1 = h2f(ld16(b)) * float(sm.scale);
+    w.m = -h2f(ld16(b + 2)) * float(sm.min);
+    const uint8_t* qh = b + 16;
+    const uint8_t* qs = b + 48 + 32 * (g / 2);
+    const int shift = 4 * (g % 2);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      w.q[i] = int(((ld32_2(qs + 4 * i) >> shift) & 0x0F0F0F0Fu) | (((ld32_2(qh + 4 * i) >> g) & 0x01010101u) << 4));
+    }
+    return w;
+  }
+};
+template <>
+struct Mv<GgmlType::Q6_K> {
+  static constexpr int kNB = 8, kTable = 0;
+  __device__ static W32 decode(const uint8_t* b, int g, const void*) {
+    W32 w;
+    const float d = h2f(ld16(b + 208));
+    w.d0 = d * float(int8_t(b[192 + 2 * g]));
+    w.d1 = d * float(int8_t(b[193 + 2 * g]));
+    w.m = 0.0f;
+    const int c = g / 4, kk = g % 4;
+    const uint8_t* ql = b + 64 * c + 32 * (kk % 2);
+    const uint8_t* qh = b + 128 + 32 * c;
+    const int ls = 4 * (kk / 2), hs = 2 * kk;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t v = ((ld32_2(ql + 4 * i) >> ls) & 0x0F0F0F0Fu) | (((ld32_2(qh + 4 * i) >> hs) & 0x03030303u) << 4);
+      // v - 32 per byte (v in 0..63): flip bit 5, then extend it into bits 6-7.
+      const uint32_t t = v ^ 0x20202020u;
+      w.q[i] = int(t | (((t >> 5) & 0x01010101u) * 0xC0u));
+    }
+    return w;
+  }
+};
+template <>
+struct Mv<GgmlType::IQ2_XXS> {
+  static constexpr int kNB = 16, kTable = 256 * 8;
+  __device__ static W32 decode(const uint8_t* b, int g, const void* tab) {
+    const uint64_t* grid = static_cast<const uint64_t*>(tab);
+    W32 w;
+    const uint8_t* q = b + 2 + 8 * g;
+    const uint32_t aux = ld32_2(q + 4);
+    w.d0 = w.d1 = h2f(ld16(b)) * float(2 * (aux >> 28) + 1) * 0.125f;
+    w.m = 0.0f;
+    const uint32_t idx = ld32_2(q);
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const uint64_t e = grid[(idx >> (8 * l)) & 0xFF];
+      const uint32_t s = sign_byte((aux >> (7 * l)) & 127u);
+      w.q[2 * l] = signed4(uint32_t(e), s & 0xF);
+      w.q[2 * l + 1] = signed4(uint32_t(e >> 32), s >> 4);
+    }
+    return w;
+  }
+};
+template <>
+struct Mv<GgmlType::IQ2_XS> {
+  static constexpr int kNB = 16, kTable = 512 * 8;
+  __device__ static W32 decode(const uint8_t* b, int g, const void* tab) {
+    const uint64_t* grid = static_cast<const uint64_t*>(tab);
+    W32 w;
+    const float d = h2f(ld16(b));
+    const uint32_t sc = b[66 + g];
+    w.d0 = d * float(2 * (sc & 0xF) + 1) * 0.125f;
+    w.d1 = d * float(2 * (sc >> 4) + 1) * 0.125f;
+    w.m = 0.0f;
+    const uint8_t* q = b + 2 + 8 * g;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t two = ld32_2(q + 4 * h);
+#pragma unroll
+      for (int l = 0; l < 2; ++l) {
+        const uint32_t v = (two >> (16 * l)) & 0xFFFF;
+        const uint64_t e = grid[v & 511];
+        const uint32_t s = sign_byte(v >> 9);
+        w.q[4 * h + 2 * l] = signed4(uint32_t(e), s & 0xF);
+        w.q[4 * h + 2 * l + 1] = signed4(uint32_t(e >> 32), s >> 4);
+      }
+    }
+    return w;
+  }
+};
+template <>
+struct Mv<GgmlType::IQ3_XXS> {
+  static constexpr int kNB = 16, kTable = 256 * 4;
+  __device__ static W32 decode(const uint8_t* b, int g, const void* tab) {
+    const uint32_t* grid = static_cast<const uint32_t*>(tab);
+    W32 w;
+    const uint8_t* qs = b + 2;
+    const uint32_t aux = ld32_2(qs + 64 + 4 * g);
+    w.d0 = w.d1 = h2f(ld16(b)) * float(2 * (aux >> 28) + 1) * 0.25f;
+    w.m = 0.0f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t idx = ld32_2(qs + 8 * g + 4 * h);
+#pragma unroll
+      for (int l2 = 0; l2 < 2; ++l2) {
+        const int l = 2 * h + l2;
+        const uint32_t s = sign_byte((aux >> (7 * l)) & 127u);
+        w.q[2 * l] = signed4(grid[(idx >> (16 * l2)) & 0xFF], s & 0xF);
+        w.q[2 * l + 1] = signed4(grid[(idx >> (16 * l2 + 8)) & 0xFF], s >> 4);
+      }
+    }
+    return w;
+  }
+};
+
+// The grid table of type T (device copy from dequant.cuh), or null.
+template <GgmlType T>
+__device__ __forceinline__ const void* table_src() {
+  if constexpr (T == GgmlType::IQ2_XXS) return d_iq2xxs_grid.v;
+  if constexpr (T == GgmlType::IQ2_XS) return d_iq2xs_grid.v;
+  if constexpr (T == GgmlType::IQ3_XXS) return d_iq3xxs_grid.v;
+  return nullptr;
+}
+
+// Copies T's grid table into shared memory (whole block; the caller syncs).
+template <GgmlType T>
+__device__ __forceinline__ void load_table(void* dst) {
+  if constexpr (Mv<T>::kTable > 0) {
+    const uint32_t* src = static_cast<const uint32_t*>(table_src<T>());
+    uint32_t* d = static_cast<uint32_t*>(dst);
+    for (int i = threadIdx.x; i < Mv<T>::kTable / 4; i += blockDim.x) d[i] = src[i];
+  }
+}
+
+template <GgmlType T>
+constexpr int table_bytes() {
+  return (Mv<T>::kTable + 15) / 16 * 16;
+}
+
+// Staging granularity: V-byte loads (16 where rows allow it; 4 or 2 for rows such as the 148-byte
+// IQ2_XS expert down rows), with tiles of kNB * V / 16 blocks so a lane's registers stay bounded.
+template <GgmlType T, int V>
+constexpr int tile_nb() {
+  return Mv<T>::kNB * V / 16 > 0 ? Mv<T>::kNB * V / 16 : 1;
+}
+
+// Blocks per staged tile for rows of nblk blocks.
+template <GgmlType T, int V>
+int tile_blocks(int64_t nblk) {
+  return int(nblk < tile_nb<T, V>() ? nblk : tile_nb<T, V>());
+}
+
+// ---- staging: R rows' tiles, global -> registers -> shared memory ------------------------------------
+template <int V>
+struct Unit;
+template <>
+struct Unit<16> {
+  using type = uint4;
+  __device__ static type load(const void* p) {
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+  }
+};
+template <>
+struct Unit<4> {
+  using type = uint32_t;
+  __device__ static type load(const void* p) {
+    uint32_t v;
+    asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+  }
+};
+template <>
+struct Unit<2> {
+  using type = uint16_t;
+  __device__ static type load(const void* p) {
+    uint16_t v;
+    asm("ld.global.nc.L1::no_allocate.u16 %0, [%1];" : "=h"(v) : "l"(p));
+    return v;
+  }
+};
+
+template <GgmlType T, int R, int V>
+struct Stager {
+  static constexpr int kTile = tile_nb<T, V>() * Dq<T>::kBytes;
+  static constexpr int kSegs = (kTile / V + 31) / 32;  // loads per lane per row
+  static_assert(kTile % V == 0);
+  typename Unit<V>::type buf[R][kSegs];
+
+  // Bytes [off, off + V * nseg) of each row.
+  __device__ __forceinline__ void load(const uint8_t* const (&rows)[R], int64_t off, int nseg, int lane) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int s = 0; s < kSegs; ++s) {
+        const int seg = lane + 32 * s;
+        if (seg < nseg) buf[r][s] = Unit<V>::load(rows[r] + off + V * seg);
+      }
+  }
+  __device__ __forceinline__ void store(uint8_t* sm, int tile_bytes, int nseg, int lane) const {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int s = 0; s < kSegs; ++s) {
+        const int seg = lane + 32 * s;
+        if (seg < nseg) *reinterpret_cast<typename Unit<V>::type*>(sm + r * tile_bytes + V * seg) = buf[r][s];
+      }
+  }
+};
+
+// acc[r][c] += (this lane's groups of) the staged tile's R rows . activation columns c. The tile
+// holds n_blocks blocks per row (row r at sm + r * tile_bytes), starting at group g0 of the row;
+// column c's activations at aq + c * a_stride / ads + c * a_stride / 32.
+template <GgmlType T, int R, int NC>
+__device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int n_blocks, int64_t g0, const int8_t* aq,
+                                         const float2* ads, int64_t a_stride, const void* tab, float (&acc)[R][NC],
+                                         int lane) {
+  constexpr int G = Dq<T>::kQk / 32;
+  const int n_groups = n_blocks * G;
+#pragma unroll 2
+  for (int gi = lane; gi < n_groups; gi += 32) {
+    const int blk = gi / G, g = gi % G;
+    int a[NC][8];
+    float2 ds[NC];
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int4* p = reinterpret_cast<const int4*>(aq + c * a_stride + 32 * (g0 + gi));
+      const int4 lo = __ldg(p), hi = __ldg(p + 1);
+      a[c][0] = lo.x, a[c][1] = lo.y, a[c][2] = lo.z, a[c][3] = lo.w;
+      a[c][4] = hi.x, a[c][5] = hi.y, a[c][6] = hi.z, a[c][7] = hi.w;
+      ds[c] = __ldg(ads + c * (a_stride / 32) + g0 + gi);
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const W32 w = Mv<T>::decode(sm + r * tile_bytes + blk * Dq<T>::kBytes, g, tab);
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s0 = __dp4a(w.q[i], a[c][i], s0);
+          s1 = __dp4a(w.q[4 + i], a[c][4 + i], s1);
+        }
+        acc[r][c] += ds[c].x * (w.d0 * float(s0) + w.d1 * float(s1)) + w.m * ds[c].y;
+      }
+    }
+  }
+}
+
+// One warp: passes p = 0..n_pass-1, each the product of R rows (rows_of(p, rows)) with NC
+// activation columns (act_of(p, aq, ads)); done(p, acc) receives this lane's partial sums of each
+// pass. The tiles of consecutive passes form one pipeline: the next tile's loads are issued before
+// the current one is decoded. `sm`: this warp's R * tile_bytes of shared memory.
+template <GgmlType T, int R, int NC, int V, typename RowsOf, typename ActOf, typename Done>
+__device__ __forceinline__ void warp_passes(int n_pass, int64_t nblk, int tile_blk, int64_t a_stride, uint8_t* sm,
+                                            const void* tab, int lane, RowsOf rows_of, ActOf act_of, Done done) {
+  constexpr int kB = Dq<T>::kBytes, G = Dq<T>::kQk / 32;
+  const int tile_bytes = tile_blk * kB;
+  const int n_tiles = int((nblk + tile_blk - 1) / tile_blk);
+  const int n_iter = n_pass * n_tiles;
+  Stager<T, R, V> st;
+  const uint8_t* rows[R];
+  auto blocks_of = [&](int tile) {
+    const int64_t left = nblk - int64_t(tile) * tile_blk;
+    return int(left < tile_blk ? left : tile_blk);
+  };
+  if (n_iter > 0) {
+    rows_of(0, rows);
+    st.load(rows, 0, blocks_of(0) * kB / V, lane);
+  }
+  float acc[R][NC];
+  for (int it = 0; it < n_iter; ++it) {
+    const int pass = it / n_tiles, tile = it % n_tiles;
+    const int nb = blocks_of(tile);
+    if (tile == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
+    }
+    __syncwarp();
+    st.store(sm, tile_bytes, nb * kB / V, lane);
+    __syncwarp();
+    if (it + 1 < n_iter) {
+      const int np = (it + 1) / n_tiles, nt = (it + 1) % n_tiles;
+      if (nt == 0) rows_of(np, rows);
+      st.load(rows, int64_t(nt) * tile_bytes, blocks_of(nt) * kB / V, lane);
+    }
+    const int8_t* aq;
+    const float2* ads;
+    act_of(pass, aq, ads);
+    tile_dot<T, R, NC>(sm, tile_bytes, nb, int64_t(tile) * tile_blk * G, aq, ads, a_stride, tab, acc, lane);
+    if (tile == n_tiles - 1) done(pass, acc);
+  }
+}
+
+inline bool is_q8_type(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q8_0:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::IQ2_XXS:
+    case GgmlType::IQ2_XS:
+    case GgmlType::IQ3_XXS:
+      return true;
+    default:
+      return false;
+  }
+}
+
+template <typename F>
+bool dispatch_q8(GgmlType t, F&& f) {
+  switch (t) {
+#define MOESERVE_MV_CASE(name)                 \
+  case GgmlType::name:                         \
+    f.template operator()<GgmlType::name>();   \
+    return true;
+    MOESERVE_MV_CASE(Q8_0)
+    MOESERVE_MV_CASE(Q4_0)
+    MOESERVE_MV_CASE(Q4_K)
+    MOESERVE_MV_CASE(Q5_K)
+    MOESERVE_MV_CASE(Q6_K)
+    MOESERVE_MV_CASE(IQ2_XXS)
+    MOESERVE_MV_CASE(IQ2_XS)
+    MOESERVE_MV_CASE(IQ3_XXS)
+#undef MOESERVE_MV_CASE
+    default:
+      return false;
+  }
+}
+
+// ---- host side ----------------------------------------------------------------------------------------
+// Quantizes column c of x (k values from x + c * x_stride) per 32 values: d = max|x| / 127,
+// q = round(x / d) (as the CPU's Q8_0 activations), s = d * sum q. One warp per block of 32.
+static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64_t x_stride, int64_t k, int64_t n, int8_t* qs,
+                                                    float2* ds) {
+  const int64_t gpc = k / 32, gid = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
+  if (gid >= gpc * n) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t c = gid / gpc, g = gid % gpc;
+  const float v = x[c * x_stride + 32 * g + lane];
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int q = max(-127, min(127, int(roundf(v * id))));
+  qs[c * k + 32 * g + lane] = int8_t(q);
+  const int sum = __reduce_add_sync(0xffffffffu, q);
+  if (lane == 0) ds[gid] = make_float2(d, d * float(sum));
+}
+
+inline ActQ8 quantize_columns(cudaStream_t stream, const Tensor& x, int64_t k, int64_t n, void* ws) {
+  if (x.nb[1] % sizeof(float) != 0) fail("internal: cuda q8 activations: row stride is not a multiple of 4");
+  const ActQ8 act = act_at(ws, k, n);
+  const int64_t groups = k / 32 * n;
+  quantize_act<<<unsigned((groups + 7) / 8), 256, 0, stream>>>(x.as<const float>(), int64_t(x.nb[1] / sizeof(float)),
+                                                               k, n, const_cast<int8_t*>(act.qs),
+                                                               const_cast<float2*>(act.ds));
+  MOESERVE_CUDA_CHECK_LAUNCH();
+  return act;
+}
+
+// The widest staging load (16, 4 or 2 bytes) that every row of t (dims 1 and 2) allows, 0 if none.
+inline int row_vec(const Tensor& t) {
+  for (int v : {16, 4, 2}) {
+    if (reinterpret_cast<uintptr_t>(t.data) % v == 0 && t.nb[1] % v == 0 && t.nb[2] % v == 0 &&
+        row_bytes(t.type, t.ne[0]) % v == 0) {
+      return v;
+    }
+  }
+  return 0;
+}
+
+// Kernels with more than the default 48 KB of dynamic shared memory have to ask for it.
+template <typename K>
+void allow_smem(K kernel, size_t bytes) {
+  if (bytes > 48 * 1024) MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+}  // namespace moeserve::cuda::mmvq
