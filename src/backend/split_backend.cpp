@@ -325,6 +325,37 @@ class SplitBackend final : public Backend {
     primary_->gated_delta_net(dst, q, k, v, g, beta, state, batch);
   }
 
+  // ---- fused ops: to the primary's kernels (their default compositions would split them up) ---
+  void do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a, const Tensor& dt_bias,
+                      const Tensor& a_coef) override {
+    primary_only({&beta, &g, &b, &a, &dt_bias, &a_coef});
+    primary_->delta_gates(beta, g, b, a, dt_bias, a_coef);
+  }
+  void do_qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps,
+                     float q_scale) override {
+    primary_only({&q, &k, &q_src, &k_src});
+    primary_->qk_l2_norm(q, k, q_src, k_src, eps, q_scale);
+  }
+  void do_qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Tensor& q_norm, const Tensor& k,
+                             const Tensor& k_norm, const Tensor& v, const Tensor& k_cache, const Tensor& v_cache,
+                             float eps, const BatchInfo& batch, const RopeParams& rope) override {
+    primary_only({&q, &q_src, &q_norm, &k, &k_norm, &v, &k_cache, &v_cache});
+    primary_->qk_norm_rope_store(q, q_src, q_norm, k, k_norm, v, k_cache, v_cache, eps, batch, rope);
+  }
+  void do_mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) override {
+    primary_only({&dst, &x, &gate});
+    primary_->mul_sigmoid(dst, x, gate);
+  }
+  void do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
+                         const Tensor& gate) override {
+    primary_only({&dst, &residual, &routed, &shared, &gate});
+    primary_->moe_shared_add(dst, residual, routed, shared, gate);
+  }
+  void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override {
+    primary_only({&dst, &h, &y, &weight});
+    primary_->add_rms_norm(dst, h, y, weight, eps);
+  }
+
  private:
   // The activations of one synchronous host op crossing over: inputs copied to host staging now,
   // outputs copied back by finish(). Non-contiguous tensors are packed on the primary first (and
