@@ -14,8 +14,9 @@
 //   copy of the next RAM-resident layer is queued when this one's op is issued, so it runs on the
 //   copy queue while the device computes. The experts are copied once (after the dry runs) from
 //   the mapping to page-locked memory (alloc_host) so the copies run at DMA speed; the host's
-//   kernels read them there too. (Page-locking the file mapping in place would save that copy,
-//   but pinning page-cache pages can wait for their writeback or migration.)
+//   kernels read them there too. (Page-locking the file mapping in place would save that copy;
+//   a first try with cudaHostRegister on the mapping stalled loading on the H100 machine, for a
+//   reason not established yet.)
 // * smaller batches (decode): x, ids and weights cross to the host in one transfer when they lie
 //   close together (else one per tensor), queued without waiting; the host runs the experts only
 //   when a later op touches the result (or at the end of the step), so the device runs the ops in
