@@ -98,6 +98,17 @@ void Backend::download(void* host, const Tensor& src) {
   if (!measuring_) do_download(host, src);
 }
 
+uint64_t Backend::upload_async(const Tensor& dst, const void* host) {
+  upload(dst, host);
+  return 0;
+}
+
+void Backend::wait_upload(uint64_t) {}
+
+void Backend::download_async(void* host, const Tensor& src) { download(host, src); }
+
+void Backend::sync_downloads() {}
+
 void Backend::get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) {
   Check c{"get_rows"};
   c.f32(dst, "dst");

@@ -106,6 +106,20 @@ class Backend {
   void upload(const Tensor& dst, const void* host);
   void download(void* host, const Tensor& src);
 
+  // Copies that overlap the ops (the split backend streams expert weights to the device and lets
+  // expert inputs cross to the host while the device works on). The defaults are the synchronous
+  // upload/download above, which keep every ordering promise.
+  // Queues a copy of host memory (from alloc_host, for full speed) into dst (contiguous) that
+  // starts once every op issued before the call has finished and runs alongside the ops issued
+  // after it; returns its ticket.
+  virtual uint64_t upload_async(const Tensor& dst, const void* host);
+  // Ops issued after this call see the copy of `ticket` (and of every earlier ticket) complete.
+  virtual void wait_upload(uint64_t ticket);
+  // Queues a copy of src (contiguous) into host memory from alloc_host, in order with the ops,
+  // without waiting for it; sync_downloads() returns once every queued one is complete.
+  virtual void download_async(void* host, const Tensor& src);
+  virtual void sync_downloads();
+
   // Runs one forward step: `issue` issues its ops. A nonzero `graph_key` marks a step whose shape
   // recurs (decode: the same token and output counts, one token per sequence): a backend that can
   // record steps (CUDA graphs) records the first step of each key and replays it afterwards, so

@@ -1,8 +1,15 @@
 #include "backend/split_backend.h"
 
 #include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -10,11 +17,116 @@ namespace moeserve {
 namespace {
 
 constexpr size_t kAlign = 256;
+// Inputs of a host expert op cross in one transfer when the bytes between them are at most this
+// much more than twice their own size (the arena allocates them one after the other).
+constexpr size_t kOneTransferSlack = size_t(64) << 10;
 
 size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
 // Bytes of a contiguous copy of t.
 size_t packed_bytes(const Tensor& t) { return t.row_size() * size_t(t.n_rows()); }
+
+double now_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double gib(size_t bytes) { return double(bytes) / double(size_t(1) << 30); }
+
+// The bytes a tensor (view) covers.
+struct Range {
+  const char* begin = nullptr;
+  const char* end = nullptr;
+};
+
+Range range_of(const Tensor& t) {
+  const char* b = static_cast<const char*>(t.data);
+  return {b, b + t.n_bytes()};
+}
+
+bool overlaps(const Range& a, const Range& b) { return a.begin < b.end && b.begin < a.end; }
+
+// One layer's routed experts in host memory, as streamed: the byte ranges of gate, up and down
+// (gate and up may be two views of one fused tensor) merged into spans, each with its place in a
+// stream buffer and in the page-locked copy of the layer.
+struct HostLayer {
+  struct Span {
+    const char* src = nullptr;  // in the weight mapping
+    size_t bytes = 0;
+    size_t offset = 0;          // in a stream buffer and in `locked`
+  };
+  ExpertWeights experts;
+  std::vector<Span> spans;
+  size_t bytes = 0;
+  bool lock_tried = false;
+  // The spans in page-locked memory (copied once, after the dry runs): the streaming copies read
+  // them at DMA speed and the host's kernels read them too. Empty where that memory ran out.
+  Buffer locked;
+};
+
+HostLayer make_host_layer(const ExpertWeights& e) {
+  HostLayer l;
+  l.experts = e;
+  std::array<Range, 3> r = {range_of(e.gate), range_of(e.up), range_of(e.down)};
+  std::sort(r.begin(), r.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  for (const Range& x : r) {
+    if (!l.spans.empty() && x.begin <= l.spans.back().src + l.spans.back().bytes) {
+      HostLayer::Span& s = l.spans.back();
+      s.bytes = std::max(s.bytes, size_t(x.end - s.src));
+    } else {
+      l.spans.push_back({x.begin, size_t(x.end - x.begin), 0});
+    }
+  }
+  for (HostLayer::Span& s : l.spans) {
+    s.offset = l.bytes;
+    l.bytes += aligned(s.bytes);
+  }
+  return l;
+}
+
+// t, one of the layer's expert tensors, as it lies in memory holding the layer's spans at `base`
+// (nullptr while measuring) on `device`.
+Tensor placed(const HostLayer& l, const Tensor& t, char* base, DeviceId device) {
+  const char* p = static_cast<const char*>(t.data);
+  for (const HostLayer::Span& s : l.spans) {
+    if (p >= s.src && p < s.src + s.bytes) {
+      Tensor d = t;
+      d.data = base ? base + s.offset + size_t(p - s.src) : nullptr;
+      d.device = device;
+      return d;
+    }
+  }
+  fail("internal: split backend: an expert tensor outside its layer's spans");
+}
+
+ExpertWeights placed(const HostLayer& l, char* base, DeviceId device) {
+  return {placed(l, l.experts.gate, base, device), placed(l, l.experts.up, base, device),
+          placed(l, l.experts.down, base, device)};
+}
+
+// Host time of the RAM-resident expert ops (MOESERVE_SPLIT_PROFILE=1), printed at the end.
+struct Profile {
+  bool on = std::getenv("MOESERVE_SPLIT_PROFILE") != nullptr;
+  int64_t host_ops = 0;
+  double overlap_us = 0, wait_us = 0, cpu_us = 0, back_us = 0;
+  int64_t streamed_ops = 0, copies = 0;
+  size_t copied_bytes = 0;
+  size_t locked_bytes = 0, not_locked = 0;
+  double lock_s = 0;
+
+  void print() const {
+    if (!on) return;
+    const double n = double(std::max<int64_t>(host_ops, 1));
+    std::fprintf(stderr,
+                 "split profile: %lld expert ops on the host, per op: %.1f us of device work issued meanwhile, "
+                 "%.1f us waiting for the inputs, %.1f us computing, %.1f us issuing the result\n",
+                 static_cast<long long>(host_ops), overlap_us / n, wait_us / n, cpu_us / n, back_us / n);
+    std::fprintf(stderr,
+                 "split profile: %lld expert ops streamed to the device, %lld layer copies, %.2f GiB copied; "
+                 "%.2f GiB of experts copied to page-locked memory in %.2f s (%.2f GiB left in the mapping)\n",
+                 static_cast<long long>(streamed_ops), static_cast<long long>(copies), gib(copied_bytes),
+                 gib(locked_bytes), lock_s, gib(not_locked));
+  }
+};
 
 class SplitBackend final : public Backend {
  public:
@@ -26,6 +138,8 @@ class SplitBackend final : public Backend {
       fail("internal: split backend over one device (", device_name(primary_->device()), ")");
     }
   }
+
+  ~SplitBackend() override { profile_.print(); }
 
   std::string name() const override {
     return str_cat(primary_->name(), " + ", host_->name(), " for weights in ", device_name(host_->device()));
@@ -46,13 +160,22 @@ class SplitBackend final : public Backend {
   void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue) override {
     // The dry runs at load issue every kind of step once, so by the first real step it is known
     // whether steps reach the host; those cannot be replayed as one recorded graph.
-    primary_->run_step(batch, host_ops_seen_ ? 0 : graph_key, issue);
+    try {
+      primary_->run_step(batch, host_ops_seen_ ? 0 : graph_key, [&] {
+        issue();
+        flush();
+      });
+    } catch (...) {
+      pending_.reset();
+      throw;
+    }
   }
 
   void begin_measure() override {
     Backend::begin_measure();
     primary_->begin_measure();
     host_->begin_measure();
+    pending_.reset();
   }
 
   void end_measure() override {
@@ -60,15 +183,40 @@ class SplitBackend final : public Backend {
     primary_->end_measure();
     host_->end_measure();
     reserve(need_host_, need_device_);
+    if (need_stream_ > 0) {
+      reserve_stream(need_stream_);
+      lock_layers();
+    }
   }
 
+  uint64_t upload_async(const Tensor& dst, const void* host) override {
+    flush();
+    return primary_->upload_async(dst, host);
+  }
+  void wait_upload(uint64_t ticket) override { primary_->wait_upload(ticket); }
+  void download_async(void* host, const Tensor& src) override {
+    flush();
+    primary_->download_async(host, src);
+  }
+  void sync_downloads() override { primary_->sync_downloads(); }
+
  protected:
-  void do_upload(const Tensor& dst, const void* src) override { primary_->upload(dst, src); }
-  void do_download(void* dst, const Tensor& src) override { primary_->download(dst, src); }
+  void do_upload(const Tensor& dst, const void* src) override {
+    flush();
+    primary_->upload(dst, src);
+  }
+  void do_download(void* dst, const Tensor& src) override {
+    flush();
+    primary_->download(dst, src);
+  }
 
   // ---- ops that may read a weight in host memory ----------------------------------------------
   void do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) override {
-    if (!on_host(w)) return primary_->matmul(dst, w, x);
+    if (!on_host(w)) {
+      touch({&dst, &x});
+      return primary_->matmul(dst, w, x);
+    }
+    flush();
     Crossing c = begin_crossing({&dst, &x});
     const Tensor hx = c.in(x);
     const Tensor hdst = c.out(dst);
@@ -77,7 +225,11 @@ class SplitBackend final : public Backend {
   }
 
   void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) override {
-    if (!on_host(src)) return primary_->get_rows(dst, src, ids);
+    if (!on_host(src)) {
+      touch({&dst, &ids});
+      return primary_->get_rows(dst, src, ids);
+    }
+    flush();
     Crossing c = begin_crossing({&dst, &ids});
     const Tensor hids = c.in(ids);
     const Tensor hdst = c.out(dst);
@@ -91,14 +243,20 @@ class SplitBackend final : public Backend {
     if (on_host(experts.up) != host || on_host(experts.down) != host) {
       fail("internal: op moe_experts: gate, up and down of one layer's experts are on different devices");
     }
-    if (!host) return primary_->moe_experts(dst, x, experts, ids, weights);
-    Crossing c = begin_crossing({&dst, &x, &ids, &weights});
-    const Tensor hx = c.in(x);
-    const Tensor hids = c.in(ids);
-    const Tensor hweights = c.in(weights);
-    const Tensor hdst = c.out(dst);
-    host_->moe_experts(hdst, hx, experts, hids, hweights);
-    c.finish();
+    if (!host) {
+      touch({&dst, &x, &ids, &weights});
+      return primary_->moe_experts(dst, x, experts, ids, weights);
+    }
+    host_ops_seen_ = true;
+    flush();
+    const size_t layer = layer_index(experts);
+    if (x.ne[1] >= kStreamMinTokens) {
+      stream_experts(layer, dst, x, ids, weights);
+    } else {
+      const HostLayer& l = *layers_[layer];
+      cross_experts(dst, x, l.locked.data() ? placed(l, static_cast<char*>(l.locked.data()), host_->device()) : experts,
+                    ids, weights);
+    }
   }
 
   // ---- everything else runs on the primary ----------------------------------------------------
@@ -167,9 +325,40 @@ class SplitBackend final : public Backend {
     primary_->gated_delta_net(dst, q, k, v, g, beta, state, batch);
   }
 
+  // ---- fused ops: to the primary's kernels (their default compositions would split them up) ---
+  void do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a, const Tensor& dt_bias,
+                      const Tensor& a_coef) override {
+    primary_only({&beta, &g, &b, &a, &dt_bias, &a_coef});
+    primary_->delta_gates(beta, g, b, a, dt_bias, a_coef);
+  }
+  void do_qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps,
+                     float q_scale) override {
+    primary_only({&q, &k, &q_src, &k_src});
+    primary_->qk_l2_norm(q, k, q_src, k_src, eps, q_scale);
+  }
+  void do_qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Tensor& q_norm, const Tensor& k,
+                             const Tensor& k_norm, const Tensor& v, const Tensor& k_cache, const Tensor& v_cache,
+                             float eps, const BatchInfo& batch, const RopeParams& rope) override {
+    primary_only({&q, &q_src, &q_norm, &k, &k_norm, &v, &k_cache, &v_cache});
+    primary_->qk_norm_rope_store(q, q_src, q_norm, k, k_norm, v, k_cache, v_cache, eps, batch, rope);
+  }
+  void do_mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) override {
+    primary_only({&dst, &x, &gate});
+    primary_->mul_sigmoid(dst, x, gate);
+  }
+  void do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
+                         const Tensor& gate) override {
+    primary_only({&dst, &residual, &routed, &shared, &gate});
+    primary_->moe_shared_add(dst, residual, routed, shared, gate);
+  }
+  void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override {
+    primary_only({&dst, &h, &y, &weight});
+    primary_->add_rms_norm(dst, h, y, weight, eps);
+  }
+
  private:
-  // The activations of one host op crossing over: inputs copied to host staging now, outputs
-  // copied back by finish(). Non-contiguous tensors are packed on the primary first (and
+  // The activations of one synchronous host op crossing over: inputs copied to host staging now,
+  // outputs copied back by finish(). Non-contiguous tensors are packed on the primary first (and
   // scattered back after), so every transfer is one contiguous copy.
   class Crossing {
    public:
@@ -192,15 +381,7 @@ class SplitBackend final : public Backend {
       dst_host_ = host_tensor(t);
       return dst_host_;
     }
-    void finish() {
-      if (dst_.is_contiguous()) {
-        be_.primary_->upload(dst_, dst_host_.data);
-      } else {
-        const Tensor packed = device_tensor(dst_);
-        be_.primary_->upload(packed, dst_host_.data);
-        be_.primary_->copy(dst_, packed);
-      }
-    }
+    void finish() { be_.upload_result(dst_, dst_host_); }
 
    private:
     Tensor host_tensor(const Tensor& t) {
@@ -221,15 +402,37 @@ class SplitBackend final : public Backend {
     Tensor dst_, dst_host_;
   };
 
+  // A host expert op whose inputs are on their way to the host: the host runs it when a later op
+  // touches its result (flush), so the primary works on in between.
+  struct Pending {
+    Tensor dst, hdst, hx, hids, hweights;
+    ExpertWeights experts;
+    double issued_us = 0;
+  };
+
   bool on_host(const Tensor& w) const { return w.device == host_->device(); }
 
-  void primary_only(std::initializer_list<const Tensor*> tensors) const {
+  // An op on the primary reading or writing these tensors: a pending host result they overlap is
+  // computed and uploaded first.
+  void touch(std::initializer_list<const Tensor*> tensors) {
+    if (!pending_) return;
+    const Range r = range_of(pending_->dst);
+    for (const Tensor* t : tensors) {
+      if (t && overlaps(range_of(*t), r)) {
+        flush();
+        return;
+      }
+    }
+  }
+
+  void primary_only(std::initializer_list<const Tensor*> tensors) {
     for (const Tensor* t : tensors) {
       if (t && t->device != primary_->device()) {
         fail("internal: split backend: an op without a weight got a tensor on ", device_name(t->device), ": ",
              shape_str(*t));
       }
     }
+    touch(tensors);
   }
 
   // Sizes the staging for the op's tensors (recorded while measuring, allocated at once outside
@@ -241,13 +444,17 @@ class SplitBackend final : public Backend {
       host += aligned(packed_bytes(*t));
       if (!t->is_contiguous()) device += aligned(packed_bytes(*t));
     }
+    need(host, device);
+    return Crossing(*this);
+  }
+
+  void need(size_t host, size_t device) {
     if (measuring()) {
       need_host_ = std::max(need_host_, host);
       need_device_ = std::max(need_device_, device);
     } else {
       reserve(host, device);
     }
-    return Crossing(*this);
   }
 
   void reserve(size_t host, size_t device) {
@@ -255,12 +462,182 @@ class SplitBackend final : public Backend {
     if (device > device_staging_.size()) device_staging_ = primary_->alloc(device);
   }
 
+  // host (staging) -> dst on the primary, through the device staging when dst is strided.
+  void upload_result(const Tensor& dst, const Tensor& host) {
+    if (dst.is_contiguous()) {
+      primary_->upload(dst, host.data);
+    } else {
+      const Tensor packed = Tensor::contiguous(dst.type, dst.ne, device_staging_.data(), primary_->device());
+      primary_->upload(packed, host.data);
+      primary_->copy(dst, packed);
+    }
+  }
+
+  // ---- experts in RAM, small batches: on the host, overlapped -----------------------------------
+  void cross_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& experts, const Tensor& ids,
+                     const Tensor& weights) {
+    const std::array<const Tensor*, 3> ins = {&x, &ids, &weights};
+    size_t in_bytes = 0, device = 0;
+    bool contiguous = true;
+    for (const Tensor* t : ins) {
+      in_bytes += aligned(packed_bytes(*t));
+      if (!t->is_contiguous()) device += aligned(packed_bytes(*t)), contiguous = false;
+    }
+    // Room for the inputs' covering range (one transfer) or for the three of them, then dst.
+    const size_t in_room = aligned(2 * in_bytes + kOneTransferSlack);
+    need(in_room + aligned(packed_bytes(dst)), dst.is_contiguous() ? device : std::max(device, aligned(packed_bytes(dst))));
+    char* base = static_cast<char*>(host_staging_.data());
+    Pending p;
+    p.dst = dst;
+    p.experts = experts;
+    p.hdst = Tensor::contiguous(dst.type, dst.ne, base ? base + in_room : nullptr, host_->device());
+    std::array<Tensor, 3> h;
+    for (size_t i = 0; i < ins.size(); ++i) h[i] = Tensor::contiguous(ins[i]->type, ins[i]->ne, nullptr, host_->device());
+    if (measuring()) {
+      host_->moe_experts(p.hdst, h[0], experts, h[1], h[2]);
+      return;
+    }
+
+    Range span = range_of(x);
+    for (const Tensor* t : ins) span = {std::min(span.begin, range_of(*t).begin), std::max(span.end, range_of(*t).end)};
+    if (contiguous && size_t(span.end - span.begin) <= in_room) {
+      const Tensor all = Tensor::contiguous(GgmlType::I8, {span.end - span.begin, 1, 1, 1},
+                                            const_cast<char*>(span.begin), primary_->device());
+      primary_->download_async(base, all);
+      for (size_t i = 0; i < ins.size(); ++i) h[i].data = base + (static_cast<const char*>(ins[i]->data) - span.begin);
+    } else {
+      size_t host_at = 0, device_at = 0;
+      for (size_t i = 0; i < ins.size(); ++i) {
+        h[i].data = base + host_at;
+        host_at += aligned(packed_bytes(*ins[i]));
+        if (ins[i]->is_contiguous()) {
+          primary_->download_async(h[i].data, *ins[i]);
+        } else {
+          const Tensor packed = Tensor::contiguous(ins[i]->type, ins[i]->ne,
+                                                   static_cast<char*>(device_staging_.data()) + device_at,
+                                                   primary_->device());
+          device_at += aligned(packed_bytes(*ins[i]));
+          primary_->copy(packed, *ins[i]);
+          primary_->download_async(h[i].data, packed);
+        }
+      }
+    }
+    p.hx = h[0];
+    p.hids = h[1];
+    p.hweights = h[2];
+    if (profile_.on) p.issued_us = now_us();
+    pending_ = std::move(p);
+  }
+
+  // Runs the pending host expert op (if any) and queues its result's upload.
+  void flush() {
+    if (!pending_) return;
+    const Pending p = std::move(*pending_);
+    pending_.reset();
+    const double t0 = profile_.on ? now_us() : 0;
+    primary_->sync_downloads();
+    const double t1 = profile_.on ? now_us() : 0;
+    host_->moe_experts(p.hdst, p.hx, p.experts, p.hids, p.hweights);
+    const double t2 = profile_.on ? now_us() : 0;
+    upload_result(p.dst, p.hdst);
+    if (profile_.on) {
+      ++profile_.host_ops;
+      profile_.overlap_us += t0 - p.issued_us;
+      profile_.wait_us += t1 - t0;
+      profile_.cpu_us += t2 - t1;
+      profile_.back_us += now_us() - t2;
+    }
+  }
+
+  // ---- experts in RAM, large batches: streamed to the primary ---------------------------------
+  size_t layer_index(const ExpertWeights& e) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      if (layers_[i]->experts.gate.data == e.gate.data) return i;
+    }
+    layers_.push_back(std::make_unique<HostLayer>(make_host_layer(e)));
+    return layers_.size() - 1;
+  }
+
+  // Layer i's experts as they lie in stream buffer i % 2.
+  ExpertWeights in_buffer(size_t i) const {
+    return placed(*layers_[i], static_cast<char*>(stream_[i % 2].data()), primary_->device());
+  }
+
+  void stream_experts(size_t i, const Tensor& dst, const Tensor& x, const Tensor& ids, const Tensor& weights) {
+    if (measuring()) {
+      for (const auto& l : layers_) need_stream_ = std::max(need_stream_, l->bytes);
+      primary_->moe_experts(dst, x, in_buffer(i), ids, weights);
+      return;
+    }
+    size_t largest = 0;
+    for (const auto& l : layers_) largest = std::max(largest, l->bytes);
+    reserve_stream(largest);
+    queue_copy(i);
+    // The next RAM-resident layer's copy runs while this layer and the ops up to the next one
+    // compute (it waits for the op that last read its buffer, issued before this one).
+    if (i + 1 < layers_.size()) queue_copy(i + 1);
+    primary_->wait_upload(ticket_[i % 2]);
+    primary_->moe_experts(dst, x, in_buffer(i), ids, weights);
+    ++profile_.streamed_ops;
+  }
+
+  void queue_copy(size_t i) {
+    const size_t slot = i % 2;
+    HostLayer& l = *layers_[i];
+    if (holds_[slot] == &l) return;
+    if (!l.lock_tried) lock_layers();
+    char* base = static_cast<char*>(stream_[slot].data());
+    const char* locked = static_cast<const char*>(l.locked.data());
+    for (const HostLayer::Span& s : l.spans) {
+      const Tensor d = Tensor::contiguous(GgmlType::I8, {int64_t(s.bytes), 1, 1, 1}, base + s.offset, primary_->device());
+      ticket_[slot] = primary_->upload_async(d, locked ? locked + s.offset : s.src);
+    }
+    holds_[slot] = &l;
+    ++profile_.copies;
+    profile_.copied_bytes += l.bytes;
+  }
+
+  void reserve_stream(size_t bytes) {
+    if (bytes <= stream_[0].size()) return;
+    for (size_t s = 0; s < 2; ++s) {
+      stream_[s] = Buffer();
+      stream_[s] = primary_->alloc(bytes);
+      holds_[s] = nullptr;
+    }
+  }
+
+  // Copies the layers not tried yet to page-locked memory. Where that memory runs out the layer
+  // stays in the mapping: streaming it is slower (staged by the driver), the results the same.
+  void lock_layers() {
+    const double t0 = now_us();
+    for (const auto& l : layers_) {
+      if (l->lock_tried) continue;
+      l->lock_tried = true;
+      try {
+        l->locked = primary_->alloc_host(l->bytes);
+      } catch (const Error&) {
+        profile_.not_locked += l->bytes;
+        continue;
+      }
+      for (const HostLayer::Span& s : l->spans) std::memcpy(static_cast<char*>(l->locked.data()) + s.offset, s.src, s.bytes);
+      profile_.locked_bytes += l->bytes;
+    }
+    profile_.lock_s += (now_us() - t0) * 1e-6;
+  }
+
   std::unique_ptr<Backend> primary_;
   std::unique_ptr<Backend> host_;
   std::function<DeviceId(const std::string&)> weight_home_;
   Buffer host_staging_, device_staging_;
-  size_t need_host_ = 0, need_device_ = 0;
+  size_t need_host_ = 0, need_device_ = 0, need_stream_ = 0;
   bool host_ops_seen_ = false;
+  std::optional<Pending> pending_;
+  // RAM-resident expert layers in the order the steps reach them, and the two stream buffers.
+  std::vector<std::unique_ptr<HostLayer>> layers_;
+  std::array<Buffer, 2> stream_;
+  std::array<const HostLayer*, 2> holds_ = {nullptr, nullptr};  // what each buffer holds or receives
+  std::array<uint64_t, 2> ticket_ = {0, 0};
+  Profile profile_;
 };
 
 }  // namespace

@@ -5,18 +5,30 @@
 // host staging memory (page-locked when the primary provides it), the host backend runs the op
 // and the result is copied back. Every other op runs on the primary.
 //
-// Staging is planned by the dry runs (begin/end_measure) like the workspaces of both backends,
-// so a step allocates nothing. A step that contains host ops is not handed to the primary as a
-// replayable step (graph key 0): a recorded graph would not contain the host's work.
+// Staging and the streaming buffers are planned by the dry runs (begin/end_measure) like the
+// workspaces of both backends, so a step allocates nothing.
 //
-// Decode with experts in RAM crosses per MoE layer: the normed hidden row, the top-k ids and
-// weights (a few KiB) down, the expert sum up. Not done yet (design §4):
-// * overlap: issue the downloads on a copy stream and let the GPU run the shared expert (and the
-//   next layer's pre-work) while the CPU runs the routed experts, the upload waiting on an event;
-// * one transfer instead of three: x, ids and weights adjacent in device scratch;
-// * replay: record the GPU work between host ops as graph segments so that such steps replay
-//   too (today they run eagerly); the embedding rows can be gathered on the CPU from the host
-//   copy of the tokens before the step instead of downloading the uploaded ids.
+// Routed experts in RAM (design §4), two ways by batch size:
+// * batches of at least kStreamMinTokens tokens (prefill): the layer's expert weights are copied
+//   to the device and the primary's MoE kernel runs there. Two device buffers take turns: the
+//   copy of the next RAM-resident layer is queued when this one's op is issued, so it runs on the
+//   copy queue while the device computes. The experts are copied once (after the dry runs) from
+//   the mapping to page-locked memory (alloc_host) so the copies run at DMA speed; the host's
+//   kernels read them there too. (Page-locking the file mapping in place would save that copy;
+//   a first try with cudaHostRegister on the mapping stalled loading on the H100 machine, for a
+//   reason not established yet.)
+// * smaller batches (decode): x, ids and weights cross to the host in one transfer when they lie
+//   close together (else one per tensor), queued without waiting; the host runs the experts only
+//   when a later op touches the result (or at the end of the step), so the device runs the ops in
+//   between (the shared expert) meanwhile; the sum goes back in one upload.
+// Steps with host ops are not handed to the primary as replayable steps (graph key 0): a
+// recorded graph would not contain the host's work.
+//
+// MOESERVE_SPLIT_PROFILE=1 prints where the host time of those ops went when the backend closes.
+//
+// Not done yet: record the device work between host ops as graph segments (decode launches
+// eagerly today); copy only the experts a streamed batch routes to; gather the embedding rows on
+// the host from the host copy of the tokens instead of downloading the uploaded ids.
 #pragma once
 
 #include <functional>
@@ -28,6 +40,9 @@
 namespace moeserve {
 
 // weight_home: the device of each weight by name (the primary's or the host's device).
+// Batches of at least this many tokens run RAM-resident experts on the primary, streamed.
+constexpr int64_t kStreamMinTokens = 32;
+
 std::unique_ptr<Backend> make_split_backend(std::unique_ptr<Backend> primary, std::unique_ptr<Backend> host,
                                             std::function<DeviceId(const std::string&)> weight_home);
 

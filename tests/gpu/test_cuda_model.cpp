@@ -3,7 +3,9 @@
 // under tests/fixtures/hf, converted to GGUF here). Placements: everything on the GPU (the
 // default: the CUDA backend alone), the embedding in RAM (-ot token_embd=CPU), --n-cpu-moe 1,
 // --cpu-moe and a partial -ngl. Each run: the prompt in one step, then token by token (the decode path, replayed
-// as CUDA graphs where the step has no host ops).
+// as CUDA graphs where the step has no host ops). The prompt step (48 tokens, 144 with three
+// sequences) streams RAM-resident experts to the GPU (split_backend.h: kStreamMinTokens); the
+// decode steps (1 or 3 tokens) run them on the CPU.
 //
 // The fixtures are found through the MOESERVE_TEST_FIXTURES environment variable (else the path
 // compiled in), so the binary can run on a machine with the tree elsewhere.
@@ -32,23 +34,40 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 // Logits of every prompt position: the whole prompt in one step, then again one token per step.
-std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::vector<int32_t>& ids, bool flash) {
+// With n_seq > 1 every sequence holds the same prompt, all in the same steps (the prompt step then
+// has n_seq times as many tokens); the logits come sequence after sequence, each as n_seq = 1's.
+std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::vector<int32_t>& ids, bool flash,
+                                    int n_seq = 1) {
   EngineOptions o;
   o.n_ctx = 128;
-  o.n_batch = 128;
+  o.n_seq = n_seq;
+  o.n_batch = 128 * n_seq;
   o.type_k = o.type_v = GgmlType::F32;
   o.flash = flash ? FlashMode::on : FlashMode::off;
   Engine e(model, be, o);
-  std::vector<std::vector<float>> out;
+  const size_t n = ids.size();
+  std::vector<std::vector<std::vector<float>>> per_seq(static_cast<size_t>(n_seq));
   std::vector<BatchToken> batch;
-  for (size_t i = 0; i < ids.size(); ++i) batch.push_back({ids[i], int32_t(i), 0, true});
+  for (int s = 0; s < n_seq; ++s) {
+    for (size_t i = 0; i < n; ++i) batch.push_back({ids[i], int32_t(i), s, true});
+  }
   e.decode(batch);
-  for (size_t i = 0; i < ids.size(); ++i) out.emplace_back(e.logits(int64_t(i)), e.logits(int64_t(i)) + e.n_vocab());
-  e.seq_clear(0);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const BatchToken t{ids[i], int32_t(i), 0, true};
-    e.decode(std::span<const BatchToken>(&t, 1));
-    out.emplace_back(e.logits(0), e.logits(0) + e.n_vocab());
+  for (int s = 0; s < n_seq; ++s) {
+    for (size_t i = 0; i < n; ++i) {
+      const float* l = e.logits(int64_t(size_t(s) * n + i));
+      per_seq[size_t(s)].emplace_back(l, l + e.n_vocab());
+    }
+    e.seq_clear(s);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    batch.clear();
+    for (int s = 0; s < n_seq; ++s) batch.push_back({ids[i], int32_t(i), s, true});
+    e.decode(batch);
+    for (int s = 0; s < n_seq; ++s) per_seq[size_t(s)].emplace_back(e.logits(s), e.logits(s) + e.n_vocab());
+  }
+  std::vector<std::vector<float>> out;
+  for (auto& seq : per_seq) {
+    for (auto& l : seq) out.push_back(std::move(l));
   }
   return out;
 }
@@ -56,6 +75,7 @@ std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::
 struct Placed {
   std::string label;
   PlacementFlags flags;
+  int n_seq = 1;
 };
 
 std::vector<Placed> placements(int64_t n_layer, bool moe) {
@@ -68,6 +88,11 @@ std::vector<Placed> placements(int64_t n_layer, bool moe) {
     p.push_back({"--n-cpu-moe 1", {}});
     p.back().flags.n_cpu_moe = 1;
     p.push_back({"--cpu-moe", {}});
+    p.back().flags.cpu_moe = true;
+    // Three sequences: a prompt step of 3x the tokens, decode steps of 3 tokens.
+    p.push_back({"--n-cpu-moe 1, 3 sequences", {}, 3});
+    p.back().flags.n_cpu_moe = 1;
+    p.push_back({"--cpu-moe, 3 sequences", {}, 3});
     p.back().flags.cpu_moe = true;
   }
   p.push_back({"-ngl " + std::to_string(n_layer - 1), {}});
@@ -111,11 +136,11 @@ TEST_P(CudaModel, HybridPlacementsMatchCpuAndTransformers) {
       ASSERT_TRUE(setup.gpu);
       auto model = load_model(file, *setup.backend);
       EXPECT_GT(model->placement().bytes_on(*setup.gpu), 0u) << model->placement().device_summary();
-      const std::vector<std::vector<float>> got = run(*model, *setup.backend, ids.i32, flash);
-      ASSERT_EQ(got.size(), expect.size());
+      const std::vector<std::vector<float>> got = run(*model, *setup.backend, ids.i32, flash, p.n_seq);
+      ASSERT_EQ(got.size(), expect.size() * size_t(p.n_seq));
       double worst_cpu = 0, worst_hf = 0;
       for (size_t i = 0; i < got.size(); ++i) {
-        worst_cpu = std::max(worst_cpu, rel_error(got[i], expect[i]));
+        worst_cpu = std::max(worst_cpu, rel_error(got[i], expect[i % expect.size()]));
         const float* ref = hf.f32.data() + int64_t(i % size_t(n)) * n_vocab;
         worst_hf = std::max(worst_hf, rel_error(got[i], std::vector<float>(ref, ref + n_vocab)));
       }

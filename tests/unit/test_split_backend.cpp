@@ -93,7 +93,58 @@ TEST(SplitBackend, HostWeightOpsEqualTheCpuBackend) {
     return h;
   };
   cpu->moe_experts(expect.t, host(x).t, ExpertWeights{gate.t, up.t, down.t}, host(eids).t, host(ew).t);
-  EXPECT_EQ(to_floats(y.t), to_floats(expect.t));
+  // The host runs the experts once something reads the result: a download here.
+  HostTensor got = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+  be->download(got.t.data, y.t);
+  EXPECT_EQ(to_floats(got.t), to_floats(expect.t));
+
+  // An op on the device that reads the result sees it too (here: y + y).
+  be->moe_experts(y.t, x.t, ExpertWeights{gate.t, up.t, down.t}, eids.t, ew.t);
+  HostTensor twice = on(kGpu, HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1}));
+  be->binary(twice.t, y.t, y.t, BinaryOp::add);
+  be->download(got.t.data, twice.t);
+  const std::vector<float> e = to_floats(expect.t), g = to_floats(got.t);
+  for (size_t i = 0; i < e.size(); ++i) ASSERT_EQ(g[i], e[i] + e[i]) << i;
+}
+
+// Batches of kStreamMinTokens tokens or more: the experts in RAM are copied to the accelerator and
+// its own MoE op runs there, so the result equals that backend's on the original weights: gate
+// and up as two views of one fused tensor (one copied span), several layers taking turns in the
+// two stream buffers.
+TEST(SplitBackend, StreamedExpertsEqualTheAcceleratorsOwnOp) {
+  auto be = split();
+  auto ref = make_ref_backend(kGpu);
+  const int64_t n_embd = 64, n_ff = 32, n_expert = 6, k = 2, n = kStreamMinTokens + 3;
+  struct Layer {
+    HostTensor gate_up, down;
+    ExpertWeights w;
+  };
+  std::vector<Layer> layers;
+  for (int l = 0; l < 3; ++l) {
+    Layer layer{on(kCpu, random_typed(GgmlType::Q8_0, {n_embd, 2 * n_ff, n_expert, 1})),
+                on(kCpu, random_typed(GgmlType::Q8_0, {n_ff, n_embd, n_expert, 1})), {}};
+    const Tensor& f = layer.gate_up.t;
+    layer.w = ExpertWeights{f.view({n_embd, n_ff, n_expert, 1}, f.nb),
+                            f.view({n_embd, n_ff, n_expert, 1}, f.nb, size_t(n_ff) * f.nb[1]), layer.down.t};
+    layers.push_back(std::move(layer));
+  }
+  const HostTensor x = on(kGpu, random_f32({n_embd, n, 1, 1}));
+  const HostTensor logits = on(kGpu, random_f32({n_expert, n, 1, 1}, -3, 3));
+  HostTensor eids = on(kGpu, HostTensor::make(GgmlType::I32, {k, n, 1, 1}));
+  HostTensor ew = on(kGpu, HostTensor::make(GgmlType::F32, {k, n, 1, 1}));
+  ref->moe_route(eids.t, ew.t, logits.t, true);
+  // Two passes over the layers, as two steps would make.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const Layer& layer : layers) {
+      HostTensor y = on(kGpu, HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1}));
+      be->moe_experts(y.t, x.t, layer.w, eids.t, ew.t);
+      HostTensor expect = on(kGpu, HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1}));
+      ExpertWeights w = layer.w;
+      for (Tensor* t : {&w.gate, &w.up, &w.down}) t->device = kGpu;
+      ref->moe_experts(expect.t, x.t, w, eids.t, ew.t);
+      EXPECT_EQ(to_floats(y.t), to_floats(expect.t)) << "pass " << pass;
+    }
+  }
 }
 
 TEST(SplitBackend, OpsWithoutWeightsMustNotSeeHostTensorsAndWeightsOnlyKnownDevices) {

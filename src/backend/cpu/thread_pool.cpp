@@ -11,8 +11,11 @@ inline void cpu_relax() {
 #endif
 }
 
-// About 50-100 microseconds of polling before a worker goes to sleep between jobs.
-constexpr int kSpinsBeforeSleep = 20000;
+// How long a worker polls for the next job before it sleeps. Between the MoE layers of a hybrid
+// decode step the pool idles while the GPU runs a layer's other ops (0.1-0.5 ms); waking sleeping
+// workers would add tens of microseconds to every layer.
+constexpr auto kSpinBeforeSleep = std::chrono::milliseconds(2);
+constexpr int kSpinsPerClockRead = 256;
 
 // Inside a job (barriers, the caller waiting for the workers) threads poll this long, then sleep
 // until woken. Balanced waits are a few microseconds; a longer one means a thread was descheduled
@@ -76,9 +79,12 @@ void ThreadPool::worker(int ith) {
   uint32_t seen = 0;
   for (;;) {
     uint32_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kSpinsBeforeSleep; ++spin) {
+    const auto spin_until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
+    for (int spin = 1; gen == seen; ++spin) {
       cpu_relax();
       gen = generation_.load(std::memory_order_acquire);
+      if (spin % kSpinsPerClockRead == 0 && std::chrono::steady_clock::now() > spin_until) break;
+      if (spin % 4096 == 0) std::this_thread::yield();  // oversubscribed machine: let others run
     }
     while (gen == seen) {
       sleeping_.fetch_add(1);

@@ -48,6 +48,10 @@ CudaBackend::CudaBackend(int device) : Backend(DeviceId{DeviceKind::cuda, device
   sm_count_ = prop.multiProcessorCount;
   MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&batch_copied_, cudaEventDisableTiming));
+  MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+  MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+  MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&downloaded_, cudaEventDisableTiming));
+  for (cudaEvent_t& e : uploaded_) MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
 }
 
 CudaBackend::~CudaBackend() {
@@ -57,7 +61,12 @@ CudaBackend::~CudaBackend() {
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   if (batch_device_) cudaFree(batch_device_);
   if (batch_host_) cudaFreeHost(batch_host_);
+  cudaStreamSynchronize(copy_stream_);
   cudaEventDestroy(batch_copied_);
+  cudaEventDestroy(fork_);
+  cudaEventDestroy(downloaded_);
+  for (cudaEvent_t e : uploaded_) cudaEventDestroy(e);
+  cudaStreamDestroy(copy_stream_);
   cudaStreamDestroy(stream_);
 }
 
@@ -79,6 +88,19 @@ Buffer CudaBackend::alloc(size_t bytes) {
   });
 }
 
+Buffer CudaBackend::alloc_host(size_t bytes) {
+  MOESERVE_CUDA_CHECK(cudaSetDevice(device_));
+  void* p = nullptr;
+  const cudaError_t err = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    fail("out of page-locked host memory allocating ", bytes, " bytes for ", name_);
+  }
+  MOESERVE_CUDA_CHECK(err);
+  std::memset(p, 0, bytes);
+  return Buffer(p, bytes, [](void* q) { cudaFreeHost(q); });
+}
+
 void CudaBackend::do_upload(const Tensor& dst, const void* host) {
   // From pageable memory the call returns once the bytes are staged, so the caller may reuse them.
   MOESERVE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, dst.n_bytes(), cudaMemcpyHostToDevice, stream_));
@@ -88,6 +110,29 @@ void CudaBackend::do_download(void* host, const Tensor& src) {
   MOESERVE_CUDA_CHECK(cudaMemcpyAsync(host, src.data, src.n_bytes(), cudaMemcpyDeviceToHost, stream_));
   MOESERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
+
+uint64_t CudaBackend::upload_async(const Tensor& dst, const void* host) {
+  if (measuring()) return 0;
+  MOESERVE_CUDA_CHECK(cudaEventRecord(fork_, stream_));
+  MOESERVE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, fork_, 0));
+  MOESERVE_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, dst.n_bytes(), cudaMemcpyHostToDevice, copy_stream_));
+  const uint64_t ticket = ++n_uploads_;
+  MOESERVE_CUDA_CHECK(cudaEventRecord(uploaded_[ticket % kUploadEvents], copy_stream_));
+  return ticket;
+}
+
+void CudaBackend::wait_upload(uint64_t ticket) {
+  if (measuring() || ticket == 0) return;
+  MOESERVE_CUDA_CHECK(cudaStreamWaitEvent(stream_, uploaded_[ticket % kUploadEvents], 0));
+}
+
+void CudaBackend::download_async(void* host, const Tensor& src) {
+  if (measuring()) return;
+  MOESERVE_CUDA_CHECK(cudaMemcpyAsync(host, src.data, src.n_bytes(), cudaMemcpyDeviceToHost, stream_));
+  MOESERVE_CUDA_CHECK(cudaEventRecord(downloaded_, stream_));
+}
+
+void CudaBackend::sync_downloads() { MOESERVE_CUDA_CHECK(cudaEventSynchronize(downloaded_)); }
 
 // ---- the step's batch ------------------------------------------------------------------------
 

@@ -21,7 +21,15 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return name_; }
   Buffer alloc(size_t bytes) override;
+  // Page-locked, so copies from and to it run asynchronously at full speed.
+  Buffer alloc_host(size_t bytes) override;
   void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue) override;
+  // Uploads on a second (copy) stream, forked from and joined to the compute stream by events;
+  // downloads on the compute stream, waited for through an event.
+  uint64_t upload_async(const Tensor& dst, const void* host) override;
+  void wait_upload(uint64_t ticket) override;
+  void download_async(void* host, const Tensor& src) override;
+  void sync_downloads() override;
 
   cudaStream_t stream() const { return stream_; }
   int sm_count() const { return sm_count_; }
@@ -87,6 +95,16 @@ class CudaBackend final : public Backend {
   std::vector<SeqRun> staged_runs_;
   bool batch_valid_ = false;
   bool recording_ = false;
+
+  // Overlapping copies: tickets count the uploads; a copy's completion is the ring event of its
+  // ticket (a later copy re-recording it only makes a wait longer, never wrong: copies complete
+  // in order on the one copy stream).
+  static constexpr int kUploadEvents = 8;
+  cudaStream_t copy_stream_ = nullptr;
+  cudaEvent_t fork_ = nullptr;
+  cudaEvent_t uploaded_[kUploadEvents] = {};
+  cudaEvent_t downloaded_ = nullptr;
+  uint64_t n_uploads_ = 0;
 
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   const void* graph_workspace_ = nullptr;  // the workspace the recorded graphs use
