@@ -1,11 +1,13 @@
 #include "model/synth/synth.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -30,6 +32,29 @@ bool ends_with(const std::string& s, const char* suffix) {
 
 // 1-D and F32-only tensors get values of the kind a trained model has: norm gains near 1,
 // negative DeltaNet decay rates A, small biases, small conv taps.
+// Fills n_rows rows in chunks of about kChunkBytes, each chunk from its own generator seeded by
+// (seed, chunk index), on all cores: the bytes depend on the seed only, not on the thread count.
+void fill_parallel(const BlockFiller& filler, uint8_t* out, int64_t row_len, int64_t n_rows, size_t row_size,
+                   float target_rms, uint64_t seed) {
+  constexpr size_t kChunkBytes = size_t(4) << 20;
+  const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t(kChunkBytes / row_size));
+  const int64_t n_chunks = (n_rows + rows_per_chunk - 1) / rows_per_chunk;
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t c = next++; c < n_chunks; c = next++) {
+      const int64_t first = c * rows_per_chunk, count = std::min(rows_per_chunk, n_rows - first);
+      Rng rng(seed ^ (uint64_t(c + 1) * 0x9e3779b97f4a7c15ull));
+      filler.fill(out + size_t(first) * row_size, row_len, count, target_rms, rng);
+    }
+  };
+  const int64_t n_threads =
+      std::min<int64_t>(n_chunks, std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency())));
+  std::vector<std::thread> workers;
+  for (int64_t i = 1; i < n_threads; ++i) workers.emplace_back(work);
+  work();
+  for (std::thread& w : workers) w.join();
+}
+
 std::vector<float> small_tensor_values(const TensorSpec& t, Rng& rng) {
   std::vector<float> v(size_t(t.n_elements()));
   const float rms = 1.0f / std::sqrt(float(t.ne[0]));
@@ -105,15 +130,16 @@ SynthResult synthesize(const SynthOptions& opt) {
   std::vector<uint8_t> bytes;
   for (size_t i = 0; i < manifest.size(); ++i) {
     const TensorSpec& t = manifest[i];
-    Rng rng(opt.seed ^ hash_name(t.name.c_str()));
     const int64_t rows = t.n_elements() / t.ne[0];
     bytes.resize(row_bytes(types[i], t.ne[0]) * size_t(rows));
     if (types[i] == GgmlType::F32) {
+      Rng rng(opt.seed ^ hash_name(t.name.c_str()));
       const std::vector<float> v = small_tensor_values(t, rng);
       std::memcpy(bytes.data(), v.data(), bytes.size());
     } else {
       const BlockFiller& filler = t.role == TensorRole::Experts ? expert_filler : other_filler;
-      filler.fill(bytes.data(), t.ne[0], rows, 1.0f / std::sqrt(float(t.ne[0])), rng);
+      fill_parallel(filler, bytes.data(), t.ne[0], rows, row_bytes(types[i], t.ne[0]),
+                    1.0f / std::sqrt(float(t.ne[0])), opt.seed ^ hash_name(t.name.c_str()));
     }
     writer.write_tensor_data(bytes.data(), bytes.size());
     result.data_bytes += bytes.size();
