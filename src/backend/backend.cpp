@@ -56,6 +56,18 @@ bool is_2d(const Tensor& t) { return t.ne[2] == 1 && t.ne[3] == 1; }
 
 void Backend::run_step(const BatchInfo&, uint64_t, const std::function<void()>& issue) { issue(); }
 
+Backend::OpScope::OpScope(Backend& b, const char* op) : b_(b), op_(op), outer_(b.op_depth_++ == 0) {
+  if (outer_ && !b_.measuring_) b_.op_begin(op_);
+}
+
+Backend::OpScope::~OpScope() {
+  --b_.op_depth_;
+  if (outer_ && !b_.measuring_) b_.op_end(op_);
+}
+
+void Backend::op_begin(const char*) {}
+void Backend::op_end(const char*) {}
+
 Buffer Backend::alloc_host(size_t bytes) {
   const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded);
@@ -111,6 +123,7 @@ void Backend::sync_downloads() {}
 
 void Backend::get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) {
   Check c{"get_rows"};
+  const OpScope scope(*this, "get_rows");
   c.f32(dst, "dst");
   c(ids.type == GgmlType::I32 && ids.is_contiguous() && ids.n_elements() == dst.ne[1], "ids must be I32 [n]");
   c(is_2d(dst) && is_2d(src) && dst.ne[0] == src.ne[0], "dst [d, n] and src [d, rows] must agree on d");
@@ -120,6 +133,7 @@ void Backend::get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) 
 
 void Backend::rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps) {
   Check c{"rms_norm"};
+  const OpScope scope(*this, "rms_norm");
   c.f32(dst, "dst");
   c.f32(src, "src");
   c.same_shape(dst, src);
@@ -132,6 +146,7 @@ void Backend::rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weigh
 
 void Backend::rms_norm_gated(const Tensor& dst, const Tensor& src, const Tensor& weight, const Tensor& z, float eps) {
   Check c{"rms_norm_gated"};
+  const OpScope scope(*this, "rms_norm_gated");
   c.f32(dst, "dst");
   c.f32(src, "src");
   c.f32(z, "z");
@@ -144,6 +159,7 @@ void Backend::rms_norm_gated(const Tensor& dst, const Tensor& src, const Tensor&
 
 void Backend::l2_norm(const Tensor& dst, const Tensor& src, float eps) {
   Check c{"l2_norm"};
+  const OpScope scope(*this, "l2_norm");
   c.f32(dst, "dst");
   c.f32(src, "src");
   c.same_shape(dst, src);
@@ -152,6 +168,7 @@ void Backend::l2_norm(const Tensor& dst, const Tensor& src, float eps) {
 
 void Backend::matmul(const Tensor& dst, const Tensor& w, const Tensor& x) {
   Check c{"matmul"};
+  const OpScope scope(*this, "matmul");
   c.f32(dst, "dst");
   c.f32(x, "x");
   if (!(is_2d(dst) && is_2d(w) && is_2d(x) && w.ne[0] == x.ne[0] && dst.ne[0] == w.ne[1] && dst.ne[1] == x.ne[1])) {
@@ -163,6 +180,7 @@ void Backend::matmul(const Tensor& dst, const Tensor& w, const Tensor& x) {
 
 void Backend::unary(const Tensor& dst, const Tensor& src, UnaryOp op) {
   Check c{"unary"};
+  const OpScope scope(*this, "unary");
   c.f32(dst, "dst");
   c.f32(src, "src");
   c.same_shape(dst, src);
@@ -171,6 +189,7 @@ void Backend::unary(const Tensor& dst, const Tensor& src, UnaryOp op) {
 
 void Backend::binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) {
   Check c{"binary"};
+  const OpScope scope(*this, "binary");
   c.f32(dst, "dst");
   c.f32(a, "a");
   c.f32(b, "b");
@@ -183,6 +202,7 @@ void Backend::binary(const Tensor& dst, const Tensor& a, const Tensor& b, Binary
 
 void Backend::scale(const Tensor& dst, const Tensor& src, float factor) {
   Check c{"scale"};
+  const OpScope scope(*this, "scale");
   c.f32(dst, "dst");
   c.f32(src, "src");
   c.same_shape(dst, src);
@@ -191,6 +211,7 @@ void Backend::scale(const Tensor& dst, const Tensor& src, float factor) {
 
 void Backend::swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up) {
   Check c{"swiglu"};
+  const OpScope scope(*this, "swiglu");
   c.f32(dst, "dst");
   c.f32(gate, "gate");
   c.f32(up, "up");
@@ -201,6 +222,7 @@ void Backend::swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up) {
 
 void Backend::copy(const Tensor& dst, const Tensor& src) {
   Check c{"copy"};
+  const OpScope scope(*this, "copy");
   c.same_shape(dst, src);
   c(dst.type == src.type || dst.type == GgmlType::F32 || src.type == GgmlType::F32,
     "conversions go through F32 (same type, to F32 or from F32)");
@@ -210,11 +232,13 @@ void Backend::copy(const Tensor& dst, const Tensor& src) {
 }
 
 void Backend::zero(const Tensor& dst) {
+  const OpScope scope(*this, "zero");
   do_zero(dst);
 }
 
 void Backend::rope(const Tensor& dst, const Tensor& src, const BatchInfo& batch, const RopeParams& params) {
   Check c{"rope"};
+  const OpScope scope(*this, "rope");
   c.f32(dst, "dst");
   c.f32(src, "src");
   c.same_shape(dst, src);
@@ -225,6 +249,7 @@ void Backend::rope(const Tensor& dst, const Tensor& src, const BatchInfo& batch,
 
 void Backend::kv_store(const Tensor& cache, const Tensor& src, const BatchInfo& batch) {
   Check c{"kv_store"};
+  const OpScope scope(*this, "kv_store");
   c.f32(src, "src");
   c(cache.is_contiguous() && cache.ne[3] == 1, "cache must be contiguous [width, n_ctx, n_seq]");
   c(is_2d(src) && src.ne[0] == cache.ne[0] && src.ne[1] == batch.n_tokens, "src must be [width, n_tokens]");
@@ -239,6 +264,7 @@ void Backend::kv_store(const Tensor& cache, const Tensor& src, const BatchInfo& 
 void Backend::attention(const Tensor& dst, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                         const BatchInfo& batch, const AttentionParams& params) {
   Check c{"attention"};
+  const OpScope scope(*this, "attention");
   c.f32(dst, "dst");
   c.f32(q, "q");
   c(q.ne[3] == 1 && q.ne[2] == batch.n_tokens, "q must be [head_dim_k, n_head, n_tokens]");
@@ -260,6 +286,7 @@ void Backend::attention(const Tensor& dst, const Tensor& q, const Tensor& k_cach
 
 void Backend::moe_route(const Tensor& ids, const Tensor& weights, const Tensor& logits, bool normalize) {
   Check c{"moe_route"};
+  const OpScope scope(*this, "moe_route");
   c.f32(logits, "logits");
   c.f32(weights, "weights");
   c(ids.type == GgmlType::I32 && ids.is_contiguous() && weights.is_contiguous(), "ids, weights must be contiguous");
@@ -271,6 +298,7 @@ void Backend::moe_route(const Tensor& ids, const Tensor& weights, const Tensor& 
 void Backend::moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& experts, const Tensor& ids,
                           const Tensor& weights) {
   Check c{"moe_experts"};
+  const OpScope scope(*this, "moe_experts");
   c.f32(dst, "dst");
   c.f32(x, "x");
   c.f32(weights, "weights");
@@ -289,6 +317,7 @@ void Backend::moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeight
 
 void Backend::ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w, const BatchInfo& batch) {
   Check c{"ssm_conv"};
+  const OpScope scope(*this, "ssm_conv");
   c.f32(dst, "dst");
   c.f32(x, "x");
   c.f32(state, "state");
@@ -304,6 +333,7 @@ void Backend::ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, 
 void Backend::gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                               const Tensor& beta, const Tensor& state, const BatchInfo& batch) {
   Check c{"gated_delta_net"};
+  const OpScope scope(*this, "gated_delta_net");
   for (const Tensor* t : {&dst, &q, &k, &v, &g, &beta, &state}) c.f32(*t, "operands");
   c.same_shape(q, k);
   c.same_shape(dst, v);

@@ -208,6 +208,25 @@ class Backend {
   void add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps);
 
  protected:
+  // Marks one public op call for the profiling hooks below (ops a fused default composes count
+  // as part of the fused op, not again). Every public op opens one.
+  class OpScope {
+   public:
+    OpScope(Backend& b, const char* op);
+    ~OpScope();
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+
+   private:
+    Backend& b_;
+    const char* op_;
+    bool outer_;
+  };
+  // Called around every outermost op outside measuring mode: a backend that can time its ops
+  // (the CUDA backend with MOESERVE_PROFILE=1) overrides them. The defaults do nothing.
+  virtual void op_begin(const char* op);
+  virtual void op_end(const char* op);
+
   // Implementations call skip(bytes) first: in measuring mode it records the workspace the op
   // needs and returns true (do nothing); otherwise it returns false and workspace() holds bytes.
   bool skip(size_t workspace_bytes = 0);
@@ -256,6 +275,7 @@ class Backend {
  private:
   DeviceId device_;
   bool measuring_ = false;
+  int op_depth_ = 0;
   size_t workspace_needed_ = 0;
   Buffer workspace_;
 };

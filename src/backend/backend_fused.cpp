@@ -29,6 +29,7 @@ bool broadcasts_to(const Tensor& b, const Tensor& a) {
 void Backend::delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a, const Tensor& dt_bias,
                           const Tensor& a_coef) {
   const char* op = "delta_gates";
+  const OpScope scope(*this, op);
   check(all_f32({&beta, &g, &b, &a, &dt_bias, &a_coef}), op, "every tensor must be F32");
   check(beta.ne == b.ne && g.ne == a.ne && a.ne == b.ne, op, "beta, g, b and a must have one shape");
   check(broadcasts_to(dt_bias, a) && broadcasts_to(a_coef, a), op, "dt_bias and a_coef must broadcast to a");
@@ -38,6 +39,7 @@ void Backend::delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, 
 void Backend::qk_l2_norm(const Tensor& q, const Tensor& k, const Tensor& q_src, const Tensor& k_src, float eps,
                          float q_scale) {
   const char* op = "qk_l2_norm";
+  const OpScope scope(*this, op);
   check(all_f32({&q, &k, &q_src, &k_src}), op, "every tensor must be F32");
   check(q.ne == q_src.ne && k.ne == k_src.ne && q.ne[0] == k.ne[0], op, "q/k and their sources must agree in shape");
   do_qk_l2_norm(q, k, q_src, k_src, eps, q_scale);
@@ -47,6 +49,7 @@ void Backend::qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Ten
                                  const Tensor& k_norm, const Tensor& v, const Tensor& k_cache, const Tensor& v_cache,
                                  float eps, const BatchInfo& batch, const RopeParams& rope) {
   const char* op = "qk_norm_rope_store";
+  const OpScope scope(*this, op);
   check(all_f32({&q, &q_src, &q_norm, &k, &k_norm, &v}), op, "q, k, v and the norm weights must be F32");
   check(q.ne == q_src.ne && k.ne[0] == q.ne[0] && k.ne[2] == q.ne[2] && k.ne[3] == 1, op,
         "q [hd, n_head, n], q_src like q, k [hd, n_head_kv, n]");
@@ -59,6 +62,7 @@ void Backend::qk_norm_rope_store(const Tensor& q, const Tensor& q_src, const Ten
 
 void Backend::mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) {
   const char* op = "mul_sigmoid";
+  const OpScope scope(*this, op);
   check(all_f32({&dst, &x, &gate}), op, "every tensor must be F32");
   check(dst.ne == x.ne && broadcasts_to(gate, x), op, "dst like x, gate broadcast to x");
   do_mul_sigmoid(dst, x, gate);
@@ -67,6 +71,7 @@ void Backend::mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate
 void Backend::moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
                              const Tensor& gate) {
   const char* op = "moe_shared_add";
+  const OpScope scope(*this, op);
   check(all_f32({&dst, &residual, &routed, &shared, &gate}), op, "every tensor must be F32");
   check(dst.ne == residual.ne && dst.ne == routed.ne && dst.ne == shared.ne, op, "dst, residual, routed, shared: one shape");
   check(gate.ne[0] == 1 && broadcasts_to(gate, dst), op, "gate must be [1, n]");
@@ -75,6 +80,7 @@ void Backend::moe_shared_add(const Tensor& dst, const Tensor& residual, const Te
 
 void Backend::add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {
   const char* op = "add_rms_norm";
+  const OpScope scope(*this, op);
   check(all_f32({&dst, &h, &y, &weight}), op, "every tensor must be F32");
   check(dst.ne == h.ne && y.ne == h.ne && weight.ne[0] == h.ne[0] && weight.n_rows() == 1, op,
         "dst, h, y: one shape; weight [d]");

@@ -52,12 +52,14 @@ CudaBackend::CudaBackend(int device) : Backend(DeviceId{DeviceKind::cuda, device
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&downloaded_, cudaEventDisableTiming));
   for (cudaEvent_t& e : uploaded_) MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  if (OpProfiler::requested()) profiler_ = std::make_unique<OpProfiler>(stream_);
 }
 
 CudaBackend::~CudaBackend() {
   // No throwing from a destructor: errors here have nowhere useful to go.
   cudaSetDevice(device_);
   cudaStreamSynchronize(stream_);
+  profiler_.reset();  // prints its table
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   if (batch_device_) cudaFree(batch_device_);
   if (batch_host_) cudaFreeHost(batch_host_);
@@ -203,10 +205,18 @@ void CudaBackend::clear_graphs() {
   graphs_.clear();
 }
 
+void CudaBackend::op_begin(const char* op) {
+  if (profiler_) profiler_->begin(op);
+}
+
+void CudaBackend::op_end(const char*) {
+  if (profiler_) profiler_->end();
+}
+
 void CudaBackend::run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue) {
   MOESERVE_CUDA_CHECK(cudaSetDevice(device_));
   stage_batch(batch);
-  if (graph_key == 0) {
+  if (graph_key == 0 || profiler_) {
     issue();
     return;
   }

@@ -6,11 +6,13 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_profile.h"
 
 namespace moeserve::cuda {
 
@@ -35,6 +37,8 @@ class CudaBackend final : public Backend {
   int sm_count() const { return sm_count_; }
 
  protected:
+  void op_begin(const char* op) override;
+  void op_end(const char* op) override;
   void do_upload(const Tensor& dst, const void* host) override;
   void do_download(void* host, const Tensor& src) override;
   void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) override;
@@ -105,6 +109,8 @@ class CudaBackend final : public Backend {
   cudaEvent_t uploaded_[kUploadEvents] = {};
   cudaEvent_t downloaded_ = nullptr;
   uint64_t n_uploads_ = 0;
+
+  std::unique_ptr<OpProfiler> profiler_;  // MOESERVE_PROFILE=1
 
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   const void* graph_workspace_ = nullptr;  // the workspace the recorded graphs use

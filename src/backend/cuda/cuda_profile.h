@@ -1,0 +1,51 @@
+// GPU time per op kind (MOESERVE_PROFILE=1): events recorded around every outermost op on the
+// compute stream, summed per op name, printed as a table to stderr when the backend closes.
+// While profiling, decode steps run without CUDA graphs (events cannot be timed inside a
+// replayed graph), so launch gaps are larger than in normal runs; the table says where the GPU
+// time goes, not how fast a step is.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace moeserve::cuda {
+
+class OpProfiler {
+ public:
+  explicit OpProfiler(cudaStream_t stream) : stream_(stream) {}
+  ~OpProfiler();
+  OpProfiler(const OpProfiler&) = delete;
+  OpProfiler& operator=(const OpProfiler&) = delete;
+
+  // Whether MOESERVE_PROFILE asks for it.
+  static bool requested();
+
+  void begin(const char* op);
+  void end();
+  // Waits for the recorded ops and prints the table (once, at the end).
+  void print();
+
+ private:
+  struct Pending {
+    const char* op;
+    cudaEvent_t start, stop;
+  };
+  struct Total {
+    long long calls = 0;
+    double ms = 0;
+    double max_ms = 0;  // the slowest call (first launches load their kernels)
+  };
+  cudaEvent_t take_event();
+  void collect();  // synchronizes on the recorded events and adds them up
+
+  cudaStream_t stream_;
+  std::vector<Pending> pending_;
+  std::vector<cudaEvent_t> free_;
+  std::map<std::string, Total> totals_;
+  bool printed_ = false;
+};
+
+}  // namespace moeserve::cuda
