@@ -59,35 +59,33 @@ void CpuBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor& 
     char* ws = static_cast<char*>(workspace());
     const DequantizeRowFn deq_k = kernels_.dequantize_for(k_cache.type), deq_v = kernels_.dequantize_for(v_cache.type);
     const int64_t n_items = s.n_tokens * s.n_head_kv;
-    pool_.run([&](int ith, int nth_) {
+    for_each_claimed(n_items, [&](int ith, int64_t item) {
       float* scores = reinterpret_cast<float*>(ws + per_thread * size_t(ith));
       float* kbuf = scores + s.group * s.n_ctx;
       float* vbuf = kbuf + s.dk;
-      for (int64_t item = ith; item < n_items; item += nth_) {
-        const int64_t t = item / s.n_head_kv, kvh = item % s.n_head_kv;
-        const int64_t n_kv = int64_t(batch.pos[t]) + 1, seq = batch.seq[t];
-        for (int64_t c = 0; c < n_kv; ++c) {
-          deq_k(k_cache.row(c, seq) + size_t(kvh) * s.k_head_bytes, kbuf, s.dk);
-          for (int64_t g = 0; g < s.group; ++g) {
-            const float* qh = reinterpret_cast<const float*>(q.row(kvh * s.group + g, t));
-            scores[g * s.n_ctx + c] = kernels_.dot_f32(s.dk, qh, kbuf) * params.scale;
-          }
-        }
+      const int64_t t = item / s.n_head_kv, kvh = item % s.n_head_kv;
+      const int64_t n_kv = int64_t(batch.pos[t]) + 1, seq = batch.seq[t];
+      for (int64_t c = 0; c < n_kv; ++c) {
+        deq_k(k_cache.row(c, seq) + size_t(kvh) * s.k_head_bytes, kbuf, s.dk);
         for (int64_t g = 0; g < s.group; ++g) {
-          float* sc = scores + g * s.n_ctx;
-          float mx = -std::numeric_limits<float>::infinity();
-          for (int64_t c = 0; c < n_kv; ++c) mx = std::max(mx, sc[c]);
-          float sum = 0;
-          for (int64_t c = 0; c < n_kv; ++c) sum += (sc[c] = std::exp(sc[c] - mx));
-          for (int64_t c = 0; c < n_kv; ++c) sc[c] /= sum;
-          std::memset(dst.row(kvh * s.group + g, t), 0, size_t(s.dv) * sizeof(float));
+          const float* qh = reinterpret_cast<const float*>(q.row(kvh * s.group + g, t));
+          scores[g * s.n_ctx + c] = kernels_.dot_f32(s.dk, qh, kbuf) * params.scale;
         }
-        for (int64_t c = 0; c < n_kv; ++c) {
-          deq_v(v_cache.row(c, seq) + size_t(kvh) * s.v_head_bytes, vbuf, s.dv);
-          for (int64_t g = 0; g < s.group; ++g) {
-            kernels_.axpy_f32(s.dv, scores[g * s.n_ctx + c], vbuf,
-                              reinterpret_cast<float*>(dst.row(kvh * s.group + g, t)));
-          }
+      }
+      for (int64_t g = 0; g < s.group; ++g) {
+        float* sc = scores + g * s.n_ctx;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t c = 0; c < n_kv; ++c) mx = std::max(mx, sc[c]);
+        float sum = 0;
+        for (int64_t c = 0; c < n_kv; ++c) sum += (sc[c] = std::exp(sc[c] - mx));
+        for (int64_t c = 0; c < n_kv; ++c) sc[c] /= sum;
+        std::memset(dst.row(kvh * s.group + g, t), 0, size_t(s.dv) * sizeof(float));
+      }
+      for (int64_t c = 0; c < n_kv; ++c) {
+        deq_v(v_cache.row(c, seq) + size_t(kvh) * s.v_head_bytes, vbuf, s.dv);
+        for (int64_t g = 0; g < s.group; ++g) {
+          kernels_.axpy_f32(s.dv, scores[g * s.n_ctx + c], vbuf,
+                            reinterpret_cast<float*>(dst.row(kvh * s.group + g, t)));
         }
       }
     });
@@ -112,73 +110,71 @@ void CpuBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor& 
   if (!quant_q || !dot_k || !deq_v) fail("attention: no kernels for a ", type_name(k_cache.type), " K cache");
   const int64_t n_items = s.n_tokens * s.n_head_kv * splits;
 
-  pool_.run([&](int ith, int nth_) {
+  // The ranges, each into its own partial; then the merge of each output row (a second job: every
+  // partial is complete when it starts).
+  for_each_claimed(n_items, [&](int ith, int64_t item) {
     char* mine = ws + per_thread * size_t(ith);
     char* q_act = mine;                                                              // [group][q_act_bytes]
     float* sc = reinterpret_cast<float*>(mine + size_t(s.group) * s.q_act_bytes);    // [group][kTile]
     float* vbuf = sc + s.group * kTile;                                              // [dv]
-    for (int64_t item = ith; item < n_items; item += nth_) {
-      const int64_t split = item % splits, tk = item / splits;
-      const int64_t t = tk / s.n_head_kv, kvh = tk % s.n_head_kv;
-      const int64_t n_kv = int64_t(batch.pos[t]) + 1, seq = batch.seq[t];
-      const int64_t c_begin = n_kv * split / splits, c_end = n_kv * (split + 1) / splits;
-      float* part = partials + size_t(item) * partial_floats;  // per head: max, sum, acc[dv]
-      for (int64_t g = 0; g < s.group; ++g) {
-        quant_q(reinterpret_cast<const float*>(q.row(kvh * s.group + g, t)), q_act + size_t(g) * s.q_act_bytes, s.dk);
-        float* ph = part + g * (s.dv + 2);
-        ph[0] = -std::numeric_limits<float>::infinity();
-        ph[1] = 0;
-        std::memset(ph + 2, 0, size_t(s.dv) * sizeof(float));
-      }
-      for (int64_t c0 = c_begin; c0 < c_end; c0 += kTile) {
-        const int64_t len = std::min(kTile, c_end - c0);
-        for (int64_t j = 0; j < len; ++j) {
-          const char* krow = k_cache.row(c0 + j, seq) + size_t(kvh) * s.k_head_bytes;
-          for (int64_t g = 0; g < s.group; ++g) {
-            sc[g * kTile + j] = dot_k(s.dk, krow, q_act + size_t(g) * s.q_act_bytes) * params.scale;
-          }
-        }
+    const int64_t split = item % splits, tk = item / splits;
+    const int64_t t = tk / s.n_head_kv, kvh = tk % s.n_head_kv;
+    const int64_t n_kv = int64_t(batch.pos[t]) + 1, seq = batch.seq[t];
+    const int64_t c_begin = n_kv * split / splits, c_end = n_kv * (split + 1) / splits;
+    float* part = partials + size_t(item) * partial_floats;  // per head: max, sum, acc[dv]
+    for (int64_t g = 0; g < s.group; ++g) {
+      quant_q(reinterpret_cast<const float*>(q.row(kvh * s.group + g, t)), q_act + size_t(g) * s.q_act_bytes, s.dk);
+      float* ph = part + g * (s.dv + 2);
+      ph[0] = -std::numeric_limits<float>::infinity();
+      ph[1] = 0;
+      std::memset(ph + 2, 0, size_t(s.dv) * sizeof(float));
+    }
+    for (int64_t c0 = c_begin; c0 < c_end; c0 += kTile) {
+      const int64_t len = std::min(kTile, c_end - c0);
+      for (int64_t j = 0; j < len; ++j) {
+        const char* krow = k_cache.row(c0 + j, seq) + size_t(kvh) * s.k_head_bytes;
         for (int64_t g = 0; g < s.group; ++g) {
-          float* ph = part + g * (s.dv + 2);
-          float* sg = sc + g * kTile;
-          float tile_max = sg[0];
-          for (int64_t j = 1; j < len; ++j) tile_max = std::max(tile_max, sg[j]);
-          const float m_new = std::max(ph[0], tile_max);
-          const float corr = std::exp(ph[0] - m_new);
-          if (corr != 1.0f) kernels_.scale_f32(s.dv, corr, ph + 2);
-          float sum = ph[1] * corr;
-          for (int64_t j = 0; j < len; ++j) sum += (sg[j] = std::exp(sg[j] - m_new));
-          ph[0] = m_new;
-          ph[1] = sum;
+          sc[g * kTile + j] = dot_k(s.dk, krow, q_act + size_t(g) * s.q_act_bytes) * params.scale;
         }
-        for (int64_t j = 0; j < len; ++j) {
-          deq_v(v_cache.row(c0 + j, seq) + size_t(kvh) * s.v_head_bytes, vbuf, s.dv);
-          for (int64_t g = 0; g < s.group; ++g) {
-            kernels_.axpy_f32(s.dv, sc[g * kTile + j], vbuf, part + g * (s.dv + 2) + 2);
-          }
+      }
+      for (int64_t g = 0; g < s.group; ++g) {
+        float* ph = part + g * (s.dv + 2);
+        float* sg = sc + g * kTile;
+        float tile_max = sg[0];
+        for (int64_t j = 1; j < len; ++j) tile_max = std::max(tile_max, sg[j]);
+        const float m_new = std::max(ph[0], tile_max);
+        const float corr = std::exp(ph[0] - m_new);
+        if (corr != 1.0f) kernels_.scale_f32(s.dv, corr, ph + 2);
+        float sum = ph[1] * corr;
+        for (int64_t j = 0; j < len; ++j) sum += (sg[j] = std::exp(sg[j] - m_new));
+        ph[0] = m_new;
+        ph[1] = sum;
+      }
+      for (int64_t j = 0; j < len; ++j) {
+        deq_v(v_cache.row(c0 + j, seq) + size_t(kvh) * s.v_head_bytes, vbuf, s.dv);
+        for (int64_t g = 0; g < s.group; ++g) {
+          kernels_.axpy_f32(s.dv, sc[g * kTile + j], vbuf, part + g * (s.dv + 2) + 2);
         }
       }
     }
-    pool_.barrier();
-    // Merge the ranges of each (token, KV head, query head).
-    const int64_t n_out = s.n_tokens * s.n_head;
-    for (int64_t o = ith; o < n_out; o += nth_) {
-      const int64_t t = o / s.n_head, h = o % s.n_head, kvh = h / s.group, g = h % s.group;
-      const float* first = partials + size_t((t * s.n_head_kv + kvh) * splits) * partial_floats;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t sp = 0; sp < splits; ++sp) mx = std::max(mx, first[size_t(sp) * partial_floats + size_t(g * (s.dv + 2))]);
-      float* out = reinterpret_cast<float*>(dst.row(h, t));
-      std::memset(out, 0, size_t(s.dv) * sizeof(float));
-      float sum = 0;
-      for (int64_t sp = 0; sp < splits; ++sp) {
-        const float* ph = first + size_t(sp) * partial_floats + size_t(g * (s.dv + 2));
-        if (ph[1] == 0) continue;  // empty range
-        const float w = std::exp(ph[0] - mx);
-        sum += ph[1] * w;
-        kernels_.axpy_f32(s.dv, w, ph + 2, out);
-      }
-      kernels_.scale_f32(s.dv, 1.0f / sum, out);
+  });
+  // Merge the ranges of each (token, KV head, query head).
+  for_each_claimed(s.n_tokens * s.n_head, [&](int, int64_t o) {
+    const int64_t t = o / s.n_head, h = o % s.n_head, kvh = h / s.group, g = h % s.group;
+    const float* first = partials + size_t((t * s.n_head_kv + kvh) * splits) * partial_floats;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t sp = 0; sp < splits; ++sp) mx = std::max(mx, first[size_t(sp) * partial_floats + size_t(g * (s.dv + 2))]);
+    float* out = reinterpret_cast<float*>(dst.row(h, t));
+    std::memset(out, 0, size_t(s.dv) * sizeof(float));
+    float sum = 0;
+    for (int64_t sp = 0; sp < splits; ++sp) {
+      const float* ph = first + size_t(sp) * partial_floats + size_t(g * (s.dv + 2));
+      if (ph[1] == 0) continue;  // empty range
+      const float w = std::exp(ph[0] - mx);
+      sum += ph[1] * w;
+      kernels_.axpy_f32(s.dv, w, ph + 2, out);
     }
+    kernels_.scale_f32(s.dv, 1.0f / sum, out);
   });
 }
 

@@ -84,6 +84,20 @@ class CpuBackend final : public Backend {
   }
   static constexpr int64_t kMinParallelWork = 32768;
 
+  // Runs f(ith, item) for every item in [0, n), items claimed one at a time by the threads that
+  // take part (a delayed thread does not hold the op up); ith names the thread's scratch space.
+  // Which thread takes an item never changes its result.
+  template <typename F>
+  void for_each_claimed(int64_t n, F&& f) {
+    std::atomic<int64_t> next{0};
+    pool_.run_dynamic([&](int ith, int) {
+      for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < n;
+           item = next.fetch_add(1, std::memory_order_relaxed)) {
+        f(ith, item);
+      }
+    });
+  }
+
   // Quantizes the rows of x [k, n] F32 to `type` into the workspace at `out` (row stride
   // row_bytes(type, k)), inside a pool job (all threads take part).
   void quantize_rows(const Tensor& x, GgmlType type, char* out, int ith, int nth) const;

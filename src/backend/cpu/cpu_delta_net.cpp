@@ -144,20 +144,15 @@ void CpuBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const Te
   if (skip(per_thread * size_t(pool_.size()))) return;
   if (dk > kMaxHeadDim || dv > kMaxHeadDim) fail("gated_delta_net: head dims above ", kMaxHeadDim, " are not supported");
   const int64_t n_items = int64_t(batch.n_runs) * n_vh;
-  // Heads of runs claimed dynamically (a delayed thread does not hold the op up).
-  std::atomic<int64_t> next{0};
-  pool_.run_dynamic([&](int ith, int) {
+  for_each_claimed(n_items, [&](int ith, int64_t item) {
     float* scratch = reinterpret_cast<float*>(static_cast<char*>(workspace()) + per_thread * size_t(ith));
-    for (int64_t item = next.fetch_add(1, std::memory_order_relaxed); item < n_items;
-         item = next.fetch_add(1, std::memory_order_relaxed)) {
-      const SeqRun& run = batch.runs[item / n_vh];
-      const int64_t h = item % n_vh;
-      float* s = reinterpret_cast<float*>(state.row(run.seq)) + h * dk * dv;
-      if (run.count >= options_.delta_net_chunk_min) {
-        delta_net_chunked(dst, q, k, v, g, beta, s, h, run, scratch);
-      } else {
-        delta_net_recurrent(dst, q, k, v, g, beta, s, h, run);
-      }
+    const SeqRun& run = batch.runs[item / n_vh];
+    const int64_t h = item % n_vh;
+    float* s = reinterpret_cast<float*>(state.row(run.seq)) + h * dk * dv;
+    if (run.count >= options_.delta_net_chunk_min) {
+      delta_net_chunked(dst, q, k, v, g, beta, s, h, run, scratch);
+    } else {
+      delta_net_recurrent(dst, q, k, v, g, beta, s, h, run);
     }
   });
 }

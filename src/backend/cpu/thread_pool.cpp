@@ -17,7 +17,7 @@ inline void cpu_relax() {
 constexpr auto kSpinBeforeSleep = std::chrono::milliseconds(2);
 constexpr int kSpinsPerClockRead = 256;
 
-// Inside a job (barriers, the caller waiting for the workers) threads poll this long, then sleep
+// Inside a job (the caller waiting for the workers) threads poll this long, then sleep
 // until woken. Balanced waits are a few microseconds; a longer one means a thread was descheduled
 // (all cores busy, or a virtual machine's host taking a core), and pollers that keep their cores
 // then only delay it further: every op of a decode step waits for its slowest thread.
@@ -105,18 +105,6 @@ void ThreadPool::worker(int ith) {
     // since `gen` was read; a newer job was then entered or found closed).
     seen = uint32_t(word >> 32);
   }
-}
-
-void ThreadPool::barrier() {
-  if (n_threads_ == 1) return;
-  const uint32_t phase = barrier_phase_.load(std::memory_order_acquire);
-  if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == n_threads_ - 1) {
-    barrier_arrived_.store(0, std::memory_order_relaxed);
-    barrier_phase_.fetch_add(1);  // seq_cst, before the sleepers check
-    if (barrier_sleeping_.load() > 0) barrier_phase_.notify_all();
-    return;
-  }
-  spin_then_wait(barrier_phase_, phase, barrier_sleeping_);
 }
 
 }  // namespace moeserve::cpu

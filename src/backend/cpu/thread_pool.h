@@ -1,8 +1,8 @@
 // A fixed pool of worker threads for the CPU backend. The caller is thread 0; run() hands one job
 // to every thread and returns when all are done. Workers spin a while between jobs (a decode step
 // issues hundreds of small ops back to back) and then sleep on a futex, so an idle engine costs
-// no CPU. Inside a job (barrier(), the caller waiting for the workers) threads spin briefly, then
-// sleep too, so a descheduled thread gets a core back instead of competing with pollers.
+// no CPU. The caller waiting for the workers of a job spins briefly, then sleeps too, so a
+// descheduled worker gets a core back instead of competing with a poller.
 #pragma once
 
 #include <atomic>
@@ -32,14 +32,11 @@ class ThreadPool {
   // For jobs whose work items every caller of f claims from a shared counter until none is left:
   // f(ith, nth) runs on the caller and on the workers that start before the caller's own call
   // returns (then nothing is left to claim); workers that start later skip the job, so a thread
-  // the OS has descheduled does not hold the job up. f must not call barrier().
+  // the OS has descheduled does not hold the job up.
   template <typename F>
   void run_dynamic(F&& f) {
     run_job(trampoline<F>, const_cast<void*>(static_cast<const void*>(&f)), false);
   }
-
-  // Inside a job: waits until every thread of the pool has reached this point.
-  void barrier();
 
  private:
   using JobFn = void (*)(void* ctx, int ith, int nth);
@@ -69,9 +66,6 @@ class ThreadPool {
   alignas(64) std::atomic<int> finished_{0};  // admitted workers done with the current job
   alignas(64) std::atomic<int> sleeping_{0};  // workers asleep between jobs
   std::atomic<int> caller_sleeping_{0};       // the caller asleep until the admitted workers finish
-  std::atomic<int> barrier_sleeping_{0};      // threads asleep in barrier()
-  alignas(64) std::atomic<int> barrier_arrived_{0};
-  alignas(64) std::atomic<uint32_t> barrier_phase_{0};
 };
 
 }  // namespace moeserve::cpu
