@@ -31,24 +31,20 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
   } else {
     pool_.run([&](int ith, int nth) { quantize_rows(x, act_type, act, ith, nth); });
   }
-  std::atomic<int64_t> next{0};
-  pool_.run_dynamic([&](int, int) {
-    for (int64_t tile = next.fetch_add(1, std::memory_order_relaxed); tile < n_tiles;
-         tile = next.fetch_add(1, std::memory_order_relaxed)) {
-      const int64_t r0 = (tile % row_tiles) * kTileRows, c0 = (tile / row_tiles) * kTileCols;
-      const int64_t r1 = std::min(m, r0 + kTileRows), c1 = std::min(n, c0 + kTileCols);
-      const void* a[kTileCols];
-      float* y[kTileCols];
-      for (int64_t c = c0; c < c1; ++c) {
-        a[c - c0] = act + size_t(c) * act_stride;
-        y[c - c0] = reinterpret_cast<float*>(dst.row(c));
-      }
-      const int nc = int(c1 - c0);
-      float out[kTileCols];
-      for (int64_t r = r0; r < r1; ++r) {
-        kernels_.dot_cols(w.type, k, w.row(r), a, nc, out);
-        for (int c = 0; c < nc; ++c) y[c][r] = out[c];
-      }
+  for_each_claimed(n_tiles, [&](int, int64_t tile) {
+    const int64_t r0 = (tile % row_tiles) * kTileRows, c0 = (tile / row_tiles) * kTileCols;
+    const int64_t r1 = std::min(m, r0 + kTileRows), c1 = std::min(n, c0 + kTileCols);
+    const void* a[kTileCols];
+    float* y[kTileCols];
+    for (int64_t c = c0; c < c1; ++c) {
+      a[c - c0] = act + size_t(c) * act_stride;
+      y[c - c0] = reinterpret_cast<float*>(dst.row(c));
+    }
+    const int nc = int(c1 - c0);
+    float out[kTileCols];
+    for (int64_t r = r0; r < r1; ++r) {
+      kernels_.dot_cols(w.type, k, w.row(r), a, nc, out);
+      for (int c = 0; c < nc; ++c) y[c][r] = out[c];
     }
   });
 }

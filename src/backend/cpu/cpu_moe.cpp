@@ -89,28 +89,24 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
     });
   }
 
-  std::atomic<int64_t> next_up{0};
-  pool_.run_dynamic([&](int, int) {
-    for (int64_t task = next_up.fetch_add(1, std::memory_order_relaxed); task < n_active * ff_blocks;
-         task = next_up.fetch_add(1, std::memory_order_relaxed)) {
-      const int32_t e = active[task / ff_blocks];
-      const int64_t f0 = (task % ff_blocks) * kRows, f1 = std::min(n_ff, f0 + kRows);
-      for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
-        const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
-        const void *a_g[kMaxCols], *a_u[kMaxCols];
-        float* h[kMaxCols];
-        for (int c = 0; c < nc; ++c) {
-          const int32_t sl = slots[i0 + c];
-          a_g[c] = xg + size_t(sl / k) * xg_stride;
-          a_u[c] = xu + size_t(sl / k) * xu_stride;
-          h[c] = act + size_t(sl) * size_t(n_ff);
-        }
-        float g[kMaxCols], u[kMaxCols];
-        for (int64_t f = f0; f < f1; ++f) {
-          kernels_.dot_cols(ex.gate.type, n_embd, ex.gate.row(f, e), a_g, nc, g);
-          kernels_.dot_cols(ex.up.type, n_embd, ex.up.row(f, e), a_u, nc, u);
-          for (int c = 0; c < nc; ++c) h[c][f] = g[c] / (1.0f + std::exp(-g[c])) * u[c];
-        }
+  for_each_claimed(n_active * ff_blocks, [&](int, int64_t task) {
+    const int32_t e = active[task / ff_blocks];
+    const int64_t f0 = (task % ff_blocks) * kRows, f1 = std::min(n_ff, f0 + kRows);
+    for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
+      const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
+      const void *a_g[kMaxCols], *a_u[kMaxCols];
+      float* h[kMaxCols];
+      for (int c = 0; c < nc; ++c) {
+        const int32_t sl = slots[i0 + c];
+        a_g[c] = xg + size_t(sl / k) * xg_stride;
+        a_u[c] = xu + size_t(sl / k) * xu_stride;
+        h[c] = act + size_t(sl) * size_t(n_ff);
+      }
+      float g[kMaxCols], u[kMaxCols];
+      for (int64_t f = f0; f < f1; ++f) {
+        kernels_.dot_cols(ex.gate.type, n_embd, ex.gate.row(f, e), a_g, nc, g);
+        kernels_.dot_cols(ex.up.type, n_embd, ex.up.row(f, e), a_u, nc, u);
+        for (int c = 0; c < nc; ++c) h[c][f] = g[c] / (1.0f + std::exp(-g[c])) * u[c];
       }
     }
   });
@@ -129,26 +125,22 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
     });
   }
 
-  std::atomic<int64_t> next_down{0};
-  pool_.run_dynamic([&](int, int) {
-    for (int64_t task = next_down.fetch_add(1, std::memory_order_relaxed); task < n_active * embd_blocks;
-         task = next_down.fetch_add(1, std::memory_order_relaxed)) {
-      const int32_t e = active[task / embd_blocks];
-      const int64_t r0 = (task % embd_blocks) * kRows, r1 = std::min(n_embd, r0 + kRows);
-      for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
-        const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
-        const void* a[kMaxCols];
-        float* o[kMaxCols];
-        for (int c = 0; c < nc; ++c) {
-          const int32_t sl = slots[i0 + c];
-          a[c] = actq + size_t(sl) * ad_stride;
-          o[c] = out + size_t(sl) * size_t(n_embd);
-        }
-        float d[kMaxCols];
-        for (int64_t r = r0; r < r1; ++r) {
-          kernels_.dot_cols(ex.down.type, n_ff, ex.down.row(r, e), a, nc, d);
-          for (int c = 0; c < nc; ++c) o[c][r] = d[c];
-        }
+  for_each_claimed(n_active * embd_blocks, [&](int, int64_t task) {
+    const int32_t e = active[task / embd_blocks];
+    const int64_t r0 = (task % embd_blocks) * kRows, r1 = std::min(n_embd, r0 + kRows);
+    for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
+      const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
+      const void* a[kMaxCols];
+      float* o[kMaxCols];
+      for (int c = 0; c < nc; ++c) {
+        const int32_t sl = slots[i0 + c];
+        a[c] = actq + size_t(sl) * ad_stride;
+        o[c] = out + size_t(sl) * size_t(n_embd);
+      }
+      float d[kMaxCols];
+      for (int64_t r = r0; r < r1; ++r) {
+        kernels_.dot_cols(ex.down.type, n_ff, ex.down.row(r, e), a, nc, d);
+        for (int c = 0; c < nc; ++c) o[c][r] = d[c];
       }
     }
   });
