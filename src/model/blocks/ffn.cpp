@@ -25,15 +25,13 @@ Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeC
   ctx.be.moe_experts(out, x, w.experts, ids, weights);
   if (w.shared) {
     Tensor s = dense_ffn(ctx, x, *w.shared);
-    if (w.shared_gate && residual) {
-      Tensor gate = ctx.arena.f32(1, n);
-      ctx.be.matmul(gate, *w.shared_gate, x);
-      ctx.be.moe_shared_add(*residual, *residual, out, s, gate);
-      return *residual;
-    }
     if (w.shared_gate) {
       Tensor gate = ctx.arena.f32(1, n);
       ctx.be.matmul(gate, *w.shared_gate, x);
+      if (residual) {
+        ctx.be.moe_shared_add(*residual, *residual, out, s, gate);
+        return *residual;
+      }
       ctx.be.unary(gate, gate, UnaryOp::sigmoid);
       ctx.be.binary(s, s, gate, BinaryOp::mul);
     }
