@@ -17,23 +17,12 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dequant.cuh"
 #include "core/fp16.h"
+#include "device_bytes.h"
 
 namespace moeserve {
 namespace {
 
 constexpr DeviceId kGpu{DeviceKind::cuda, 0};
-
-struct DevMem {
-  void* p = nullptr;
-  explicit DevMem(size_t bytes) {
-    MOESERVE_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 1)));
-    MOESERVE_CUDA_CHECK(cudaMemset(p, 0xFF, std::max<size_t>(bytes, 1)));  // all-ones floats are NaN
-  }
-  ~DevMem() { cudaFree(p); }
-  DevMem(const DevMem&) = delete;
-  DevMem& operator=(const DevMem&) = delete;
-  char* bytes() const { return static_cast<char*>(p); }
-};
 
 void upload(void* dst, const void* src, size_t bytes) {
   MOESERVE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
@@ -174,13 +163,13 @@ void check_matmul(GgmlType type, int64_t m, int64_t k, int64_t n, std::mt19937& 
   const std::vector<float> wf = dequant_rows(type, w, k, m, w_stride);
   const int64_t x_stride = k + 5, d_stride = m + 3;
   const std::vector<float> x = random_act(x_stride * n, rng);
-  DevMem dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
+  DeviceBytes dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
   upload(dw.p, w.data(), w.size());
   upload(dx.p, x.data(), x.size() * 4);
   const Tensor tw = strided(type, {k, m, 1, 1}, w_stride, dw.p);
   const Tensor tx = strided(GgmlType::F32, {k, n, 1, 1}, size_t(x_stride) * 4, dx.p);
   const Tensor td = strided(GgmlType::F32, {m, n, 1, 1}, size_t(d_stride) * 4, dd.p);
-  DevMem ws(cuda::matmul_workspace_bytes(td, tw, tx));
+  DeviceBytes ws(cuda::matmul_workspace_bytes(td, tw, tx));
   cuda::matmul(nullptr, td, tw, tx, ws.p);
   const bool q8 = cuda::q8_matvec_usable(tw, tx);
   const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
@@ -254,7 +243,7 @@ TEST(CudaMatmul, PrefillTilesSeeTheReferenceValuesInF16) {
     }
     if (!finite) continue;  // random scales past the f16 range: nothing to compare
     const std::vector<float> x = random_act(k * n, rng);
-    DevMem dw(w.size()), dw16(w16.size() * 2), dx(x.size() * 4), d1(size_t(m * n) * 4), d2(size_t(m * n) * 4);
+    DeviceBytes dw(w.size()), dw16(w16.size() * 2), dx(x.size() * 4), d1(size_t(m * n) * 4), d2(size_t(m * n) * 4);
     upload(dw.p, w.data(), w.size());
     upload(dw16.p, w16.data(), w16.size() * 2);
     upload(dx.p, x.data(), x.size() * 4);
@@ -263,7 +252,7 @@ TEST(CudaMatmul, PrefillTilesSeeTheReferenceValuesInF16) {
     const Tensor tx = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dx.p, kGpu);
     const Tensor t1 = Tensor::contiguous(GgmlType::F32, {m, n, 1, 1}, d1.p, kGpu);
     const Tensor t2 = Tensor::contiguous(GgmlType::F32, {m, n, 1, 1}, d2.p, kGpu);
-    DevMem ws(cuda::matmul_workspace_bytes(t1, tw, tx));
+    DeviceBytes ws(cuda::matmul_workspace_bytes(t1, tw, tx));
     cuda::matmul(nullptr, t1, tw, tx, ws.p);
     cuda::matmul(nullptr, t2, tw16, tx, ws.p);
     const std::vector<float> a = download<float>(d1.p, size_t(m * n)), b = download<float>(d2.p, size_t(m * n));
@@ -283,7 +272,7 @@ TEST(CudaMatmul, GetRowsEveryType) {
     const std::vector<uint8_t> src = random_rows(type, k, n_src, 0, uint32_t(rng()));
     const std::vector<float> ref = dequant_rows(type, src, k, n_src, s_stride);
     const int64_t n = int64_t(ids.size()), d_stride = k + 3;
-    DevMem ds(src.size()), di(ids.size() * 4), dd(size_t(d_stride * n) * 4);
+    DeviceBytes ds(src.size()), di(ids.size() * 4), dd(size_t(d_stride * n) * 4);
     upload(ds.p, src.data(), src.size());
     upload(di.p, ids.data(), ids.size() * 4);
     const Tensor ts = strided(type, {k, n_src, 1, 1}, s_stride, ds.p);
@@ -349,7 +338,7 @@ void check_moe(const MoeCase& c, const std::vector<int64_t>& token_counts, uint3
         wts[size_t(t * k + j)] = std::uniform_real_distribution<float>(0.05f, 0.6f)(rng);
       }
     }
-    DevMem dgu(gu.size()), ddn(dn.size()), dx(x.size() * 4), did(ids.size() * 4), dw(wts.size() * 4),
+    DeviceBytes dgu(gu.size()), ddn(dn.size()), dx(x.size() * 4), did(ids.size() * 4), dw(wts.size() * 4),
         dd(size_t(d_stride * n) * 4);
     upload(dgu.p, gu.data(), gu.size());
     upload(ddn.p, dn.data(), dn.size());
@@ -366,7 +355,7 @@ void check_moe(const MoeCase& c, const std::vector<int64_t>& token_counts, uint3
     const Tensor td = strided(GgmlType::F32, {n_embd, n, 1, 1}, size_t(d_stride) * 4, dd.p);
     const Tensor tid = Tensor::contiguous(GgmlType::I32, {k, n, 1, 1}, did.p, kGpu);
     const Tensor tw = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dw.p, kGpu);
-    DevMem ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));  // NaN-filled: unwritten reads show
+    DeviceBytes ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));  // NaN-filled: unwritten reads show
     cuda::moe_experts(nullptr, td, tx, ex, tid, tw, ws.p);
     const std::vector<float> got = download<float>(dd.p, size_t(d_stride * n));
     // The 8-bit decode path quantizes x and then h (see act_error): their errors carried through.

@@ -23,23 +23,12 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
 #include "backend/cuda/cuda_matvec.h"
+#include "device_bytes.h"
 
 namespace moeserve {
 namespace {
 
 constexpr DeviceId kGpu{DeviceKind::cuda, 0};
-
-struct Dev {
-  void* p = nullptr;
-  explicit Dev(size_t bytes) {
-    MOESERVE_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 1)));
-    MOESERVE_CUDA_CHECK(cudaMemset(p, 0xFF, std::max<size_t>(bytes, 1)));  // all-ones floats are NaN
-  }
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  char* bytes() const { return static_cast<char*>(p); }
-};
 
 template <typename T>
 void put(void* dst, const std::vector<T>& v) {
@@ -109,7 +98,7 @@ TEST(CudaMatvecQ8, EveryTypeEveryColumnCount) {
       std::vector<float> x(size_t(x_stride * n));
       std::uniform_real_distribution<float> u(-1.5f, 1.5f);
       for (float& v : x) v = u(rng);
-      Dev dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
+      DeviceBytes dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
       put(dw.p, w);
       put(dx.p, x);
       const Tensor tw = Tensor::contiguous(type, {k, m, 1, 1}, dw.p, kGpu);
@@ -120,7 +109,7 @@ TEST(CudaMatvecQ8, EveryTypeEveryColumnCount) {
       td.nb[1] = size_t(d_stride) * 4;
       td.nb[2] = td.nb[3] = td.nb[1] * size_t(n);
       ASSERT_TRUE(cuda::q8_matvec_usable(tw, tx)) << type_name(type);
-      Dev ws(cuda::matmul_workspace_bytes(td, tw, tx));
+      DeviceBytes ws(cuda::matmul_workspace_bytes(td, tw, tx));
       cuda::matmul(nullptr, td, tw, tx, ws.p);
       const std::vector<float> got = get(dd.p, size_t(d_stride * n));
       int bad = 0;
@@ -145,7 +134,7 @@ TEST(CudaMatvecQ8, EveryTypeEveryColumnCount) {
 // Rows the 16-byte staging cannot take stay on the general kernels, still correct.
 TEST(CudaMatvecQ8, UnalignedRowsAreNotTaken) {
   const int64_t k = 512;
-  Dev dw(row_bytes(GgmlType::IQ2_XS, k) * 4 + 16), dx(k * 4);
+  DeviceBytes dw(row_bytes(GgmlType::IQ2_XS, k) * 4 + 16), dx(k * 4);
   const Tensor tw = Tensor::contiguous(GgmlType::IQ2_XS, {k, 4, 1, 1}, dw.p, kGpu);  // 148-byte rows
   const Tensor tx = Tensor::contiguous(GgmlType::F32, {k, 1, 1, 1}, dx.p, kGpu);
   EXPECT_FALSE(cuda::q8_matvec_usable(tw, tx));
@@ -188,7 +177,7 @@ void check_moe(const MoeCase& c, uint32_t seed) {
       }
     }
     if (n == 3) ids[size_t(k + 1)] = -1;  // an id with no expert contributes nothing
-    Dev dgu(gu.size()), ddn(dn.size()), dx(x.size() * 4), did(ids.size() * 4), dw(wts.size() * 4),
+    DeviceBytes dgu(gu.size()), ddn(dn.size()), dx(x.size() * 4), did(ids.size() * 4), dw(wts.size() * 4),
         dd(size_t(d_stride * n) * 4);
     put(dgu.p, gu);
     put(ddn.p, dn);
@@ -208,7 +197,7 @@ void check_moe(const MoeCase& c, uint32_t seed) {
     const Tensor tid = Tensor::contiguous(GgmlType::I32, {k, n, 1, 1}, did.p, kGpu);
     const Tensor tw = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, dw.p, kGpu);
     ASSERT_TRUE(cuda::q8_moe_usable(tx, ex)) << type_name(c.gate_up) << "/" << type_name(c.down);
-    Dev ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));
+    DeviceBytes ws(cuda::moe_experts_workspace_bytes(td, tx, ex, tid));
     cuda::moe_experts(nullptr, td, tx, ex, tid, tw, ws.p);
     const std::vector<float> got = get(dd.p, size_t(d_stride * n));
 
