@@ -63,27 +63,6 @@ class CpuBackend final : public Backend {
                           const Tensor& beta, const Tensor& state, const BatchInfo& batch) override;
 
  private:
-  // Runs f(begin, end) over [0, n) in chunks (about four per thread) that the threads claim
-  // dynamically (a delayed thread does not hold the op up), or on the caller alone when the work
-  // (n * cost_per_item, roughly in flops) is too small to pay for waking the workers.
-  template <typename F>
-  void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
-    if (n <= 0) return;
-    if (pool_.size() == 1 || n == 1 || n * cost_per_item < kMinParallelWork) {
-      f(int64_t(0), n);
-      return;
-    }
-    const int64_t chunk = std::max<int64_t>(1, n / (4 * int64_t(pool_.size())));
-    std::atomic<int64_t> next{0};
-    pool_.run_dynamic([&](int, int) {
-      for (int64_t b = next.fetch_add(chunk, std::memory_order_relaxed); b < n;
-           b = next.fetch_add(chunk, std::memory_order_relaxed)) {
-        f(b, std::min(n, b + chunk));
-      }
-    });
-  }
-  static constexpr int64_t kMinParallelWork = 32768;
-
   // Runs f(ith, item) for every item in [0, n), items claimed one at a time by the threads that
   // take part (a delayed thread does not hold the op up); ith names the thread's scratch space.
   // Which thread takes an item never changes its result.
@@ -97,6 +76,21 @@ class CpuBackend final : public Backend {
       }
     });
   }
+
+  // Runs f(begin, end) over [0, n) in chunks (about four per thread) that the threads claim
+  // dynamically (a delayed thread does not hold the op up), or on the caller alone when the work
+  // (n * cost_per_item, roughly in flops) is too small to pay for waking the workers.
+  template <typename F>
+  void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
+    if (n <= 0) return;
+    if (pool_.size() == 1 || n == 1 || n * cost_per_item < kMinParallelWork) {
+      f(int64_t(0), n);
+      return;
+    }
+    const int64_t chunk = std::max<int64_t>(1, n / (4 * int64_t(pool_.size())));
+    for_each_claimed((n + chunk - 1) / chunk, [&](int, int64_t c) { f(c * chunk, std::min(n, (c + 1) * chunk)); });
+  }
+  static constexpr int64_t kMinParallelWork = 32768;
 
   // Quantizes the rows of x [k, n] F32 to `type` into the workspace at `out` (row stride
   // row_bytes(type, k)), inside a pool job (all threads take part).
