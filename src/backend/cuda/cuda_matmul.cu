@@ -93,18 +93,7 @@ void launch_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, cons
 template <GgmlType T>
 void launch_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x) {
   const int64_t n = x.ne[1];
-  switch (n) {
-    case 1: return launch_matvec<T, 1>(stream, dst, w, x);
-    case 2: return launch_matvec<T, 2>(stream, dst, w, x);
-    case 3: return launch_matvec<T, 3>(stream, dst, w, x);
-    case 4: return launch_matvec<T, 4>(stream, dst, w, x);
-    case 5: return launch_matvec<T, 5>(stream, dst, w, x);
-    case 6: return launch_matvec<T, 6>(stream, dst, w, x);
-    case 7: return launch_matvec<T, 7>(stream, dst, w, x);
-    case 8: return launch_matvec<T, 8>(stream, dst, w, x);
-    default: break;
-  }
-  static_assert(kMaxDecodeCols == 8);
+  if (with_column_count<kMaxDecodeCols>(n, [&]<int NC>() { launch_matvec<T, NC>(stream, dst, w, x); })) return;
   // More columns come here only with F32 weights (the other types take gemm_prefill): F32
   // weights keep F32 products (the tensor-core tiles round activations to f16, which F32 models
   // would notice): the decode kernel over groups of 8 columns.

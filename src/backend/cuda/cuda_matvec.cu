@@ -82,18 +82,10 @@ void q8_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Te
   if (dst.nb[1] % sizeof(float) != 0) fail("internal: cuda matmul dst row stride is not a multiple of 4");
   const ActQ8 act = mmvq::quantize_columns(stream, x, k, n, workspace);
   const bool ok = mmvq::dispatch_q8(w.type, [&]<GgmlType T>() {
-    switch (n) {
-      case 1: return launch<T, 1>(stream, dst, w, act);
-      case 2: return launch<T, 2>(stream, dst, w, act);
-      case 3: return launch<T, 3>(stream, dst, w, act);
-      case 4: return launch<T, 4>(stream, dst, w, act);
-      case 5: return launch<T, 5>(stream, dst, w, act);
-      case 6: return launch<T, 6>(stream, dst, w, act);
-      case 7: return launch<T, 7>(stream, dst, w, act);
-      default: return launch<T, 8>(stream, dst, w, act);
+    if (!with_column_count<kQ8MaxCols>(n, [&]<int NC>() { launch<T, NC>(stream, dst, w, act); })) {
+      fail("internal: cuda q8 matvec takes 1 to ", kQ8MaxCols, " columns, not ", n);
     }
   });
-  static_assert(kQ8MaxCols == 8);
   if (!ok) fail("internal: cuda q8 matvec has no kernel for ", type_name(w.type));
   MOESERVE_CUDA_CHECK_LAUNCH();
 }

@@ -7,12 +7,24 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <utility>
 
 #include "backend/backend.h"
 
 namespace moeserve::cuda {
 
 constexpr int64_t kQ8MaxCols = 8;
+
+// For the decode kernels specialized per column count (here and the F32 ones in cuda_matmul.cu):
+// calls f.template operator()<NC>() with NC = n when 1 <= n <= kMax; false (no call) otherwise.
+template <int kMax, typename F>
+bool with_column_count(int64_t n, F&& f) {
+  bool called = false;
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((n == I + 1 ? (f.template operator()<I + 1>(), called = true) : false), ...);
+  }(std::make_integer_sequence<int, kMax>{});
+  return called;
+}
 
 // Workspace of a matmul on this path (0 when the shapes/types never take it; data not looked at).
 size_t q8_matvec_workspace_bytes(const Tensor& w, const Tensor& x);
