@@ -265,6 +265,9 @@ void CudaBackend::run_step(const BatchInfo& batch, uint64_t graph_key, const std
 void CudaBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) {
   check_weight_type("matmul", w.type);
   if (skip(matmul_workspace_bytes(dst, w, x))) return;
+  if (profiler_) {
+    profiler_->label("matmul", str_cat("matmul ", type_traits(w.type).name, " ", w.ne[0], "x", w.ne[1], " n=", x.ne[1]));
+  }
   cuda::matmul(stream_, dst, w, x, workspace());
 }
 
@@ -278,6 +281,9 @@ void CudaBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Exper
                                  const Tensor& weights) {
   for (const Tensor* t : {&experts.gate, &experts.up, &experts.down}) check_weight_type("moe_experts", t->type);
   if (skip(moe_experts_workspace_bytes(dst, x, experts, ids))) return;
+  if (profiler_) {
+    profiler_->label("moe_experts", str_cat("moe_experts ", type_traits(experts.gate.type).name, " n=", x.ne[1]));
+  }
   cuda::moe_experts(stream_, dst, x, experts, ids, weights, workspace());
 }
 

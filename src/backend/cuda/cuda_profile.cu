@@ -47,6 +47,10 @@ void OpProfiler::begin(const char* op) {
   pending_.push_back(p);
 }
 
+void OpProfiler::label(const char* op, std::string name) {
+  if (!pending_.empty() && pending_.back().op == op) pending_.back().op = std::move(name);
+}
+
 void OpProfiler::end() {
   if (pending_.empty()) return;
   MOESERVE_CUDA_CHECK(cudaEventRecord(pending_.back().stop, stream_));
@@ -79,10 +83,10 @@ void OpProfiler::print() {
   for (const auto& [op, t] : totals_) sum += t.ms;
   std::vector<std::pair<std::string, Total>> rows(totals_.begin(), totals_.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
-  std::fprintf(stderr, "GPU time per op (MOESERVE_PROFILE, no graphs):\n%-20s %10s %12s %10s %10s %7s\n", "op",
+  std::fprintf(stderr, "GPU time per op (MOESERVE_PROFILE, no graphs):\n%-44s %10s %12s %10s %10s %7s\n", "op",
                "calls", "total ms", "us/call", "max us", "share");
   for (const auto& [op, t] : rows) {
-    std::fprintf(stderr, "%-20s %10lld %12.3f %10.2f %10.1f %6.1f%%\n", op.c_str(), t.calls, t.ms,
+    std::fprintf(stderr, "%-44s %10lld %12.3f %10.2f %10.1f %6.1f%%\n", op.c_str(), t.calls, t.ms,
                  1000.0 * t.ms / double(std::max(t.calls, 1LL)), 1000.0 * t.max_ms, sum > 0 ? 100.0 * t.ms / sum : 0.0);
   }
 }

@@ -24,13 +24,16 @@ class OpProfiler {
   static bool requested();
 
   void begin(const char* op);
+  // Renames the op begun last when it is `op` (not an enclosing fused op): e.g. a product named
+  // by its weight type and shape, so the table splits one op kind by what it computed.
+  void label(const char* op, std::string name);
   void end();
   // Waits for the recorded ops and prints the table (once, at the end).
   void print();
 
  private:
   struct Pending {
-    const char* op;
+    std::string op;
     cudaEvent_t start, stop;
   };
   struct Total {
