@@ -70,8 +70,8 @@ __device__ __forceinline__ float round16(float x) {
 }
 
 // Elements [e0, e0 + 8) of a row (e0 a multiple of 8) as 16-bit values, one 16-byte store:
-// F16/BF16 rows are copied (16-byte aligned, checked by mma_supported), Q8_0/Q4_0 dequantized to
-// f16 (their blocks are 2-byte aligned: 16-bit loads).
+// F16/BF16 rows are copied (the staged rows are 16-byte aligned), Q8_0/Q4_0 dequantized to f16
+// (their blocks are 2-byte aligned: 16-bit loads).
 __device__ __forceinline__ void load8(Fmt f, const char* row, int e0, uint16_t* dst) {
   if (f == Fmt::f16 || f == Fmt::bf16) {
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(row + 2 * e0);
@@ -100,19 +100,40 @@ __device__ __forceinline__ void load8(Fmt f, const char* row, int e0, uint16_t* 
   *reinterpret_cast<uint4*>(dst) = make_uint4(out[0], out[1], out[2], out[3]);
 }
 
-// kBN cells from `c0` (cells past `last` repeat row `last`, so masked cells hold finite values)
-// into a shared tile of pitch P 16-bit elements.
+// Copies kBN rows of `row_bytes` (global rows `stride` apart; row r is cell min(c0 + r, last), so
+// cells past the range repeat a valid row and masked cells hold finite values) into consecutive
+// shared rows, in cp.async pieces of W = 16 or 4 bytes.
+template <int W>
+__device__ __forceinline__ void stage_rows(char* dst, const char* base, int64_t stride, int row_bytes, int c0, int last) {
+  const int per_row = row_bytes / W;
+  for (int i = threadIdx.x; i < kBN * per_row; i += 32 * kWarps) {
+    const int r = i / per_row, c = i % per_row;
+    const char* src = base + int64_t(min(c0 + r, last)) * stride + c * W;
+    const uint32_t d = smem_u32(dst + r * row_bytes + c * W);
+    if constexpr (W == 16) {
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+    } else {
+      asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(d), "l"(src), "n"(W) : "memory");
+    }
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// The staged rows of a tile, dequantized into a tile of pitch P 16-bit elements.
 template <int D, int P>
-__device__ __forceinline__ void fill_tile(Fmt f, uint16_t* tile, const char* base, int64_t stride, int c0, int last) {
+__device__ __forceinline__ void fill_tile(Fmt f, uint16_t* tile, const char* raw, int row_bytes) {
   constexpr int kChunks = D / 8;
 #pragma unroll 4
   for (int i = threadIdx.x; i < kBN * kChunks; i += 32 * kWarps) {
     const int r = i / kChunks, e0 = (i % kChunks) * 8;
-    load8(f, base + int64_t(min(c0 + r, last)) * stride, e0, tile + r * P + e0);
+    load8(f, raw + r * row_bytes, e0, tile + r * P + e0);
   }
 }
 
-template <bool KB, bool VB, int D>
+// Grid: (token tiles, KV heads). K/V bytes of the next tile are in flight (cp.async, raw) while
+// the warps compute on the current one; each tile is dequantized from its staged bytes into the
+// 16-bit tiles the mma reads.
+template <bool KB, bool VB, int D, int W>
 __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) {
   constexpr int P = D + 8;  // tile pitch: rows an odd number of 16-byte units apart (ldmatrix)
   constexpr int kNt = D / 8;
@@ -120,7 +141,10 @@ __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) 
   uint16_t* qs = smem;
   uint16_t* ks = qs + kBM * P;
   uint16_t* vs = ks + kBN * P;
-  __shared__ int row_pos[kBM], row_seq[kBM], list_seq[kBM], list_max[kBM];
+  char* raw_k = reinterpret_cast<char*>(vs + kBN * P);
+  const int kb = int(a.k_head_bytes), vb = int(a.v_head_bytes);
+  char* raw_v = raw_k + kBN * kb;
+  __shared__ int row_pos[kBM], row_seq[kBM], list_seq[kBM], list_end[kBM];
   __shared__ int n_list;
   pdl_wait();
   pdl_trigger();
@@ -134,34 +158,46 @@ __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) 
     row_pos[r] = ok ? a.batch.pos[t] : -1;
     row_seq[r] = ok ? a.batch.seq[t] : -1;
   }
-  // Q rounded to K's dot type, a warp per 32-block of a row.
-  for (int i = warp; i < kBM * (D / 32); i += kWarps) {
-    const int r = i / (D / 32), b = i % (D / 32);
+  // Q rounded to K's dot type: a warp per row, all of the row's loads in flight at once.
+  for (int r = warp; r < kBM; r += kWarps) {
     const int tl = r / group, t = t0 + tl;
-    float x = 0;
-    if (tl < tokens && t < a.n_tokens) x = reinterpret_cast<const float*>(row_ptr(a.q, kvh * group + r % group, t))[b * 32 + lane];
-    x = round_query(a.kf, x);
-    qs[r * P + b * 32 + lane] = KB ? __bfloat16_as_ushort(__float2bfloat16_rn(x)) : __half_as_ushort(__float2half_rn(x));
+    float x[D / 32];
+    if (tl < tokens && t < a.n_tokens) {  // warp-uniform
+      const float* qp = reinterpret_cast<const float*>(row_ptr(a.q, kvh * group + r % group, t));
+#pragma unroll
+      for (int b = 0; b < D / 32; ++b) x[b] = qp[b * 32 + lane];
+#pragma unroll
+      for (int b = 0; b < D / 32; ++b) x[b] = round_query(a.kf, x[b]);
+    } else {
+#pragma unroll
+      for (int b = 0; b < D / 32; ++b) x[b] = 0;
+    }
+#pragma unroll
+    for (int b = 0; b < D / 32; ++b) {
+      qs[r * P + b * 32 + lane] =
+          KB ? __bfloat16_as_ushort(__float2bfloat16_rn(x[b])) : __half_as_ushort(__float2half_rn(x[b]));
+    }
   }
   __syncthreads();
-  // The sequences of the block's tokens and the last cell each needs.
+  // The sequences of the block's tokens and the end of the cells each needs.
   if (threadIdx.x == 0) {
     int n = 0;
     for (int tl = 0; tl < tokens; ++tl) {
-      const int s = row_seq[tl * group], p = row_pos[tl * group];
+      const int s = row_seq[tl * group], end = row_pos[tl * group] + 1;
       if (s < 0) break;
       int j = 0;
       while (j < n && list_seq[j] != s) ++j;
       if (j == n) {
         list_seq[n] = s;
-        list_max[n++] = p;
+        list_end[n++] = end;
       } else {
-        list_max[j] = max(list_max[j], p);
+        list_end[j] = max(list_end[j], end);
       }
     }
     n_list = n;
   }
   __syncthreads();
+  const int n_seqs = n_list;
 
   const int r0 = warp * 16, gq = lane >> 2, tq = lane & 3;
   const int rpos[2] = {row_pos[r0 + gq], row_pos[r0 + gq + 8]};
@@ -177,18 +213,30 @@ __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) 
   const uint16_t* k_frag = ks + (8 * (lane >> 4) + (lane & 7)) * P + 8 * ((lane >> 3) & 1);
   const uint16_t* v_frag = vs + ((lane & 7) + 8 * ((lane >> 3) & 1)) * P + 8 * (lane >> 4);
 
-  for (int li = 0; li < n_list; ++li) {
-    const int s = list_seq[li], last = list_max[li];
-    const char* k_base = a.k.data + int64_t(s) * a.k.nb[2] + kvh * a.k_head_bytes;
-    const char* v_base = a.v.data + int64_t(s) * a.v.nb[2] + kvh * a.v_head_bytes;
-    for (int c0 = 0; c0 <= last; c0 += kBN) {
-      __syncthreads();  // the previous tile is consumed
-      fill_tile<D, P>(a.kf, ks, k_base, a.k.nb[1], c0, last);
-      fill_tile<D, P>(a.vf, vs, v_base, a.v.nb[1], c0, last);
-      __syncthreads();
-      const bool active = (rseq[0] == s && rpos[0] >= c0) || (rseq[1] == s && rpos[1] >= c0);
-      if (!__any_sync(0xffffffffu, active)) continue;
+  // Tiles in order: each listed sequence's cells [0, end) in steps of kBN.
+  const auto stage = [&](int li, int c0) {
+    const int s = list_seq[li], last = list_end[li] - 1;
+    stage_rows<W>(raw_k, a.k.data + int64_t(s) * a.k.nb[2] + kvh * a.k_head_bytes, a.k.nb[1], kb, c0, last);
+    stage_rows<W>(raw_v, a.v.data + int64_t(s) * a.v.nb[2] + kvh * a.v_head_bytes, a.v.nb[1], vb, c0, last);
+  };
+  int li = 0, c0 = 0;
+  if (n_seqs > 0) stage(0, 0);
+  while (li < n_seqs) {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();  // the staged bytes are visible; the previous tile's 16-bit tiles are consumed
+    fill_tile<D, P>(a.kf, ks, raw_k, kb);
+    fill_tile<D, P>(a.vf, vs, raw_v, vb);
+    __syncthreads();  // the 16-bit tiles are ready, the staging buffer is free
+    int next_li = li, next_c0 = c0 + kBN;
+    if (next_c0 >= list_end[li]) {
+      ++next_li;
+      next_c0 = 0;
+    }
+    if (next_li < n_seqs) stage(next_li, next_c0);
 
+    const int s = list_seq[li];
+    const bool active = (rseq[0] == s && rpos[0] >= c0) || (rseq[1] == s && rpos[1] >= c0);
+    if (__any_sync(0xffffffffu, active)) {
       float sc[kBN / 8][4];
 #pragma unroll
       for (int j = 0; j < kBN / 8; ++j) {
@@ -207,7 +255,8 @@ __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) 
           mma<KB>(sc[j + 1], af, bf[2], bf[3]);
         }
       }
-      // Scale and mask; the tile's row maxima (a row's values sit in the 4 lanes of a quad).
+      // Scale and mask (past the row's position, or another sequence); the tile's row maxima (a
+      // row's values sit in the 4 lanes of a quad).
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int j = 0; j < kBN / 8; ++j) {
@@ -260,6 +309,8 @@ __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) 
         }
       }
     }
+    li = next_li;
+    c0 = next_c0;
   }
 
 #pragma unroll
@@ -277,30 +328,42 @@ __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) 
   }
 }
 
-template <bool KB, bool VB, int D>
+template <bool KB, bool VB, int D, int W>
 void launch(const AttnArgs& a, cudaStream_t stream) {
-  const size_t smem = size_t(kBM + 2 * kBN) * (D + 8) * sizeof(uint16_t);
+  const size_t smem =
+      size_t(kBM + 2 * kBN) * (D + 8) * sizeof(uint16_t) + size_t(kBN) * size_t(a.k_head_bytes + a.v_head_bytes);
   if (smem > 48 * 1024) {  // past the default, a kernel has to ask (per device, so every time)
-    MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<KB, VB, D>,
+    MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<KB, VB, D, W>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   }
   const int tokens = kBM / a.group;
   const dim3 grid(unsigned((a.n_tokens + tokens - 1) / tokens), unsigned(a.n_head / a.group));
-  launch_pdl(attention_mma_kernel<KB, VB, D>, grid, 32 * kWarps, smem, stream, a);
+  launch_pdl(attention_mma_kernel<KB, VB, D, W>, grid, 32 * kWarps, smem, stream, a);
 }
 
-template <bool KB, bool VB>
+template <bool KB, bool VB, int W>
 void launch_dim(const AttnArgs& a, cudaStream_t stream) {
-  if (a.dk == 64) launch<KB, VB, 64>(a, stream);
-  else if (a.dk == 128) launch<KB, VB, 128>(a, stream);
-  else launch<KB, VB, 256>(a, stream);
+  if (a.dk == 64) launch<KB, VB, 64, W>(a, stream);
+  else if (a.dk == 128) launch<KB, VB, 128, W>(a, stream);
+  else launch<KB, VB, 256, W>(a, stream);
 }
 
-// Whether a cache's rows suit load8: 16-byte aligned for F16/BF16, block formats always (even).
-bool rows_aligned(const View& v, Fmt f, int64_t head_bytes) {
-  if (f != Fmt::f16 && f != Fmt::bf16) return true;
-  const uint64_t bits = reinterpret_cast<uint64_t>(v.data) | uint64_t(v.nb[1]) | uint64_t(v.nb[2]) | uint64_t(head_bytes);
-  return (bits & 15u) == 0;
+template <int W>
+void launch_types(const AttnArgs& a, cudaStream_t stream) {
+  const bool kb = a.kf == Fmt::bf16, vb = a.vf == Fmt::bf16;
+  if (kb && vb) launch_dim<true, true, W>(a, stream);
+  else if (kb) launch_dim<true, false, W>(a, stream);
+  else if (vb) launch_dim<false, true, W>(a, stream);
+  else launch_dim<false, false, W>(a, stream);
+}
+
+// The cp.async piece every staged row allows: the caches' bases, row and sequence strides and
+// head offsets are multiples of it (0: not even 4 bytes).
+int stage_width(const AttnArgs& a) {
+  const uint64_t bits = reinterpret_cast<uint64_t>(a.k.data) | reinterpret_cast<uint64_t>(a.v.data) |
+                        uint64_t(a.k.nb[1]) | uint64_t(a.k.nb[2]) | uint64_t(a.v.nb[1]) | uint64_t(a.v.nb[2]) |
+                        uint64_t(a.k_head_bytes) | uint64_t(a.v_head_bytes);
+  return (bits & 15u) == 0 ? 16 : (bits & 3u) == 0 ? 4 : 0;
 }
 
 }  // namespace
@@ -308,18 +371,13 @@ bool rows_aligned(const View& v, Fmt f, int64_t head_bytes) {
 bool mma_supported(const AttnArgs& a) {
   // F32 caches keep the CUDA-core kernels: their products stay in f32, as the full-precision
   // format asks.
-  const auto sixteen_bit_or_block = [](Fmt f) { return f != Fmt::f32; };
   return a.round_q && a.dk == a.dv && (a.dk == 64 || a.dk == 128 || a.dk == 256) && a.group <= kBM &&
-         sixteen_bit_or_block(a.kf) && sixteen_bit_or_block(a.vf) && rows_aligned(a.k, a.kf, a.k_head_bytes) &&
-         rows_aligned(a.v, a.vf, a.v_head_bytes);
+         a.kf != Fmt::f32 && a.vf != Fmt::f32 && stage_width(a) != 0;
 }
 
 void launch_attention_mma(const AttnArgs& a, cudaStream_t stream) {
-  const bool kb = a.kf == Fmt::bf16, vb = a.vf == Fmt::bf16;
-  if (kb && vb) launch_dim<true, true>(a, stream);
-  else if (kb) launch_dim<true, false>(a, stream);
-  else if (vb) launch_dim<false, true>(a, stream);
-  else launch_dim<false, false>(a, stream);
+  if (stage_width(a) == 16) launch_types<16>(a, stream);
+  else launch_types<4>(a, stream);
 }
 
 }  // namespace moeserve::cuda::attn
