@@ -23,6 +23,7 @@ inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
 struct CpuOptions {
   int n_threads = 0;          // 0: one per core
   Isa isa = Isa::avx512;      // highest kernel level allowed (capped by the CPU)
+  GridLookup grid_lookup = preferred_grid_lookup();
   // Delta-net runs at least this long use the chunked (parallel) form; shorter ones recur.
   int delta_net_chunk_min = 8;
 };

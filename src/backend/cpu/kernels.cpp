@@ -52,7 +52,22 @@ Isa detect_isa() {
   return Isa::scalar;
 }
 
-Kernels make_kernels(Isa isa) {
+const char* grid_lookup_name(GridLookup lookup) {
+  return lookup == GridLookup::gathers ? "gathers" : "inserts";
+}
+
+GridLookup preferred_grid_lookup() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  // Vendor string "GenuineIntel" in EBX, EDX, ECX of leaf 0.
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) && ebx == 0x756e6547 && edx == 0x49656e69 && ecx == 0x6c65746e) {
+    return GridLookup::gathers;
+  }
+#endif
+  return GridLookup::inserts;
+}
+
+Kernels make_kernels(Isa isa, GridLookup lookup) {
   Kernels k;
   for (const TypeTraits* t = all_types().begin; t != all_types().end; ++t) {
     const size_t slot = size_t(t->type);
@@ -77,8 +92,9 @@ Kernels make_kernels(Isa isa) {
   }
   if (isa == Isa::avx512) {
     install_avx512_kernels(k);
-    install_avx512_iq_kernels(k);
+    install_avx512_iq_kernels(k, lookup);
     k.isa = Isa::avx512;
+    k.grid_lookup = lookup;
   }
 #endif
   return k;
