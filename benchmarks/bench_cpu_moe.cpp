@@ -81,12 +81,14 @@ void moe(benchmark::State& state) {
     return Tensor::contiguous(GgmlType::I32, {kUsed, n, 1, 1}, id + (step % kRoutings) * kUsed * n);
   };
   be->moe_experts(y, x, w[0], ids(0), wts);
+  const int64_t ram = state.range(3);
   int64_t step = 0;
   double bytes = 0;
   for (auto _ : state) {
-    be->moe_experts(y, x, w[size_t(step % kLayers)], ids(step), wts);
+    const int64_t s = ram ? step : 0;
+    be->moe_experts(y, x, w[size_t(s % kLayers)], ids(s), wts);
     // Bytes of the distinct experts the step routes to.
-    std::vector<int32_t> used(id + (step % kRoutings) * kUsed * n, id + (step % kRoutings + 1) * kUsed * n);
+    std::vector<int32_t> used(id + (s % kRoutings) * kUsed * n, id + (s % kRoutings + 1) * kUsed * n);
     std::sort(used.begin(), used.end());
     const int64_t distinct = std::unique(used.begin(), used.end()) - used.begin();
     bytes += double(distinct) * double(2 * row_bytes(kType, kEmbd) * kFf + row_bytes(kType, kFf) * kEmbd);
@@ -98,12 +100,14 @@ void moe(benchmark::State& state) {
 void args(benchmark::internal::Benchmark* b) {
   const int64_t cores = std::thread::hardware_concurrency();
   for (int64_t n : {1, 4, 64}) {
-    for (int64_t lookup : {0, 1}) {
-      b->Args({n, 1, lookup})->Args({n, 2, lookup});
-      if (cores > 2) b->Args({n, cores / 2, lookup})->Args({n, cores, lookup});
+    for (int64_t ram : {1, 0}) {
+      for (int64_t lookup : {0, 1}) {
+        b->Args({n, 1, lookup, ram})->Args({n, 2, lookup, ram});
+        if (cores > 2) b->Args({n, cores / 2, lookup, ram})->Args({n, cores, lookup, ram});
+      }
     }
   }
-  b->ArgNames({"tokens", "threads", "lookup"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+  b->ArgNames({"tokens", "threads", "lookup", "ram"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 BENCHMARK(moe)->Apply(args);

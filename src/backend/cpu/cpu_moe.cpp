@@ -16,15 +16,6 @@ namespace {
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
-// Rows are prefetched this far ahead within a tile: a tile's rows are contiguous, but the
-// hardware prefetchers stop at page boundaries and start late on each new tile.
-constexpr int64_t kPrefetchRows = 2;
-
-void prefetch_row(const void* row, size_t bytes) {
-  const char* p = static_cast<const char*>(row);
-  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
-}
-
 // Waits for another thread's release store of a non-zero value. The setter is running (it
 // claimed its work before the waiter claimed its own), so this spins, yielding after a while in
 // case that thread has lost its core.
@@ -108,7 +99,6 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   const int64_t n_up_tasks = n_active * ff_tiles;
   const float* wts = weights.as<float>();
   const QuantizeRowFn quantize_act = kernels_.quantize_for(down_act);
-  const size_t gate_row = ex.gate.nb[1], up_row = ex.up.nb[1], down_row = ex.down.nb[1];
 
   const bool few = n_tokens < pool_.size();
   if (few) {
@@ -128,6 +118,8 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
 
   const auto gate_up_tile = [&](int64_t a, int64_t f0, int64_t f1) {
     const int32_t e = active[a];
+    const TilePrefetch pf_gate(ex.gate.row(f0, e), ex.gate.nb[1], ex.gate.row_size(), f1 - f0);
+    const TilePrefetch pf_up(ex.up.row(f0, e), ex.up.nb[1], ex.up.row_size(), f1 - f0);
     for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
       const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
       const void *a_g[kMaxCols], *a_u[kMaxCols];
@@ -140,9 +132,9 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
       }
       float g[kMaxCols], u[kMaxCols];
       for (int64_t f = f0; f < f1; ++f) {
-        if (f + kPrefetchRows < f1) {
-          prefetch_row(ex.gate.row(f + kPrefetchRows, e), gate_row);
-          prefetch_row(ex.up.row(f + kPrefetchRows, e), up_row);
+        if (i0 == offsets[e]) {
+          pf_gate.at(f - f0);
+          pf_up.at(f - f0);
         }
         kernels_.dot_cols(ex.gate.type, n_embd, ex.gate.row(f, e), a_g, nc, g);
         kernels_.dot_cols(ex.up.type, n_embd, ex.up.row(f, e), a_u, nc, u);
@@ -159,8 +151,9 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   };
 
   const auto down_tile = [&](int64_t a, int64_t r0, int64_t r1) {
-    wait_until_set(ready[a]);
     const int32_t e = active[a];
+    const TilePrefetch pf(ex.down.row(r0, e), ex.down.nb[1], ex.down.row_size(), r1 - r0);
+    wait_until_set(ready[a]);
     for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
       const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
       const void* in[kMaxCols];
@@ -172,7 +165,7 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
       }
       float d[kMaxCols];
       for (int64_t r = r0; r < r1; ++r) {
-        if (r + kPrefetchRows < r1) prefetch_row(ex.down.row(r + kPrefetchRows, e), down_row);
+        if (i0 == offsets[e]) pf.at(r - r0);
         kernels_.dot_cols(ex.down.type, n_ff, ex.down.row(r, e), in, nc, d);
         for (int c = 0; c < nc; ++c) o[c][r] = d[c];
       }

@@ -1,6 +1,9 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#include <cstdlib>
+#include <cstring>
+
 #include "backend/cpu/kernels.h"
 
 namespace moeserve::cpu {
@@ -57,6 +60,11 @@ const char* grid_lookup_name(GridLookup lookup) {
 }
 
 GridLookup preferred_grid_lookup() {
+  // MOESERVE_CPU_GRID_LOOKUP=inserts|gathers overrides the choice (to measure both on one machine).
+  if (const char* env = std::getenv("MOESERVE_CPU_GRID_LOOKUP")) {
+    if (std::strcmp(env, "inserts") == 0) return GridLookup::inserts;
+    if (std::strcmp(env, "gathers") == 0) return GridLookup::gathers;
+  }
 #if defined(__x86_64__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   // Vendor string "GenuineIntel" in EBX, EDX, ECX of leaf 0.

@@ -23,7 +23,8 @@ Isa detect_isa();
 // faster depends on the core (docs/perf.md), so the choice is made per CPU vendor.
 enum class GridLookup { inserts, gathers };
 const char* grid_lookup_name(GridLookup lookup);
-// Gathers on Intel, inserts elsewhere (Zen 4 gathers measured slower).
+// Gathers on Intel, inserts elsewhere (Zen 4 gathers measured slower); the environment variable
+// MOESERVE_CPU_GRID_LOOKUP (inserts or gathers) overrides it.
 GridLookup preferred_grid_lookup();
 
 inline constexpr size_t kTypeSlots = 40;  // ggml type ids are < 40
