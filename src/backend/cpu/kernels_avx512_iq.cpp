@@ -65,12 +65,11 @@ MOESERVE_AVX512 inline void xxs_scales(__m256i aux, __m512i* scales) {
 
 // Grid magnitudes of 64 elements, two ways (GridLookup):
 //  - inserts: eight 8-byte entries (or sixteen 4-byte ones) loaded by index and inserted into one
-//    register. The indices are read with scalar loads from the block itself: extracting them from
-//    a vector register (vpextrw) costs two uops each, one on the shuffle port the inserts need too,
-//    which Sapphire Rapids' two hyperthreads per core share.
-//  - gathers: one vpgatherdq (vpgatherdd) per 64 elements, indices widened in registers; mostly
-//    load-port work, which pays where gathers are fast (Intel cores since Golden Cove) and not on
-//    Zen 4 (docs/perf.md).
+//    register, the indices read with scalar loads from the block itself (not extracted from a
+//    vector register: vpextrw is two uops, one on the shuffle port the inserts need too);
+//  - gathers: one vpgatherdq (vpgatherdd) per 64 elements, indices widened in registers, mostly
+//    load-port work. One thread decodes IQ2_XS twice as fast with gathers on Sapphire Rapids,
+//    while on Zen 4 inserts are faster (docs/perf.md, cpu-moe).
 template <typename Index>
 MOESERVE_AVX512 inline __m512i grid8(const uint64_t* grid, const Index* g, unsigned mask) {
   return _mm512_set_epi64(int64_t(grid[g[7] & mask]), int64_t(grid[g[6] & mask]), int64_t(grid[g[5] & mask]),
