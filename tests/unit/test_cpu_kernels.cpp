@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
@@ -20,18 +21,29 @@ std::vector<float> random_row(int64_t n, std::mt19937& gen, float scale) {
   return v;
 }
 
-std::vector<Isa> simd_levels() {
-  std::vector<Isa> levels;
-  if (detect_isa() != Isa::scalar) levels.push_back(Isa::avx2);
-  if (detect_isa() == Isa::avx512) levels.push_back(Isa::avx512);
+// Every SIMD table this CPU can run: AVX2, and AVX-512 with each grid lookup of its i-quant
+// kernels (both give the same bits whichever the CPU prefers).
+struct Level {
+  Isa isa;
+  GridLookup lookup;
+  std::string name() const { return std::string(isa_name(isa)) + "/" + grid_lookup_name(lookup); }
+};
+
+std::vector<Level> simd_levels() {
+  std::vector<Level> levels;
+  if (detect_isa() != Isa::scalar) levels.push_back({Isa::avx2, GridLookup::inserts});
+  if (detect_isa() == Isa::avx512) {
+    levels.push_back({Isa::avx512, GridLookup::inserts});
+    levels.push_back({Isa::avx512, GridLookup::gathers});
+  }
   return levels;
 }
 
 TEST(CpuKernels, QuantizersAndDequantizersBitExact) {
   const Kernels ref = make_kernels(Isa::scalar);
   std::mt19937 gen(5);
-  for (Isa isa : simd_levels()) {
-    const Kernels k = make_kernels(isa);
+  for (const Level& level : simd_levels()) {
+    const Kernels k = make_kernels(level.isa, level.lookup);
     for (size_t slot = 0; slot < kTypeSlots; ++slot) {
       const TypeTraits* t = find_type(int32_t(slot));
       if (!t) continue;
@@ -50,7 +62,7 @@ TEST(CpuKernels, QuantizersAndDequantizersBitExact) {
             std::vector<uint8_t> a(bytes), b(bytes);
             ref.quantize[slot](x.data(), a.data(), n);
             k.quantize[slot](x.data(), b.data(), n);
-            EXPECT_EQ(a, b) << "quantize " << t->name << " " << isa_name(isa) << " n=" << n;
+            EXPECT_EQ(a, b) << "quantize " << t->name << " " << level.name() << " n=" << n;
           }
           if (k.dequantize[slot] != ref.dequantize[slot] && ref.quantize[slot]) {
             std::vector<uint8_t> q(bytes);
@@ -58,7 +70,7 @@ TEST(CpuKernels, QuantizersAndDequantizersBitExact) {
             std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
             ref.dequantize[slot](q.data(), a.data(), n);
             k.dequantize[slot](q.data(), b.data(), n);
-            EXPECT_EQ(a, b) << "dequantize " << t->name << " " << isa_name(isa);
+            EXPECT_EQ(a, b) << "dequantize " << t->name << " " << level.name();
           }
         }
       }
@@ -69,8 +81,8 @@ TEST(CpuKernels, QuantizersAndDequantizersBitExact) {
 TEST(CpuKernels, DotProductsMatchReference) {
   const Kernels ref = make_kernels(Isa::scalar);
   std::mt19937 gen(6);
-  for (Isa isa : simd_levels()) {
-    const Kernels k = make_kernels(isa);
+  for (const Level& level : simd_levels()) {
+    const Kernels k = make_kernels(level.isa, level.lookup);
     int checked = 0;
     for (size_t slot = 0; slot < kTypeSlots; ++slot) {
       const TypeTraits* t = find_type(int32_t(slot));
@@ -90,10 +102,10 @@ TEST(CpuKernels, DotProductsMatchReference) {
         double mag = 0;
         for (int64_t e = 0; e < n; ++e) mag += std::fabs(double(wd[size_t(e)]) * xf[size_t(e)]);
         EXPECT_NEAR(k.vec_dot[slot](n, w.data(), x.data()), expect, double(n) * 6e-8 * mag * 1.1 + 1e-6)
-            << t->name << " " << isa_name(isa) << " n=" << n;
+            << t->name << " " << level.name() << " n=" << n;
       }
     }
-    EXPECT_GE(checked, 8) << isa_name(isa);  // F32, F16, Q8_0, Q4_0, Q4_K, IQ2_XXS, IQ2_XS, IQ3_XXS
+    EXPECT_GE(checked, 8) << level.name();  // F32, F16, Q8_0, Q4_0, Q4_K, IQ2_XXS, IQ2_XS, IQ3_XXS
   }
 }
 
@@ -102,8 +114,8 @@ TEST(CpuKernels, DotProductsMatchReference) {
 // fewer registers' worth of columns split further) and row length.
 TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
   std::mt19937 gen(8);
-  for (Isa isa : simd_levels()) {
-    const Kernels k = make_kernels(isa);
+  for (const Level& level : simd_levels()) {
+    const Kernels k = make_kernels(level.isa, level.lookup);
     int checked = 0;
     for (size_t slot = 0; slot < kTypeSlots; ++slot) {
       const TypeTraits* t = find_type(int32_t(slot));
@@ -126,12 +138,12 @@ TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
           k.dot_cols(t->type, n, w.data(), a, nc, out);
           for (int c = 0; c < nc; ++c) {
             EXPECT_EQ(out[c], k.vec_dot[slot](n, w.data(), a[c]))
-                << t->name << " " << isa_name(isa) << " n=" << n << " ncols=" << nc << " column " << c;
+                << t->name << " " << level.name() << " n=" << n << " ncols=" << nc << " column " << c;
           }
         }
       }
     }
-    EXPECT_GE(checked, 14) << isa_name(isa);  // Q8_0, Q4_0, Q2_K..Q6_K, 7 i-quants
+    EXPECT_GE(checked, 14) << level.name();  // Q8_0, Q4_0, Q2_K..Q6_K, 7 i-quants
   }
 }
 
@@ -140,31 +152,34 @@ TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
 // give every sign pattern (and its parity bit) and every scale nibble.
 TEST(CpuKernels, Avx512DotsEqualAvx2) {
   if (detect_isa() != Isa::avx512) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
-  const Kernels k2 = make_kernels(Isa::avx2), k5 = make_kernels(Isa::avx512);
-  std::mt19937 gen(9);
-  int checked = 0;
-  for (size_t slot = 0; slot < kTypeSlots; ++slot) {
-    const TypeTraits* t = find_type(int32_t(slot));
-    if (!t || k5.vec_dot[slot] == k2.vec_dot[slot]) continue;
-    ++checked;
-    const GgmlType act = t->vec_dot_type;
-    for (int64_t blocks : {1, 5, 64}) {
-      const int64_t n = std::max(t->block_size, type_traits(act).block_size) * blocks;
-      const std::vector<uint8_t> w = test::random_blocks(t->type, n, uint32_t(gen()));
-      const std::vector<float> xf = random_row(n, gen, 3.0f);
-      std::vector<uint8_t> x(row_bytes(act, n));
-      k2.quantize[size_t(act)](xf.data(), x.data(), n);
-      EXPECT_EQ(k5.vec_dot[slot](n, w.data(), x.data()), k2.vec_dot[slot](n, w.data(), x.data())) << t->name;
+  for (GridLookup lookup : {GridLookup::inserts, GridLookup::gathers}) {
+    const Kernels k2 = make_kernels(Isa::avx2), k5 = make_kernels(Isa::avx512, lookup);
+    std::mt19937 gen(9);
+    int checked = 0;
+    for (size_t slot = 0; slot < kTypeSlots; ++slot) {
+      const TypeTraits* t = find_type(int32_t(slot));
+      if (!t || k5.vec_dot[slot] == k2.vec_dot[slot]) continue;
+      ++checked;
+      const GgmlType act = t->vec_dot_type;
+      for (int64_t blocks : {1, 5, 64}) {
+        const int64_t n = std::max(t->block_size, type_traits(act).block_size) * blocks;
+        const std::vector<uint8_t> w = test::random_blocks(t->type, n, uint32_t(gen()));
+        const std::vector<float> xf = random_row(n, gen, 3.0f);
+        std::vector<uint8_t> x(row_bytes(act, n));
+        k2.quantize[size_t(act)](xf.data(), x.data(), n);
+        EXPECT_EQ(k5.vec_dot[slot](n, w.data(), x.data()), k2.vec_dot[slot](n, w.data(), x.data()))
+            << t->name << " " << grid_lookup_name(lookup);
+      }
     }
+    EXPECT_GE(checked, 5);  // Q8_0, Q4_0 (VNNI), IQ2_XXS, IQ2_XS, IQ3_XXS (512-bit)
   }
-  EXPECT_GE(checked, 5);  // Q8_0, Q4_0 (VNNI), IQ2_XXS, IQ2_XS, IQ3_XXS (512-bit)
 }
 
 TEST(CpuKernels, FloatHelpers) {
   const Kernels ref = make_kernels(Isa::scalar);
   std::mt19937 gen(7);
-  for (Isa isa : simd_levels()) {
-    const Kernels k = make_kernels(isa);
+  for (const Level& level : simd_levels()) {
+    const Kernels k = make_kernels(level.isa, level.lookup);
     for (int64_t n : {1, 7, 8, 17, 64, 129}) {
       const std::vector<float> a = random_row(n, gen, 1.0f), b = random_row(n, gen, 1.0f);
       EXPECT_NEAR(k.dot_f32(n, a.data(), b.data()), ref.dot_f32(n, a.data(), b.data()), 1e-5 * double(n));

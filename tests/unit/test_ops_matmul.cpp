@@ -144,6 +144,38 @@ TEST(OpsMoe, TokensIndependentOfThreadsAndBatch) {
   }
 }
 
+// The gate/up and down tiles of all experts run as one job, a down tile waiting for its expert's
+// activations: any thread count (more threads than tiles included, and more than the cores) gives
+// the single thread's bits, with row counts that leave partial tiles (96 = 3 x 32 gate/up rows,
+// 160 = 128 + 32 down rows) and experts hit by one token or by many.
+TEST(OpsMoe, OneJobForBothProductsAnyThreadCount) {
+  std::vector<std::unique_ptr<cpu::CpuBackend>> cpus;
+  for (int threads : {1, 2, 5, 8}) cpus.push_back(cpu_backend(threads));
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::IQ2_XS}) {
+    const int64_t block = type_traits(type).block_size;
+    const int64_t n_embd = block == 32 ? 160 : 512, n_ff = block == 32 ? 96 : 256, n_expert = 7, k = 3;
+    HostTensor gate = random_typed(type, {n_embd, n_ff, n_expert, 1});
+    HostTensor up = random_typed(type, {n_embd, n_ff, n_expert, 1});
+    HostTensor down = random_typed(type, {n_ff, n_embd, n_expert, 1});
+    const ExpertWeights ex{gate.t, up.t, down.t};
+    for (int64_t n : {1, 2, 40}) {
+      HostTensor x = random_f32({n_embd, n, 1, 1});
+      HostTensor logits = random_f32({n_expert, n, 1, 1}, -3, 3);
+      HostTensor ids = HostTensor::make(GgmlType::I32, {k, n, 1, 1}), wts = HostTensor::make(GgmlType::F32, {k, n, 1, 1});
+      cpus[0]->moe_route(ids.t, wts.t, logits.t, true);
+      HostTensor a = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+      cpus[0]->moe_experts(a.t, x.t, ex, ids.t, wts.t);
+      for (size_t i = 1; i < cpus.size(); ++i) {
+        for (int rep = 0; rep < 3; ++rep) {
+          HostTensor b = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+          cpus[i]->moe_experts(b.t, x.t, ex, ids.t, wts.t);
+          EXPECT_EQ(*a.bytes, *b.bytes) << type_name(type) << " n=" << n << " " << cpus[i]->name();
+        }
+      }
+    }
+  }
+}
+
 TEST(OpsMoe, ExpertsEqualDenseFfnPerExpert) {
   // The fused op equals running each chosen expert as a dense SwiGLU FFN and summing by weight.
   auto cpu = cpu_backend(2);

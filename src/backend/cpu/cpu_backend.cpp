@@ -31,7 +31,7 @@ int default_threads() {
 CpuBackend::CpuBackend(const CpuOptions& options)
     : Backend(DeviceId{}),
       options_(options),
-      kernels_(make_kernels(std::min(options.isa, detect_isa()))),
+      kernels_(make_kernels(std::min(options.isa, detect_isa()), options.grid_lookup)),
       pool_(options.n_threads > 0 ? options.n_threads : default_threads()) {}
 
 std::string CpuBackend::name() const {

@@ -20,9 +20,38 @@ inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
   return {begin, std::min(n, begin + per)};
 }
 
+// Software prefetch of a tile's weight rows (consecutive rows `stride` bytes apart), about
+// kPrefetchBytes ahead of the row being computed: the tile's first rows are requested at once when
+// it starts (many misses in flight rather than one row's at a time), then one row per row
+// computed. The hardware prefetchers stop at page boundaries and start late on each new stream,
+// and a decode step reads its weights as many short tiles at scattered addresses.
+class TilePrefetch {
+ public:
+  static constexpr size_t kPrefetchBytes = 2048;
+  TilePrefetch(const void* first_row, size_t stride, size_t row_bytes, int64_t n_rows)
+      : base_(static_cast<const char*>(first_row)), stride_(stride), row_bytes_(row_bytes), n_rows_(n_rows),
+        ahead_(int64_t((kPrefetchBytes + stride - 1) / stride)) {
+    for (int64_t r = 0; r < std::min(ahead_, n_rows_); ++r) prefetch(r);
+  }
+  // Before computing row i of the tile.
+  void at(int64_t i) const {
+    if (i + ahead_ < n_rows_) prefetch(i + ahead_);
+  }
+
+ private:
+  void prefetch(int64_t r) const {
+    const char* p = base_ + size_t(r) * stride_;
+    for (size_t off = 0; off < row_bytes_; off += 64) __builtin_prefetch(p + off);
+  }
+  const char* base_;
+  size_t stride_, row_bytes_;
+  int64_t n_rows_, ahead_;
+};
+
 struct CpuOptions {
   int n_threads = 0;          // 0: one per core
   Isa isa = Isa::avx512;      // highest kernel level allowed (capped by the CPU)
+  GridLookup grid_lookup = preferred_grid_lookup();
   // Delta-net runs at least this long use the chunked (parallel) form; shorter ones recur.
   int delta_net_chunk_min = 8;
 };

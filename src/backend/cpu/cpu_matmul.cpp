@@ -42,7 +42,9 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
     }
     const int nc = int(c1 - c0);
     float out[kTileCols];
+    const TilePrefetch pf(w.row(r0), w.nb[1], w.row_size(), r1 - r0);
     for (int64_t r = r0; r < r1; ++r) {
+      pf.at(r - r0);
       kernels_.dot_cols(w.type, k, w.row(r), a, nc, out);
       for (int c = 0; c < nc; ++c) y[c][r] = out[c];
     }

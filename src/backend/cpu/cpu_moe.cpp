@@ -1,11 +1,12 @@
 // Routed experts, fused: tokens grouped by expert (counting sort of the (token, slot) pairs), the
 // activations quantized once, then gate/up + SiLU and down as tiles of (expert, weight rows) over
-// the threads so each expert's weights stream through the cache once per step, and a final
-// weighted sum per token. The tokens routed to one expert go through its rows kMaxCols at a time
+// the threads in one job (each expert's weights stream through the cache once per step), and a
+// final weighted sum per token. The tokens routed to one expert go through its rows kMaxCols at a time
 // (Kernels::dot_cols: each weight row decoded once for all of them, results as one at a time).
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
@@ -14,6 +15,18 @@ namespace moeserve::cpu {
 namespace {
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+// Waits for another thread's release store of a non-zero value. The setter is running (it
+// claimed its work before the waiter claimed its own), so this spins, yielding after a while in
+// case that thread has lost its core.
+void wait_until_set(int32_t& flag) {
+  for (int spin = 1; !std::atomic_ref<int32_t>(flag).load(std::memory_order_acquire); ++spin) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (spin % 1024 == 0) std::this_thread::yield();
+  }
+}
 
 }  // namespace
 
@@ -32,7 +45,9 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   const size_t off_slots = off_offsets + align64(sizeof(int32_t) * size_t(n_expert + 1));
   const size_t off_active = off_slots + align64(sizeof(int32_t) * size_t(n_slots));
   const size_t off_cursor = off_active + align64(sizeof(int32_t) * size_t(n_expert));
-  const size_t off_xg = off_cursor + align64(sizeof(int32_t) * size_t(n_expert));
+  const size_t off_pending = off_cursor + align64(sizeof(int32_t) * size_t(n_expert));
+  const size_t off_ready = off_pending + align64(sizeof(int32_t) * size_t(n_expert));
+  const size_t off_xg = off_ready + align64(sizeof(int32_t) * size_t(n_expert));
   const size_t off_xu = off_xg + align64(xg_stride * size_t(n_tokens));
   const size_t off_act = off_xu + (same_act ? 0 : align64(xu_stride * size_t(n_tokens)));
   const size_t off_actq = off_act + align64(sizeof(float) * size_t(n_slots * n_ff));
@@ -48,6 +63,9 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   auto* offsets = reinterpret_cast<int32_t*>(ws + off_offsets);
   auto* slots = reinterpret_cast<int32_t*>(ws + off_slots);
   auto* active = reinterpret_cast<int32_t*>(ws + off_active);
+  // Per active expert: gate/up tiles not yet done, and whether its activations are quantized.
+  auto* pending = reinterpret_cast<int32_t*>(ws + off_pending);
+  auto* ready = reinterpret_cast<int32_t*>(ws + off_ready);
   char* xg = ws + off_xg;
   char* xu = same_act ? xg : ws + off_xu;
   auto* act = reinterpret_cast<float*>(ws + off_act);
@@ -70,14 +88,18 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   std::memcpy(cursor, offsets, sizeof(int32_t) * size_t(n_expert));
   for (int64_t sl = 0; sl < n_slots; ++sl) slots[cursor[id[sl]]++] = int32_t(sl);
 
-  constexpr int64_t kRows = 32;
-  const int64_t ff_blocks = (n_ff + kRows - 1) / kRows, embd_blocks = (n_embd + kRows - 1) / kRows;
+  // One job for both products: the gate/up tiles of every expert come first in claiming order,
+  // then the down tiles. The thread that finishes an expert's last gate/up tile quantizes that
+  // expert's activations and marks it ready; a thread whose down tile finds its expert not ready
+  // yet waits (every gate/up tile has been claimed by then, by a thread that is running it). So
+  // the down product of the first experts overlaps the gate/up tiles of the last ones, and there
+  // is no pool-wide barrier and no single-threaded quantization between the two products.
+  constexpr int64_t kFfRows = 32, kEmbdRows = 128;
+  const int64_t ff_tiles = (n_ff + kFfRows - 1) / kFfRows, embd_tiles = (n_embd + kEmbdRows - 1) / kEmbdRows;
+  const int64_t n_up_tasks = n_active * ff_tiles;
   const float* wts = weights.as<float>();
+  const QuantizeRowFn quantize_act = kernels_.quantize_for(down_act);
 
-  // Five phases: the quantizations and the final sums split over the threads, or on the caller
-  // alone when there are fewer rows than threads (decode); the expert tiles handed out
-  // dynamically (uneven expert loads) to whichever threads run, so a thread the OS delays holds
-  // up neither product.
   const bool few = n_tokens < pool_.size();
   if (few) {
     quantize_rows(x, gate_act, xg, 0, 1);
@@ -88,10 +110,16 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
       if (!same_act) quantize_rows(x, up_act, xu, ith, nth);
     });
   }
+  // Plain stores: the pool's job start publishes them to the workers.
+  for (int64_t a = 0; a < n_active; ++a) {
+    pending[a] = int32_t(ff_tiles);
+    ready[a] = 0;
+  }
 
-  for_each_claimed(n_active * ff_blocks, [&](int, int64_t task) {
-    const int32_t e = active[task / ff_blocks];
-    const int64_t f0 = (task % ff_blocks) * kRows, f1 = std::min(n_ff, f0 + kRows);
+  const auto gate_up_tile = [&](int64_t a, int64_t f0, int64_t f1) {
+    const int32_t e = active[a];
+    const TilePrefetch pf_gate(ex.gate.row(f0, e), ex.gate.nb[1], ex.gate.row_size(), f1 - f0);
+    const TilePrefetch pf_up(ex.up.row(f0, e), ex.up.nb[1], ex.up.row_size(), f1 - f0);
     for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
       const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
       const void *a_g[kMaxCols], *a_u[kMaxCols];
@@ -104,44 +132,53 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
       }
       float g[kMaxCols], u[kMaxCols];
       for (int64_t f = f0; f < f1; ++f) {
+        if (i0 == offsets[e]) {
+          pf_gate.at(f - f0);
+          pf_up.at(f - f0);
+        }
         kernels_.dot_cols(ex.gate.type, n_embd, ex.gate.row(f, e), a_g, nc, g);
         kernels_.dot_cols(ex.up.type, n_embd, ex.up.row(f, e), a_u, nc, u);
         for (int c = 0; c < nc; ++c) h[c][f] = g[c] / (1.0f + std::exp(-g[c])) * u[c];
       }
     }
-  });
-
-  const auto quantize_act = [&](int64_t b, int64_t e) {
-    for (int64_t sl = b; sl < e; ++sl) {
-      kernels_.quantize_for(down_act)(act + size_t(sl) * size_t(n_ff), actq + size_t(sl) * ad_stride, n_ff);
+    if (std::atomic_ref<int32_t>(pending[a]).fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      for (int32_t i = offsets[e]; i < offsets[e + 1]; ++i) {
+        const int32_t sl = slots[i];
+        quantize_act(act + size_t(sl) * size_t(n_ff), actq + size_t(sl) * ad_stride, n_ff);
+      }
+      std::atomic_ref<int32_t>(ready[a]).store(1, std::memory_order_release);
     }
   };
-  if (n_slots < pool_.size()) {
-    quantize_act(0, n_slots);
-  } else {
-    pool_.run([&](int ith, int nth) {
-      const auto [b, e] = share(n_slots, ith, nth);
-      quantize_act(b, e);
-    });
-  }
 
-  for_each_claimed(n_active * embd_blocks, [&](int, int64_t task) {
-    const int32_t e = active[task / embd_blocks];
-    const int64_t r0 = (task % embd_blocks) * kRows, r1 = std::min(n_embd, r0 + kRows);
+  const auto down_tile = [&](int64_t a, int64_t r0, int64_t r1) {
+    const int32_t e = active[a];
+    const TilePrefetch pf(ex.down.row(r0, e), ex.down.nb[1], ex.down.row_size(), r1 - r0);
+    wait_until_set(ready[a]);
     for (int32_t i0 = offsets[e]; i0 < offsets[e + 1]; i0 += kMaxCols) {
       const int nc = std::min<int>(kMaxCols, offsets[e + 1] - i0);
-      const void* a[kMaxCols];
+      const void* in[kMaxCols];
       float* o[kMaxCols];
       for (int c = 0; c < nc; ++c) {
         const int32_t sl = slots[i0 + c];
-        a[c] = actq + size_t(sl) * ad_stride;
+        in[c] = actq + size_t(sl) * ad_stride;
         o[c] = out + size_t(sl) * size_t(n_embd);
       }
       float d[kMaxCols];
       for (int64_t r = r0; r < r1; ++r) {
-        kernels_.dot_cols(ex.down.type, n_ff, ex.down.row(r, e), a, nc, d);
+        if (i0 == offsets[e]) pf.at(r - r0);
+        kernels_.dot_cols(ex.down.type, n_ff, ex.down.row(r, e), in, nc, d);
         for (int c = 0; c < nc; ++c) o[c][r] = d[c];
       }
+    }
+  };
+
+  for_each_claimed(n_up_tasks + n_active * embd_tiles, [&](int, int64_t task) {
+    if (task < n_up_tasks) {
+      const int64_t f0 = (task % ff_tiles) * kFfRows;
+      gate_up_tile(task / ff_tiles, f0, std::min(n_ff, f0 + kFfRows));
+    } else {
+      const int64_t t = task - n_up_tasks, r0 = (t % embd_tiles) * kEmbdRows;
+      down_tile(t / embd_tiles, r0, std::min(n_embd, r0 + kEmbdRows));
     }
   });
 

@@ -1,6 +1,9 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#include <cstdlib>
+#include <cstring>
+
 #include "backend/cpu/kernels.h"
 
 namespace moeserve::cpu {
@@ -52,7 +55,27 @@ Isa detect_isa() {
   return Isa::scalar;
 }
 
-Kernels make_kernels(Isa isa) {
+const char* grid_lookup_name(GridLookup lookup) {
+  return lookup == GridLookup::gathers ? "gathers" : "inserts";
+}
+
+GridLookup preferred_grid_lookup() {
+  // MOESERVE_CPU_GRID_LOOKUP=inserts|gathers overrides the choice (to measure both on one machine).
+  if (const char* env = std::getenv("MOESERVE_CPU_GRID_LOOKUP")) {
+    if (std::strcmp(env, "inserts") == 0) return GridLookup::inserts;
+    if (std::strcmp(env, "gathers") == 0) return GridLookup::gathers;
+  }
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  // Vendor string "GenuineIntel" in EBX, EDX, ECX of leaf 0.
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) && ebx == 0x756e6547 && edx == 0x49656e69 && ecx == 0x6c65746e) {
+    return GridLookup::gathers;
+  }
+#endif
+  return GridLookup::inserts;
+}
+
+Kernels make_kernels(Isa isa, GridLookup lookup) {
   Kernels k;
   for (const TypeTraits* t = all_types().begin; t != all_types().end; ++t) {
     const size_t slot = size_t(t->type);
@@ -77,8 +100,9 @@ Kernels make_kernels(Isa isa) {
   }
   if (isa == Isa::avx512) {
     install_avx512_kernels(k);
-    install_avx512_iq_kernels(k);
+    install_avx512_iq_kernels(k, lookup);
     k.isa = Isa::avx512;
+    k.grid_lookup = lookup;
   }
 #endif
   return k;

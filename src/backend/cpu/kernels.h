@@ -18,6 +18,15 @@ const char* isa_name(Isa isa);
 // The best level this CPU supports.
 Isa detect_isa();
 
+// How the AVX-512 grid i-quant kernels (IQ2_XXS, IQ2_XS, IQ3_XXS) load their grid entries:
+// scalar loads inserted into a register, or vector gathers. Both give the same bits; which is
+// faster depends on the core (docs/perf.md), so the choice is made per CPU vendor.
+enum class GridLookup { inserts, gathers };
+const char* grid_lookup_name(GridLookup lookup);
+// Gathers on Intel, inserts elsewhere (Zen 4 gathers measured slower); the environment variable
+// MOESERVE_CPU_GRID_LOOKUP (inserts or gathers) overrides it.
+GridLookup preferred_grid_lookup();
+
 inline constexpr size_t kTypeSlots = 40;  // ggml type ids are < 40
 
 // One weight row against `ncols` (1..kMaxCols) activation rows a[0..ncols) of its vec_dot_type:
@@ -27,6 +36,7 @@ inline constexpr int kMaxCols = 8;
 
 struct Kernels {
   Isa isa = Isa::scalar;
+  GridLookup grid_lookup = GridLookup::inserts;  // of the AVX-512 i-quant kernels
   // Weight row (type t) . activation row already in t's vec_dot_type.
   std::array<VecDotFn, kTypeSlots> vec_dot{};
   // Multi-column form of vec_dot where a kernel has one (prefill, experts hit by several tokens).
@@ -57,7 +67,7 @@ struct Kernels {
 
 // The table for `isa` (at most what the CPU supports: callers pass detect_isa() or lower, which
 // tests use to compare every level against the scalar one).
-Kernels make_kernels(Isa isa);
+Kernels make_kernels(Isa isa, GridLookup lookup = preferred_grid_lookup());
 
 // Per-ISA overrides, each in its own file compiled with that ISA's target attribute.
 void install_avx2_kernels(Kernels& k);
@@ -66,6 +76,6 @@ void install_avx2_iq_kernels(Kernels& k);
 void install_avx2_iq_more_kernels(Kernels& k);
 void install_avx2_legacy_kernels(Kernels& k);
 void install_avx512_kernels(Kernels& k);
-void install_avx512_iq_kernels(Kernels& k);
+void install_avx512_iq_kernels(Kernels& k, GridLookup lookup);
 
 }  // namespace moeserve::cpu

@@ -1,9 +1,8 @@
 // AVX-512 dot products of the grid i-quants the MoE experts use (IQ2_XXS, IQ2_XS, IQ3_XXS) with
 // Q8_K activations, 64 elements per 512-bit step. What the AVX2 kernels do with scalar code per 8
 // elements is done for a whole super-block at once:
-//  - grid magnitudes: still one load per grid entry (8 entries of 8 bytes, or 16 of 4 bytes for
-//    IQ3_XXS, per 64 elements), inserted into one 512-bit register; on Zen 4 this measured faster
-//    than vpgatherqq / vpgatherdd (docs/perf.md);
+//  - grid magnitudes: 8 entries of 8 bytes (or 16 of 4 bytes for IQ3_XXS) per 64 elements, by
+//    inserts or by a gather (GridLookup, below);
 //  - signs: the 7-bit sign fields of all 256 elements become a 256-bit mask in registers (the 8th
 //    bit of each 8 is the parity of the other seven, the rule ksigns64 tabulates), and the
 //    activations are negated under that mask (one masked subtract per 64 elements) instead of
@@ -64,12 +63,25 @@ MOESERVE_AVX512 inline void xxs_scales(__m256i aux, __m512i* scales) {
   }
 }
 
-// Eight 8-byte grid entries (64 magnitudes) by index: scalar loads and inserts, which measured
-// faster than a 64-bit gather on Zen 4.
+// Grid magnitudes of 64 elements, two ways (GridLookup):
+//  - inserts: eight 8-byte entries (or sixteen 4-byte ones) loaded by index and inserted into one
+//    register, the indices read with scalar loads from the block itself (not extracted from a
+//    vector register: vpextrw is two uops, one on the shuffle port the inserts need too);
+//  - gathers: one vpgatherdq (vpgatherdd) per 64 elements, indices widened in registers, mostly
+//    load-port work. One thread decodes IQ2_XS twice as fast with gathers on Sapphire Rapids,
+//    while on Zen 4 inserts are faster (docs/perf.md, cpu-moe).
 template <typename Index>
-MOESERVE_AVX512 inline __m512i grid8(const uint64_t* grid, const Index* g) {
-  return _mm512_set_epi64(int64_t(grid[g[7]]), int64_t(grid[g[6]]), int64_t(grid[g[5]]), int64_t(grid[g[4]]),
-                          int64_t(grid[g[3]]), int64_t(grid[g[2]]), int64_t(grid[g[1]]), int64_t(grid[g[0]]));
+MOESERVE_AVX512 inline __m512i grid8(const uint64_t* grid, const Index* g, unsigned mask) {
+  return _mm512_set_epi64(int64_t(grid[g[7] & mask]), int64_t(grid[g[6] & mask]), int64_t(grid[g[5] & mask]),
+                          int64_t(grid[g[4] & mask]), int64_t(grid[g[3] & mask]), int64_t(grid[g[2] & mask]),
+                          int64_t(grid[g[1] & mask]), int64_t(grid[g[0] & mask]));
+}
+
+// Sixteen int32 indices -> two gathers of eight 8-byte grid entries.
+MOESERVE_AVX512 inline void gather16(const uint64_t* grid, __m512i idx, __m512i* mags) {
+  const auto* base = reinterpret_cast<const long long*>(grid);
+  mags[0] = _mm512_i32gather_epi64(_mm512_castsi512_si256(idx), base, 8);
+  mags[1] = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx, 1), base, 8);
 }
 
 // Per-column state, as avx2::IqAcc: one 16-lane integer sum per column for the super-block, then
@@ -112,7 +124,7 @@ struct Iq512Acc {
 };
 
 // IQ2_XXS: per 32 elements 4 grid indices (bytes) and a u32 of signs and scale.
-template <int NC>
+template <GridLookup L, int NC>
 MOESERVE_AVX512 void dot_iq2_xxs(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockIQ2_XXS*>(w);
   Iq512Acc<NC> st(a);
@@ -120,35 +132,46 @@ MOESERVE_AVX512 void dot_iq2_xxs(int64_t n, const void* w, const void* const* a,
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0);
   for (int64_t i = 0; i < n / QK_K; ++i) {
     const __m512i q = _mm512_loadu_si512(x[i].qs);
-    const __m256i grid_idx = _mm512_castsi512_si256(_mm512_permutexvar_epi32(even, q));  // 4 bytes per group
     const __m256i aux = _mm512_castsi512_si256(_mm512_permutexvar_epi32(odd, q));
     __m512i mags[4], scales[4];
     alignas(32) uint64_t masks[4];
-    alignas(32) uint8_t gi[32];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(gi), grid_idx);
-    for (int j = 0; j < 4; ++j) mags[j] = grid8(iq2xxs_grid, gi + 8 * j);
+    if constexpr (L == GridLookup::gathers) {
+      const __m256i grid_idx = _mm512_castsi512_si256(_mm512_permutexvar_epi32(even, q));  // 4 bytes per group
+      gather16(iq2xxs_grid, _mm512_cvtepu8_epi32(_mm256_castsi256_si128(grid_idx)), mags);
+      gather16(iq2xxs_grid, _mm512_cvtepu8_epi32(_mm256_extracti128_si256(grid_idx, 1)), mags + 2);
+    } else {
+      // Group g's indices are bytes 8g..8g+3 of qs.
+      const auto* qb = reinterpret_cast<const uint8_t*>(x[i].qs);
+      for (int j = 0; j < 4; ++j) {
+        const uint8_t* g = qb + 16 * j;
+        const uint8_t idx[8] = {g[0], g[1], g[2], g[3], g[8], g[9], g[10], g[11]};
+        mags[j] = grid8(iq2xxs_grid, idx, 0xFF);
+      }
+    }
     xxs_signs(aux, masks);
     xxs_scales(aux, scales);
     st.add(i, mags, masks, scales);
-    st.finish(i, half(x[i].d) * kFracIq2);
+    st.finish(i, _cvtsh_ss(x[i].d) * kFracIq2);
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq2_xxs, 8)
 
 // IQ2_XS: per 8 elements a u16 (9-bit grid index, 7-bit sign field); a 4-bit scale per 16.
-template <int NC>
+template <GridLookup L, int NC>
 MOESERVE_AVX512 void dot_iq2_xs(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockIQ2_XS*>(w);
   Iq512Acc<NC> st(a);
   for (int64_t i = 0; i < n / QK_K; ++i) {
     const __m512i q = _mm512_loadu_si512(x[i].qs);
-    const __m512i grid_idx = _mm512_and_si512(q, _mm512_set1_epi16(511));
     __m512i mags[4], scales[4];
     alignas(32) uint64_t masks[4];
-    alignas(64) uint16_t gi[32];
-    _mm512_store_si512(gi, grid_idx);
-    for (int j = 0; j < 4; ++j) mags[j] = grid8(iq2xs_grid, gi + 8 * j);
+    if constexpr (L == GridLookup::gathers) {
+      const __m512i grid_idx = _mm512_and_si512(q, _mm512_set1_epi16(511));
+      gather16(iq2xs_grid, _mm512_cvtepu16_epi32(_mm512_castsi512_si256(grid_idx)), mags);
+      gather16(iq2xs_grid, _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(grid_idx, 1)), mags + 2);
+    } else {
+      for (int j = 0; j < 4; ++j) mags[j] = grid8(iq2xs_grid, x[i].qs + 8 * j, 511);
+    }
     // One sign byte per u16, in element order (7 bits per 16-bit word; the parity fold stays
     // inside each byte since the word's high byte is zero).
     const __m256i fields = _mm512_cvtepi16_epi8(_mm512_srli_epi16(q, 9));
@@ -166,14 +189,13 @@ MOESERVE_AVX512 void dot_iq2_xs(int64_t n, const void* w, const void* const* a, 
       scales[j] = _mm512_permutexvar_epi16(idx, s512);
     }
     st.add(i, mags, masks, scales);
-    st.finish(i, half(x[i].d) * kFracIq2);
+    st.finish(i, _cvtsh_ss(x[i].d) * kFracIq2);
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq2_xs, 8)
 
 // IQ3_XXS: 64 grid indices (bytes, 4 elements each), then a u32 of signs and scale per 32.
-template <int NC>
+template <GridLookup L, int NC>
 MOESERVE_AVX512 void dot_iq3_xxs(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockIQ3_XXS*>(w);
   Iq512Acc<NC> st(a);
@@ -182,28 +204,53 @@ MOESERVE_AVX512 void dot_iq3_xxs(int64_t n, const void* w, const void* const* a,
     alignas(32) uint64_t masks[4];
     for (int j = 0; j < 4; ++j) {
       const uint8_t* g = x[i].qs + 16 * j;
-      mags[j] = _mm512_setr_epi32(
-          int32_t(iq3xxs_grid[g[0]]), int32_t(iq3xxs_grid[g[1]]), int32_t(iq3xxs_grid[g[2]]), int32_t(iq3xxs_grid[g[3]]),
-          int32_t(iq3xxs_grid[g[4]]), int32_t(iq3xxs_grid[g[5]]), int32_t(iq3xxs_grid[g[6]]), int32_t(iq3xxs_grid[g[7]]),
-          int32_t(iq3xxs_grid[g[8]]), int32_t(iq3xxs_grid[g[9]]), int32_t(iq3xxs_grid[g[10]]), int32_t(iq3xxs_grid[g[11]]),
-          int32_t(iq3xxs_grid[g[12]]), int32_t(iq3xxs_grid[g[13]]), int32_t(iq3xxs_grid[g[14]]), int32_t(iq3xxs_grid[g[15]]));
+      if constexpr (L == GridLookup::gathers) {
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        mags[j] = _mm512_i32gather_epi32(idx, reinterpret_cast<const int*>(iq3xxs_grid), 4);
+      } else {
+        mags[j] = _mm512_setr_epi32(
+            int32_t(iq3xxs_grid[g[0]]), int32_t(iq3xxs_grid[g[1]]), int32_t(iq3xxs_grid[g[2]]), int32_t(iq3xxs_grid[g[3]]),
+            int32_t(iq3xxs_grid[g[4]]), int32_t(iq3xxs_grid[g[5]]), int32_t(iq3xxs_grid[g[6]]), int32_t(iq3xxs_grid[g[7]]),
+            int32_t(iq3xxs_grid[g[8]]), int32_t(iq3xxs_grid[g[9]]), int32_t(iq3xxs_grid[g[10]]), int32_t(iq3xxs_grid[g[11]]),
+            int32_t(iq3xxs_grid[g[12]]), int32_t(iq3xxs_grid[g[13]]), int32_t(iq3xxs_grid[g[14]]), int32_t(iq3xxs_grid[g[15]]));
+      }
     }
     const __m256i aux = load256(x[i].qs + 64);
     xxs_signs(aux, masks);
     xxs_scales(aux, scales);
     st.add(i, mags, masks, scales);
-    st.finish(i, half(x[i].d) * kFracIq3Xxs);
+    st.finish(i, _cvtsh_ss(x[i].d) * kFracIq3Xxs);
   }
   st.store(out);
 }
-MOESERVE_AVX2_COLS(dot_iq3_xxs, 8)
+
+// The table entries for one lookup method (MOESERVE_AVX2_COLS takes a template of NC alone).
+#define MOESERVE_IQ512(NAME, L, SUFFIX)                                                     \
+  template <int NC>                                                                          \
+  MOESERVE_AVX512 void NAME##SUFFIX(int64_t n, const void* w, const void* const* a, float* out) { \
+    NAME<L, NC>(n, w, a, out);                                                               \
+  }                                                                                          \
+  MOESERVE_AVX2_COLS(NAME##SUFFIX, 8)
+
+MOESERVE_IQ512(dot_iq2_xxs, GridLookup::inserts, _ins)
+MOESERVE_IQ512(dot_iq2_xs, GridLookup::inserts, _ins)
+MOESERVE_IQ512(dot_iq3_xxs, GridLookup::inserts, _ins)
+MOESERVE_IQ512(dot_iq2_xxs, GridLookup::gathers, _gat)
+MOESERVE_IQ512(dot_iq2_xs, GridLookup::gathers, _gat)
+MOESERVE_IQ512(dot_iq3_xxs, GridLookup::gathers, _gat)
 
 }  // namespace
 
-void install_avx512_iq_kernels(Kernels& k) {
-  MOESERVE_INSTALL_COLS(k, IQ2_XXS, dot_iq2_xxs);
-  MOESERVE_INSTALL_COLS(k, IQ2_XS, dot_iq2_xs);
-  MOESERVE_INSTALL_COLS(k, IQ3_XXS, dot_iq3_xxs);
+void install_avx512_iq_kernels(Kernels& k, GridLookup lookup) {
+  if (lookup == GridLookup::gathers) {
+    MOESERVE_INSTALL_COLS(k, IQ2_XXS, dot_iq2_xxs_gat);
+    MOESERVE_INSTALL_COLS(k, IQ2_XS, dot_iq2_xs_gat);
+    MOESERVE_INSTALL_COLS(k, IQ3_XXS, dot_iq3_xxs_gat);
+  } else {
+    MOESERVE_INSTALL_COLS(k, IQ2_XXS, dot_iq2_xxs_ins);
+    MOESERVE_INSTALL_COLS(k, IQ2_XS, dot_iq2_xs_ins);
+    MOESERVE_INSTALL_COLS(k, IQ3_XXS, dot_iq3_xxs_ins);
+  }
 }
 
 }  // namespace moeserve::cpu
