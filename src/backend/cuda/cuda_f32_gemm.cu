@@ -1,0 +1,173 @@
+// F32 weights against many activation columns (cuda_f32_gemm.h), in FP32 fused multiply-adds
+// only (no TF32, no f16 rounding): the results differ from the reference's double sums by the f32
+// rounding of sums in another order, as the decode kernels' do. Wide outputs take a tiled SIMT
+// GEMM (each weight tile is read from memory once per 32 columns, not once per 8); outputs of a
+// few rows (the shared-expert gate: one row) take one warp per output element.
+#include "backend/cuda/cuda_f32_gemm.h"
+
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_common.cuh"
+
+namespace moeserve::cuda {
+namespace {
+
+// Tile: kBM weight rows x kBN columns, kBK elements of k per stage. Two groups of 128 threads
+// each take half of every stage's k (their sums are added at the end): twice the warps per
+// output tile, so each SM has enough warps to keep its FP32 units busy when the grid is one
+// tile per SM (512 x 512 outputs = 128 tiles).
+constexpr int kBM = 64, kBN = 32, kBK = 32;
+constexpr int kGroups = 2, kGroupThreads = 128, kThreads = kGroups * kGroupThreads;
+constexpr int kTM = 4, kTN = 4;  // outputs per thread: kTM rows x kTN columns
+constexpr int kPadM = kBM + 4, kPadN = kBN + 4;  // rows of the staged tiles (16-byte aligned, fewer bank conflicts)
+constexpr int kWLoads = kBM * kBK / kThreads, kXLoads = kBN * kBK / kThreads;
+static_assert(kBM / kTM * (kBN / kTN) == kGroupThreads, "one output block per thread of a group");
+
+// Up to this many weight rows: one warp per output element instead of the tiles.
+constexpr int64_t kDotMaxRows = 16;
+constexpr int kDotWarps = 8;
+
+__global__ void __launch_bounds__(kThreads)
+    f32_gemm_kernel(const float* __restrict__ w, int64_t w_stride, int64_t m, int64_t k, const float* __restrict__ x,
+                    int64_t x_stride, int64_t n, float* __restrict__ dst, int64_t d_stride) {
+  __shared__ __align__(16) float ws[kBK][kPadM];
+  __shared__ __align__(16) float xs[kBK][kPadN];
+  const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * kBN;
+  const int tid = threadIdx.x, group = tid / kGroupThreads, gt = tid % kGroupThreads;
+  const int tr = (gt % (kBM / kTM)) * kTM, tc = (gt / (kBM / kTM)) * kTN;
+
+  // Loads: consecutive threads read consecutive k of one row (a warp reads 32 floats of a row).
+  float wr[kWLoads], xr[kXLoads];
+  auto load = [&](int64_t k0) {
+#pragma unroll
+    for (int i = 0; i < kWLoads; ++i) {
+      const int idx = tid + i * kThreads, r = idx / kBK, kk = idx % kBK;
+      wr[i] = m0 + r < m && k0 + kk < k ? w[(m0 + r) * w_stride + k0 + kk] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < kXLoads; ++i) {
+      const int idx = tid + i * kThreads, c = idx / kBK, kk = idx % kBK;
+      xr[i] = n0 + c < n && k0 + kk < k ? x[(n0 + c) * x_stride + k0 + kk] : 0.0f;
+    }
+  };
+  auto store = [&]() {
+#pragma unroll
+    for (int i = 0; i < kWLoads; ++i) {
+      const int idx = tid + i * kThreads;
+      ws[idx % kBK][idx / kBK] = wr[i];
+    }
+#pragma unroll
+    for (int i = 0; i < kXLoads; ++i) {
+      const int idx = tid + i * kThreads;
+      xs[idx % kBK][idx / kBK] = xr[i];
+    }
+  };
+
+  float acc[kTM][kTN];
+#pragma unroll
+  for (int a = 0; a < kTM; ++a)
+#pragma unroll
+    for (int b = 0; b < kTN; ++b) acc[a][b] = 0.0f;
+
+  load(0);
+  for (int64_t k0 = 0; k0 < k; k0 += kBK) {
+    __syncthreads();  // the previous stage is consumed
+    store();
+    __syncthreads();
+    if (k0 + kBK < k) load(k0 + kBK);  // the next stage's loads fly during this stage's sums
+#pragma unroll
+    for (int q = 0; q < kBK / kGroups; ++q) {
+      const int kk = group * (kBK / kGroups) + q;
+      const float4 wv = *reinterpret_cast<const float4*>(&ws[kk][tr]);
+      const float4 xv = *reinterpret_cast<const float4*>(&xs[kk][tc]);
+      const float wa[kTM] = {wv.x, wv.y, wv.z, wv.w}, xa[kTN] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+      for (int a = 0; a < kTM; ++a)
+#pragma unroll
+        for (int b = 0; b < kTN; ++b) acc[a][b] = fmaf(wa[a], xa[b], acc[a][b]);
+    }
+  }
+
+  // Group 1 hands its sums to group 0 through the (now free) weight tile.
+  static_assert(kGroupThreads * kTM * kTN <= kBK * kPadM, "the hand-over fits the weight tile");
+  float* hand = &ws[0][0];
+  __syncthreads();
+  if (group == 1) {
+#pragma unroll
+    for (int a = 0; a < kTM; ++a)
+#pragma unroll
+      for (int b = 0; b < kTN; ++b) hand[(a * kTN + b) * kGroupThreads + gt] = acc[a][b];
+  }
+  __syncthreads();
+  if (group == 0) {
+#pragma unroll
+    for (int b = 0; b < kTN; ++b) {
+      const int64_t c = n0 + tc + b;
+      if (c >= n) continue;
+#pragma unroll
+      for (int a = 0; a < kTM; ++a) {
+        const int64_t r = m0 + tr + a;
+        if (r < m) dst[c * d_stride + r] = acc[a][b] + hand[(a * kTN + b) * kGroupThreads + gt];
+      }
+    }
+  }
+}
+
+// One warp per output element (row i, column j); consecutive warps share a column (cached).
+// vec: k, the strides and both base pointers allow float4 loads.
+__global__ void __launch_bounds__(32 * kDotWarps)
+    f32_dot_kernel(const float* __restrict__ w, int64_t w_stride, int64_t m, int64_t k, const float* __restrict__ x,
+                   int64_t x_stride, int64_t n, bool vec, float* __restrict__ dst, int64_t d_stride) {
+  const int64_t e = int64_t(blockIdx.x) * kDotWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (e >= m * n) return;
+  const int64_t j = e / m, i = e % m;
+  const float* wr = w + i * w_stride;
+  const float* xc = x + j * x_stride;
+  float acc[4] = {0, 0, 0, 0};  // independent chains
+  if (vec) {
+    const float4* w4 = reinterpret_cast<const float4*>(wr);
+    const float4* x4 = reinterpret_cast<const float4*>(xc);
+    for (int64_t q = lane; q < k / 4; q += 32) {
+      const float4 a = w4[q], b = x4[q];
+      acc[0] = fmaf(a.x, b.x, acc[0]);
+      acc[1] = fmaf(a.y, b.y, acc[1]);
+      acc[2] = fmaf(a.z, b.z, acc[2]);
+      acc[3] = fmaf(a.w, b.w, acc[3]);
+    }
+  } else {
+    for (int64_t q = lane; q < k; q += 128) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        if (q + 32 * u < k) acc[u] = fmaf(wr[q + 32 * u], xc[q + 32 * u], acc[u]);
+      }
+    }
+  }
+  const float s = warp_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+  if (lane == 0) dst[j * d_stride + i] = s;
+}
+
+int64_t stride_of(const Tensor& t) { return int64_t(t.nb[1] / sizeof(float)); }
+
+}  // namespace
+
+void f32_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x) {
+  const int64_t m = w.ne[1], k = w.ne[0], n = x.ne[1];
+  if (m == 0 || n == 0) return;
+  const float* wp = w.as<const float>();
+  const float* xp = x.as<const float>();
+  const int64_t ws = stride_of(w), xs = stride_of(x), ds = stride_of(dst);
+  if (m <= kDotMaxRows) {
+    const bool vec = k % 4 == 0 && ws % 4 == 0 && xs % 4 == 0 && reinterpret_cast<uintptr_t>(wp) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(xp) % 16 == 0;
+    const int64_t blocks = (m * n + kDotWarps - 1) / kDotWarps;
+    f32_dot_kernel<<<unsigned(blocks), 32 * kDotWarps, 0, stream>>>(wp, ws, m, k, xp, xs, n, vec, dst.as<float>(), ds);
+  } else {
+    const dim3 grid(unsigned((m + kBM - 1) / kBM), unsigned((n + kBN - 1) / kBN));
+    f32_gemm_kernel<<<grid, kThreads, 0, stream>>>(wp, ws, m, k, xp, xs, n, dst.as<float>(), ds);
+  }
+  MOESERVE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace moeserve::cuda
