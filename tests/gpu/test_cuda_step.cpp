@@ -74,7 +74,7 @@ struct DeltaCase {
 };
 
 // Head shapes: the model's (128 x 128, two value heads per key head), key dims that fill only
-// part of a thread's rows (64, 40: the 16-row kernel), value dims that end inside a 32-column
+// part of a thread's rows (96; 64 and 40: the 8-row kernel), value dims that end inside a 32-column
 // block (80, 40). Runs: mixed_runs, and a long prefill run over many staged blocks of tokens.
 TEST(CudaDeltaNet, DeltaRuleOnConvViewsMatchesReference) {
   TestBatch long_run;

@@ -13,54 +13,77 @@
 namespace moeserve::cuda {
 namespace {
 
-// Tile: kBM weight rows x kBN columns, kBK elements of k per stage. Two groups of 128 threads
-// each take half of every stage's k (their sums are added at the end): twice the warps per
-// output tile, so each SM has enough warps to keep its FP32 units busy when the grid is one
-// tile per SM (512 x 512 outputs = 128 tiles).
-constexpr int kBM = 64, kBN = 32, kBK = 32;
+// Tile: kBM weight rows x kBN columns, kBK elements of k per stage, both staged row-major (as in
+// memory, rows padded by 4 floats: float4 reads of 8 consecutive rows hit distinct banks). A
+// thread owns 4 rows (16 apart) x 4 columns (8 apart) and reads 4 k at a time as float4: 8
+// shared loads per 64 FMAs. Two groups of 128 threads each take half of every stage's k (their
+// sums are added at the end): twice the warps per output tile, so each SM has enough warps when
+// the grid is about one tile per SM (512 x 512 outputs = 128 tiles). The next stage's global
+// loads are in flight during the current stage's sums; a 64-wide stage is long enough to cover
+// their latency.
+constexpr int kBM = 64, kBN = 32, kBK = 64;
 constexpr int kGroups = 2, kGroupThreads = 128, kThreads = kGroups * kGroupThreads;
-constexpr int kTM = 4, kTN = 4;  // outputs per thread: kTM rows x kTN columns
-constexpr int kPadM = kBM + 4, kPadN = kBN + 4;  // rows of the staged tiles (16-byte aligned, fewer bank conflicts)
-constexpr int kWLoads = kBM * kBK / kThreads, kXLoads = kBN * kBK / kThreads;
-static_assert(kBM / kTM * (kBN / kTN) == kGroupThreads, "one output block per thread of a group");
+constexpr int kTM = 4, kTN = 4;  // outputs per thread
+constexpr int kPadK = kBK + 4;   // floats per staged row
+constexpr int kRowThreads = kBM / kTM, kColThreads = kBN / kTN;
+constexpr int kWLoads = kBM * kBK / 4 / kThreads, kXLoads = kBN * kBK / 4 / kThreads;  // float4 each
+static_assert(kRowThreads * kColThreads == kGroupThreads, "one output block per thread of a group");
+static_assert(kWLoads * 4 * kThreads == kBM * kBK && kXLoads * 4 * kThreads == kBN * kBK, "whole tiles per stage");
 
 // Up to this many weight rows: one warp per output element instead of the tiles.
 constexpr int64_t kDotMaxRows = 16;
 constexpr int kDotWarps = 8;
 
+// Four consecutive floats of row `row` (of `rows`) at k0 + 4q; zeros past the ends. VEC: the
+// row starts and k allow one float4 load (k a multiple of 4, so a float4 is all in or all out).
+template <bool VEC>
+__device__ __forceinline__ float4 load4(const float* __restrict__ p, int64_t stride, int64_t row, int64_t rows,
+                                        int64_t kk, int64_t k) {
+  if (row >= rows) return make_float4(0, 0, 0, 0);
+  const float* r = p + row * stride + kk;
+  if constexpr (VEC) {
+    return kk < k ? *reinterpret_cast<const float4*>(r) : make_float4(0, 0, 0, 0);
+  } else {
+    return make_float4(kk < k ? r[0] : 0.0f, kk + 1 < k ? r[1] : 0.0f, kk + 2 < k ? r[2] : 0.0f,
+                       kk + 3 < k ? r[3] : 0.0f);
+  }
+}
+
+template <bool VEC>
 __global__ void __launch_bounds__(kThreads)
     f32_gemm_kernel(const float* __restrict__ w, int64_t w_stride, int64_t m, int64_t k, const float* __restrict__ x,
                     int64_t x_stride, int64_t n, float* __restrict__ dst, int64_t d_stride) {
-  __shared__ __align__(16) float ws[kBK][kPadM];
-  __shared__ __align__(16) float xs[kBK][kPadN];
+  __shared__ __align__(16) float ws[kBM][kPadK];
+  __shared__ __align__(16) float xs[kBN][kPadK];
   const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * kBN;
   const int tid = threadIdx.x, group = tid / kGroupThreads, gt = tid % kGroupThreads;
-  const int tr = (gt % (kBM / kTM)) * kTM, tc = (gt / (kBM / kTM)) * kTN;
+  const int tr = gt % kRowThreads, tc = gt / kRowThreads;  // rows tr + 16a, columns tc + 8b
 
-  // Loads: consecutive threads read consecutive k of one row (a warp reads 32 floats of a row).
-  float wr[kWLoads], xr[kXLoads];
+  // Loads: a float4 per thread per step, consecutive threads along a row's k.
+  constexpr int kQuads = kBK / 4;
+  float4 wr[kWLoads], xr[kXLoads];
   auto load = [&](int64_t k0) {
 #pragma unroll
     for (int i = 0; i < kWLoads; ++i) {
-      const int idx = tid + i * kThreads, r = idx / kBK, kk = idx % kBK;
-      wr[i] = m0 + r < m && k0 + kk < k ? w[(m0 + r) * w_stride + k0 + kk] : 0.0f;
+      const int idx = tid + i * kThreads;
+      wr[i] = load4<VEC>(w, w_stride, m0 + idx / kQuads, m, k0 + 4 * (idx % kQuads), k);
     }
 #pragma unroll
     for (int i = 0; i < kXLoads; ++i) {
-      const int idx = tid + i * kThreads, c = idx / kBK, kk = idx % kBK;
-      xr[i] = n0 + c < n && k0 + kk < k ? x[(n0 + c) * x_stride + k0 + kk] : 0.0f;
+      const int idx = tid + i * kThreads;
+      xr[i] = load4<VEC>(x, x_stride, n0 + idx / kQuads, n, k0 + 4 * (idx % kQuads), k);
     }
   };
   auto store = [&]() {
 #pragma unroll
     for (int i = 0; i < kWLoads; ++i) {
       const int idx = tid + i * kThreads;
-      ws[idx % kBK][idx / kBK] = wr[i];
+      *reinterpret_cast<float4*>(&ws[idx / kQuads][4 * (idx % kQuads)]) = wr[i];
     }
 #pragma unroll
     for (int i = 0; i < kXLoads; ++i) {
       const int idx = tid + i * kThreads;
-      xs[idx % kBK][idx / kBK] = xr[i];
+      *reinterpret_cast<float4*>(&xs[idx / kQuads][4 * (idx % kQuads)]) = xr[i];
     }
   };
 
@@ -75,22 +98,29 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();  // the previous stage is consumed
     store();
     __syncthreads();
-    if (k0 + kBK < k) load(k0 + kBK);  // the next stage's loads fly during this stage's sums
+    if (k0 + kBK < k) load(k0 + kBK);
 #pragma unroll
-    for (int q = 0; q < kBK / kGroups; ++q) {
-      const int kk = group * (kBK / kGroups) + q;
-      const float4 wv = *reinterpret_cast<const float4*>(&ws[kk][tr]);
-      const float4 xv = *reinterpret_cast<const float4*>(&xs[kk][tc]);
-      const float wa[kTM] = {wv.x, wv.y, wv.z, wv.w}, xa[kTN] = {xv.x, xv.y, xv.z, xv.w};
+    for (int q = 0; q < kQuads / kGroups; ++q) {
+      const int kk = 4 * (group * (kQuads / kGroups) + q);
+      float4 wv[kTM], xv[kTN];
+#pragma unroll
+      for (int a = 0; a < kTM; ++a) wv[a] = *reinterpret_cast<const float4*>(&ws[tr + kRowThreads * a][kk]);
+#pragma unroll
+      for (int b = 0; b < kTN; ++b) xv[b] = *reinterpret_cast<const float4*>(&xs[tc + kColThreads * b][kk]);
 #pragma unroll
       for (int a = 0; a < kTM; ++a)
 #pragma unroll
-        for (int b = 0; b < kTN; ++b) acc[a][b] = fmaf(wa[a], xa[b], acc[a][b]);
+        for (int b = 0; b < kTN; ++b) {
+          acc[a][b] = fmaf(wv[a].x, xv[b].x, acc[a][b]);
+          acc[a][b] = fmaf(wv[a].y, xv[b].y, acc[a][b]);
+          acc[a][b] = fmaf(wv[a].z, xv[b].z, acc[a][b]);
+          acc[a][b] = fmaf(wv[a].w, xv[b].w, acc[a][b]);
+        }
     }
   }
 
   // Group 1 hands its sums to group 0 through the (now free) weight tile.
-  static_assert(kGroupThreads * kTM * kTN <= kBK * kPadM, "the hand-over fits the weight tile");
+  static_assert(kGroupThreads * kTM * kTN <= kBM * kPadK, "the hand-over fits the weight tile");
   float* hand = &ws[0][0];
   __syncthreads();
   if (group == 1) {
@@ -103,11 +133,11 @@ __global__ void __launch_bounds__(kThreads)
   if (group == 0) {
 #pragma unroll
     for (int b = 0; b < kTN; ++b) {
-      const int64_t c = n0 + tc + b;
+      const int64_t c = n0 + tc + kColThreads * b;
       if (c >= n) continue;
 #pragma unroll
       for (int a = 0; a < kTM; ++a) {
-        const int64_t r = m0 + tr + a;
+        const int64_t r = m0 + tr + kRowThreads * a;
         if (r < m) dst[c * d_stride + r] = acc[a][b] + hand[(a * kTN + b) * kGroupThreads + gt];
       }
     }
@@ -158,14 +188,15 @@ void f32_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const T
   const float* wp = w.as<const float>();
   const float* xp = x.as<const float>();
   const int64_t ws = stride_of(w), xs = stride_of(x), ds = stride_of(dst);
+  const bool vec = k % 4 == 0 && ws % 4 == 0 && xs % 4 == 0 && reinterpret_cast<uintptr_t>(wp) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(xp) % 16 == 0;
   if (m <= kDotMaxRows) {
-    const bool vec = k % 4 == 0 && ws % 4 == 0 && xs % 4 == 0 && reinterpret_cast<uintptr_t>(wp) % 16 == 0 &&
-                     reinterpret_cast<uintptr_t>(xp) % 16 == 0;
     const int64_t blocks = (m * n + kDotWarps - 1) / kDotWarps;
     f32_dot_kernel<<<unsigned(blocks), 32 * kDotWarps, 0, stream>>>(wp, ws, m, k, xp, xs, n, vec, dst.as<float>(), ds);
   } else {
     const dim3 grid(unsigned((m + kBM - 1) / kBM), unsigned((n + kBN - 1) / kBN));
-    f32_gemm_kernel<<<grid, kThreads, 0, stream>>>(wp, ws, m, k, xp, xs, n, dst.as<float>(), ds);
+    (vec ? f32_gemm_kernel<true> : f32_gemm_kernel<false>)<<<grid, kThreads, 0, stream>>>(wp, ws, m, k, xp, xs, n,
+                                                                                          dst.as<float>(), ds);
   }
   MOESERVE_CUDA_CHECK_LAUNCH();
 }

@@ -1,6 +1,6 @@
 // The Gated DeltaNet pieces: the causal depthwise conv with its rolling state, and the gated delta
 // rule (qwen3next.md §4.3 step 8) as a sequential scan over each run's tokens. The state of one
-// value head is d_k x d_v; four threads own a column of it and keep it in registers across the
+// value head is d_k x d_v; eight threads own a column of it and keep it in registers across the
 // whole run, so a run reads and writes the state once, and decode (runs of one token) reads it
 // exactly once.
 #include <algorithm>
@@ -15,8 +15,10 @@ namespace {
 constexpr int kMaxConvTaps = 16;
 constexpr int kConvLoadAhead = 8;  // tokens whose conv inputs are loaded together
 constexpr int kConvMaxSlots = 16;  // chunks a run's tokens are cut into
-constexpr int kSplit = 4;         // threads per state column
-constexpr int kMaxRowsPerThread = 32;  // state rows a thread keeps in registers
+// Eight threads per state column: 32 columns x 8 = 256 threads a block, 128 blocks for the
+// model's 32 heads: eight warps an SM, enough to overlap the scan's dependent steps.
+constexpr int kSplit = 8;
+constexpr int kMaxRowsPerThread = 16;  // state rows a thread keeps in registers
 constexpr int kMaxKeyDim = kSplit * kMaxRowsPerThread;
 constexpr int kCols = 32;  // state columns per block: 4 blocks per 128-wide head fill the GPU
 constexpr int kDeltaThreads = kSplit * kCols;
@@ -25,11 +27,15 @@ constexpr int kStageTokens = 16;  // tokens staged in shared memory at a time
 // Thread per (channel, slot of the run's tokens), one run per blockIdx.y: the run is cut into
 // `slots` contiguous chunks of tokens (prefill fills the GPU with chunks, decode has one), and
 // each thread slides the conv window over its chunk. The sums in double as the reference's, in
-// its order. dst must not alias x (chunks read their neighbours' inputs).
-__global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBatch batch, int chans) {
+// its order. dst must not alias x (chunks read their neighbours' inputs). TAPS: the kernel width
+// when fixed at compile time (the model's 4: no per-tap predicates), 0 for any up to kMaxConvTaps.
+template <int TAPS>
+__global__ void __launch_bounds__(32 * kConvMaxSlots)
+    ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBatch batch, int chans) {
+  constexpr int kTaps = TAPS ? TAPS : kMaxConvTaps;
   pdl_wait();
   pdl_trigger();
-  const int64_t channels = x.ne[0], kernel = w.ne[0];
+  const int64_t channels = x.ne[0], kernel = TAPS ? TAPS : w.ne[0];
   const int64_t c = int64_t(blockIdx.x) * chans + threadIdx.x % chans;
   const int slot = threadIdx.x / chans, slots = blockDim.x / chans;
   const bool live = c < channels;
@@ -37,15 +43,16 @@ __global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBa
   float* hist = state + int64_t(run.seq) * (kernel - 1) * channels;  // [kernel-1][channels], oldest first
   // Input s of the run (s < 0: the saved history).
   auto input = [&](int32_t s) {
-    return s >= 0 ? reinterpret_cast<const float*>(row_ptr(x, run.first + s))[c] : hist[(kernel - 1 + s) * channels + c];
+    return s >= 0 ? reinterpret_cast<const float*>(row_ptr(x, run.first + s))[c]
+                  : hist[(kernel - 1 + s) * channels + c];
   };
   const int32_t chunk = (run.count + slots - 1) / slots;
   const int32_t begin = min(run.count, slot * chunk), end = min(run.count, begin + chunk);
-  float h[kMaxConvTaps], wt[kMaxConvTaps];  // window and taps in registers
+  double h[kTaps], wt[kTaps];  // window and taps in registers, widened once
   if (live && begin < end) {
     const float* wc = reinterpret_cast<const float*>(row_ptr(w, c));
 #pragma unroll
-    for (int i = 0; i < kMaxConvTaps; ++i) {
+    for (int i = 0; i < kTaps; ++i) {
       if (i < kernel - 1) h[i] = input(begin - int32_t(kernel - 1) + i);
       if (i < kernel) wt[i] = wc[i];
     }
@@ -58,22 +65,22 @@ __global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBa
 #pragma unroll
       for (int j = 0; j < kConvLoadAhead; ++j) {
         if (t0 + j >= end) break;
-        const float xt = xs[j];
+        const double xt = xs[j];
         double acc = 0;
 #pragma unroll
-        for (int i = 0; i < kMaxConvTaps; ++i) {
-          if (i == kernel - 1) acc += double(wt[i]) * xt;
+        for (int i = 0; i < kTaps; ++i) {
+          if (i == kernel - 1) acc += wt[i] * xt;
         }
 #pragma unroll
-        for (int i = 0; i < kMaxConvTaps; ++i) {
-          if (i < kernel - 1) acc += double(wt[i]) * h[i];
+        for (int i = 0; i < kTaps; ++i) {
+          if (i < kernel - 1) acc += wt[i] * h[i];
         }
 #pragma unroll
-        for (int i = 0; i + 1 < kMaxConvTaps; ++i) {
+        for (int i = 0; i + 1 < kTaps; ++i) {
           if (i + 1 < kernel - 1) h[i] = h[i + 1];
         }
 #pragma unroll
-        for (int i = 0; i < kMaxConvTaps; ++i) {
+        for (int i = 0; i < kTaps; ++i) {
           if (i == kernel - 2) h[i] = xt;
         }
         reinterpret_cast<float*>(row_ptr(dst, run.first + t0 + j))[c] = silu_f(float(acc));
@@ -84,15 +91,15 @@ __global__ void ssm_conv_kernel(View dst, View x, float* state, View w, DeviceBa
   // run is shorter), read by slot 0 once every slot has read the old history, then stored.
   if (slot == 0 && live) {
 #pragma unroll
-    for (int i = 0; i < kMaxConvTaps; ++i) {
+    for (int i = 0; i < kTaps; ++i) {
       if (i < kernel - 1) h[i] = input(run.count - int32_t(kernel - 1) + i);
     }
   }
   __syncthreads();
   if (slot == 0 && live) {
 #pragma unroll
-    for (int i = 0; i < kMaxConvTaps; ++i) {
-      if (i < kernel - 1) hist[i * channels + c] = h[i];
+    for (int i = 0; i < kTaps; ++i) {
+      if (i < kernel - 1) hist[i * channels + c] = float(h[i]);
     }
   }
 }
@@ -242,8 +249,8 @@ void CudaBackend::do_ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& 
   while (slots < kConvMaxSlots && int64_t(slots) * kConvLoadAhead < longest) slots *= 2;
   const int chans = std::max(32, 128 / slots);
   const dim3 grid(unsigned((x.ne[0] + chans - 1) / chans), unsigned(batch.n_runs));
-  launch_pdl(ssm_conv_kernel, grid, chans * slots, 0, stream_, view_of(dst), view_of(x), state.as<float>(), view_of(w),
-             db, chans);
+  launch_pdl(w.ne[0] == 4 ? ssm_conv_kernel<4> : ssm_conv_kernel<0>, grid, chans * slots, 0, stream_, view_of(dst),
+             view_of(x), state.as<float>(), view_of(w), db, chans);
 }
 
 void CudaBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -254,7 +261,7 @@ void CudaBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const T
   const DeviceBatch db = device_batch(batch);
   const int n_col_blocks = int((v.ne[0] + kCols - 1) / kCols);
   const dim3 grid(unsigned(v.ne[1] * n_col_blocks), unsigned(batch.n_runs));
-  launch_pdl(q.ne[0] <= kSplit * 16 ? delta_net_kernel<16> : delta_net_kernel<kMaxRowsPerThread>, grid, kDeltaThreads,
+  launch_pdl(q.ne[0] <= kSplit * 8 ? delta_net_kernel<8> : delta_net_kernel<kMaxRowsPerThread>, grid, kDeltaThreads,
              0, stream_, view_of(dst), view_of(q), view_of(k), view_of(v), view_of(g), view_of(beta),
              state.as<float>(), state.ne[0], db, n_col_blocks);
 }

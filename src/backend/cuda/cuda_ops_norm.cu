@@ -31,18 +31,23 @@ __device__ __forceinline__ void norm_row(float* y, const float* x, const float* 
   if constexpr (kWarp) {
     constexpr int E = kWarpRowMax / 32;
     const int lane = threadIdx.x % 32;
-    float v[E];
+    // Everything the row needs is loaded before the reduction (and the gate computed), so the
+    // loads overlap each other and the shuffles instead of following them.
+    float v[E], mul[E];
     float ss = 0;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const int64_t i = lane + 32 * e;
       v[e] = 0.0f;
+      mul[e] = 1.0f;
       if (i < d) {
         v[e] = x[i];
         if constexpr (kind == Norm::rms_add) {
           v[e] += add[i];
           const_cast<float*>(x)[i] = v[e];
         }
+        if (weight) mul[e] = weight[i];
+        if constexpr (kind == Norm::rms_gated) mul[e] *= silu_f(zr[i]);
       }
       ss += v[e] * v[e];
     }
@@ -51,9 +56,7 @@ __device__ __forceinline__ void norm_row(float* y, const float* x, const float* 
     for (int e = 0; e < E; ++e) {
       const int64_t i = lane + 32 * e;
       if (i >= d) break;
-      float o = v[e] * s;
-      if (weight) o *= weight[i];
-      if constexpr (kind == Norm::rms_gated) o *= silu_f(zr[i]);
+      float o = v[e] * s * mul[e];
       if (factor != 1.0f) o *= factor;
       y[i] = o;
     }
