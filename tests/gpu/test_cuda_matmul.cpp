@@ -211,14 +211,14 @@ TEST(CudaMatmul, EveryTypeEveryColumnCount) {
 }
 
 // F32 weights keep FP32 products at every column count (the f32 tolerance above): the tiles
-// over partial row, column and k tiles (k not a multiple of the 32-wide stages, one stage, many),
-// and outputs of a few rows (one warp per element), with aligned rows (the float4 loads) and
-// unaligned ones.
+// over partial row, column and k tiles (k not a multiple of the 64-wide stages, one stage, many),
+// outputs of a few rows (one warp per element), and a few columns of wider outputs (the decode
+// kernel over groups of 8 columns), with aligned rows (the float4 loads) and unaligned ones.
 TEST(CudaMatmul, F32WeightsManyColumnsExact) {
   std::mt19937 rng(17);
   for (int64_t m : {1, 3, 16, 17, 64, 130}) {
     for (int64_t k : {7, 32, 203, 512}) {
-      for (int64_t n : {9, 40, 97}) check_matmul(GgmlType::F32, m, k, n, rng, k % 4 == 0 ? 4 : 5);
+      for (int64_t n : {9, 32, 33, 97}) check_matmul(GgmlType::F32, m, k, n, rng, k % 4 == 0 ? 4 : 5);
     }
   }
   check_matmul(GgmlType::F32, 512, 256, 513, rng, 4);  // the router's shape class: many tiles

@@ -32,6 +32,9 @@ static_assert(kWLoads * 4 * kThreads == kBM * kBK && kXLoads * 4 * kThreads == k
 
 // Up to this many weight rows: one warp per output element instead of the tiles.
 constexpr int64_t kDotMaxRows = 16;
+// Wider outputs with up to this many columns: the decode kernels over groups of 8 columns (a
+// grid of 64-row x 32-column tiles would leave most SMs idle there).
+constexpr int64_t kLoopMaxCols = 32;
 constexpr int kDotWarps = 8;
 
 // Four consecutive floats of row `row` (of `rows`) at k0 + 4q; zeros past the ends. VEC: the
@@ -181,6 +184,10 @@ __global__ void __launch_bounds__(32 * kDotWarps)
 int64_t stride_of(const Tensor& t) { return int64_t(t.nb[1] / sizeof(float)); }
 
 }  // namespace
+
+bool f32_matmul_preferred(const Tensor& w, const Tensor& x) {
+  return w.ne[1] <= kDotMaxRows || x.ne[1] > kLoopMaxCols;
+}
 
 void f32_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x) {
   const int64_t m = w.ne[1], k = w.ne[0], n = x.ne[1];
