@@ -1,7 +1,8 @@
 // KV stores and attention on the GPU against the reference: every pair of K/V cache types, flash on
-// and off, prefill-sized and decode-sized steps (the latter split the context across blocks),
-// several sequences in one batch, GQA groups of 1, 3 and 8, head dims 64 to 256. Both sides attend
-// over the same cache bytes (the reference's kv_store output, which the GPU's must equal).
+// and off, prefill-sized steps (flash: tensor cores, except for F32 caches) and decode-sized steps
+// (the context split across blocks), several sequences in one batch, GQA groups of 1, 3, 4 and 8,
+// head dims 32 to 256. Both sides attend over the same cache bytes (the reference's kv_store
+// output, which the GPU's must equal); outputs start poisoned, so an unwritten row fails.
 #include "gpu_test_util.h"
 
 #include "core/error.h"
@@ -79,6 +80,25 @@ void check_attention(const Shape& s, GgmlType kt, GgmlType vt, const TestBatch& 
 // float: same bound. The query's rounding to K's dot type (flash) is the same on both sides.
 constexpr double kTol = 1e-5;
 
+// Flash prefill on tensor cores (every cache pair without F32, head dims 64/128/256, more than 64
+// tokens) feeds 16-bit values to the products: the softmax weights P are rounded to V's type
+// (f16, or bf16 for a BF16 V) and Q8_0/Q4_0 elements to f16 once dequantized. Each output is a
+// convex combination of V rows whose weights carry at most one unit roundoff u of that type, and
+// whose V elements carry at most one more (quantized V); the scores' error (Q and K in f16: one
+// more u per product, relative) moves the weights by about as much again. So a few u of the
+// output range: 4u (u = 2^-11 for f16, 2^-8 for bf16). Products of two 16-bit values are exact in
+// the f32 accumulators, so F16/BF16 K add nothing beyond Q's rounding, which the reference shares.
+double tensor_core_tol(GgmlType vt) { return 4.0 * std::ldexp(1.0, vt == GgmlType::BF16 ? -8 : -11); }
+
+bool takes_tensor_cores(const Shape& s, GgmlType kt, GgmlType vt, bool flash, int64_t n_tokens) {
+  return flash && n_tokens > 64 && kt != GgmlType::F32 && vt != GgmlType::F32 && s.dk == s.dv &&
+         (s.dk == 64 || s.dk == 128 || s.dk == 256);
+}
+
+double tol_for(const Shape& s, GgmlType kt, GgmlType vt, bool flash, const TestBatch& b) {
+  return takes_tensor_cores(s, kt, vt, flash, int64_t(b.pos.size())) ? tensor_core_tol(vt) : kTol;
+}
+
 TEST(CudaAttention, EveryCacheTypePairPrefillAndDecode) {
   const Shape s{128, 128, 8, 2, 700, 3};  // GQA group 4
   const std::vector<int32_t> len{700, 300, 650};
@@ -93,7 +113,7 @@ TEST(CudaAttention, EveryCacheTypePairPrefillAndDecode) {
     for (GgmlType vt : kTypes) {
       for (bool flash : {true, false}) {
         const std::string what = str_cat(type_name(kt), "/", type_name(vt), " flash ", flash);
-        check_attention(s, kt, vt, prefill, len, flash, kTol, what + " prefill");
+        check_attention(s, kt, vt, prefill, len, flash, tol_for(s, kt, vt, flash, prefill), what + " prefill");
         check_attention(s, kt, vt, decode, len, flash, kTol, what + " decode");
       }
     }
@@ -126,7 +146,65 @@ TEST(CudaAttention, HeadShapes) {
       const std::string what = str_cat("dk ", c.s.dk, " dv ", c.s.dv, " heads ", c.s.n_head, "/", c.s.n_head_kv, " ",
                                        type_name(c.kt), "/", type_name(c.vt), " flash ", flash);
       check_attention(c.s, c.kt, c.vt, decode, len, flash, kTol, what + " decode");
-      check_attention(c.s, c.kt, c.vt, prefill, len, flash, kTol, what + " prefill");
+      check_attention(c.s, c.kt, c.vt, prefill, len, flash, tol_for(c.s, c.kt, c.vt, flash, prefill),
+                      what + " prefill");
+    }
+  }
+}
+
+TEST(CudaAttention, TensorCorePrefillSeveralSequences) {
+  // Blocks of 64 query rows (8 tokens of 8 heads, 21 of 3, 64 of 1) straddle sequence boundaries:
+  // runs of odd lengths, one from position 0 (its first row sees one cell), one deep in the cache,
+  // one of a single token between them. Every 16-bit and block type as K and as V.
+  struct Case {
+    Shape s;
+    GgmlType kt, vt;
+  };
+  const Case cases[] = {
+      {{256, 256, 16, 2, 600, 3}, GgmlType::Q8_0, GgmlType::Q8_0},
+      {{256, 256, 16, 2, 600, 3}, GgmlType::Q4_0, GgmlType::F16},
+      {{256, 256, 16, 2, 600, 3}, GgmlType::BF16, GgmlType::Q4_0},
+      {{128, 128, 6, 2, 600, 3}, GgmlType::F16, GgmlType::BF16},
+      {{64, 64, 5, 5, 600, 3}, GgmlType::Q8_0, GgmlType::BF16},
+      {{64, 64, 4, 1, 600, 3}, GgmlType::BF16, GgmlType::F16},
+  };
+  const std::vector<int32_t> len{600, 400, 600};
+  TestBatch b;
+  b.add_run(1, 0, 101);
+  b.add_run(2, 450, 1);
+  b.add_run(0, 530, 67);
+  b.add_run(2, 500, 33);
+  for (const Case& c : cases) {
+    ASSERT_TRUE(takes_tensor_cores(c.s, c.kt, c.vt, true, int64_t(b.pos.size())));
+    const std::string what = str_cat("dk ", c.s.dk, " heads ", c.s.n_head, "/", c.s.n_head_kv, " ", type_name(c.kt),
+                                     "/", type_name(c.vt));
+    check_attention(c.s, c.kt, c.vt, b, len, true, tensor_core_tol(c.vt), what);
+  }
+}
+
+TEST(CudaAttention, DecodeLongContextManyRanges) {
+  // One token per sequence deep in a long cache (ranges of many shared-memory tiles, the merge of
+  // many ranges), the reference model's shape; rows 4-byte (Q8_0 dk 64: 68 bytes), 8-byte and
+  // 16-byte aligned (the three copy widths).
+  struct Case {
+    Shape s;
+    GgmlType kt, vt;
+  };
+  const Case cases[] = {
+      {{256, 256, 16, 2, 6000, 2}, GgmlType::Q8_0, GgmlType::Q8_0},
+      {{256, 256, 16, 2, 6000, 2}, GgmlType::Q4_0, GgmlType::BF16},
+      {{128, 128, 4, 1, 6000, 2}, GgmlType::Q8_0, GgmlType::Q4_0},
+      {{64, 64, 2, 1, 6000, 2}, GgmlType::Q8_0, GgmlType::F32},
+  };
+  for (const Case& c : cases) {
+    const std::vector<int32_t> len{6000, 4321};
+    TestBatch b;
+    b.add_run(1, 4320, 1);
+    b.add_run(0, 5999, 1);
+    for (bool flash : {true, false}) {
+      const std::string what = str_cat("dk ", c.s.dk, " heads ", c.s.n_head, "/", c.s.n_head_kv, " ",
+                                       type_name(c.kt), "/", type_name(c.vt), " flash ", flash);
+      check_attention(c.s, c.kt, c.vt, b, len, flash, kTol, what);
     }
   }
 }

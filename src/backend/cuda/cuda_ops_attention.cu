@@ -1,13 +1,16 @@
 // Attention over the KV cache, read in its stored format (F32, F16, BF16, Q8_0, Q4_0; K and V
-// independent). A block serves one token, one KV head and up to 8 of the query heads sharing it
-// (GQA: each K/V row is read once for all of them), walking its range of cells in tiles with an
-// online softmax across tiles.
-// Decode-sized steps (few tokens) split the context into ranges handled by separate blocks and
-// merged by a second kernel (head dims 64/128/256: a decode kernel with several cells in flight
-// per warp, see attention_decode_kernel); the number of ranges depends only on the cache size and the token
-// count, never on positions, so a recorded step replays at any length (blocks past a token's
-// position exit at once). Flash: the query is first rounded to K's dot type (Q8_0 for the block
-// formats, F16/BF16 for those) as the reference's flash path does; without flash it stays F32.
+// independent). Three kernels, chosen per step:
+// * decode-sized steps (few tokens) with head dims 64/128/256: cuda_attention_decode.cu, the
+//   context split into ranges handled by separate blocks and merged here;
+// * flash prefill of 16-bit or block-format caches: tensor cores, cuda_attention_mma.cu;
+// * everything else (F32 caches, flash off, other head dims): the CUDA-core kernel below. A block
+//   serves one token, one KV head and up to 8 of the query heads sharing it (GQA: each K/V row is
+//   read once for all of them), walking its cells in tiles with an online softmax across tiles.
+// The number of ranges depends only on the cache size and the token count, never on positions,
+// so a recorded step replays at any length (blocks past a token's position exit at once). Flash:
+// the query is first rounded to K's dot type (Q8_0 for the block formats, F16/BF16 for those) as
+// the reference's flash path does; without flash it stays F32.
+#include "backend/cuda/cuda_attention.cuh"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_formats.h"
@@ -16,41 +19,15 @@
 namespace moeserve::cuda {
 namespace {
 
+using attn::AttnArgs;
+using attn::kMaxHeadsPerBlock;
+using attn::kMaxPartialRows;
+using attn::round_query;
+
 constexpr int kWarps = 4;
 constexpr int kTile = 128;  // cells per tile (scores in shared memory)
-constexpr int kMaxHeadsPerBlock = 8;  // query heads of one KV head per block
 constexpr int kMinCellsPerSplit = 128;
-constexpr int kMaxPartialRows = 1024;  // tokens x splits when splitting
 constexpr int kSplitMaxTokens = 64;    // larger steps have enough blocks without splitting
-
-struct AttnArgs {
-  View dst, q, k, v;
-  DeviceBatch batch;
-  Fmt kf, vf;
-  int dk, dv, group, head_tiles, n_head;
-  int64_t k_head_bytes, v_head_bytes;
-  float scale;
-  bool round_q;
-  int chunk, n_splits;
-  float* partials;  // [n_tokens][n_head][n_splits][2 + dv] (max, sum, acc); null: write dst
-};
-
-// The query element as the reference's flash path sees it after converting q to K's dot type.
-// For the block formats the whole warp holds one 32-block (lane = element).
-__device__ __forceinline__ float round_query(Fmt kf, float x) {
-  switch (kf) {
-    case Fmt::q8_0:
-    case Fmt::q4_0: {
-      const float amax = warp_max(fabsf(x));
-      const float d = __fdiv_rn(amax, 127.0f);
-      const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
-      return roundf(__fmul_rn(x, id)) * round_f16(d);
-    }
-    case Fmt::f16: return round_f16(x);
-    case Fmt::bf16: return round_bf16(x);
-    default: return x;
-  }
-}
 
 // Tiles of kTile cells, three phases each: (A) warps take cells, lanes the dims, and store each
 // head's score in shared memory (no loop-carried dependency, so the loads of many cells are in
@@ -183,20 +160,22 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttnArgs a) {
   }
 }
 
-// Merges the ranges a token used: block per (head, token). The range weights live in a
-// fixed-size shared array (the plan never makes more than kMaxPartialRows ranges); warps take
-// ranges, lanes output dims (dv <= 256), and the warps' sums meet in shared memory.
-constexpr int kMergeWarps = 16;
+// Merges the ranges a token used: block per (head, token, 32 output dims), so a decode step's
+// merge spreads over many SMs. Every block weighs all ranges (their maxima and sums are a few
+// floats each; the weights live in a fixed-size shared array: the plan never makes more than
+// kMaxPartialRows ranges); warps take ranges, lanes the block's dims, and the warps' sums meet in
+// shared memory.
+constexpr int kMergeWarps = 8;
 
 __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_kernel(View dst, const float* partials,
                                                                           DeviceBatch batch, int n_head,
                                                                           int n_splits, int chunk, int dv) {
   __shared__ float weight[kMaxPartialRows];
   __shared__ float red[32];
-  __shared__ float part[kMergeWarps][256];
+  __shared__ float part[kMergeWarps][32];
   pdl_wait();
   pdl_trigger();
-  const int h = blockIdx.x, t = blockIdx.y;
+  const int h = blockIdx.x, t = blockIdx.y, d = blockIdx.z * 32 + threadIdx.x % 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n_used = min(n_splits, batch.pos[t] / chunk + 1);
   const int64_t stride = 2 + dv;
@@ -214,256 +193,17 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_kernel(View 
     sum += p[s * stride + 1] * weight[s];
   }
   sum = block_sum(sum);  // its barriers also publish weight[]
-  float acc[8];
-#pragma unroll
-  for (int e = 0; e < 8; ++e) acc[e] = 0;
+  float acc = 0;
+  if (d < dv) {
 #pragma unroll 4
-  for (int s = warp; s < n_used; s += kMergeWarps) {
-    const float w = weight[s];
-    const float* ps = p + s * stride + 2;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const int d = e * 32 + lane;
-      if (d < dv) acc[e] += ps[d] * w;
-    }
+    for (int s = warp; s < n_used; s += kMergeWarps) acc += p[s * stride + 2 + d] * weight[s];
   }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) part[warp][e * 32 + lane] = acc[e];
+  part[warp][lane] = acc;
   __syncthreads();
-  float* out = reinterpret_cast<float*>(row_ptr(dst, h, t));
-  for (int d = threadIdx.x; d < dv; d += blockDim.x) {
-    float a = 0;
-    for (int w = 0; w < kMergeWarps; ++w) a += part[w][d];
-    out[d] = a / sum;
-  }
-}
-
-// ---- decode: many ranges, several cells in flight per warp ---------------------------------
-// Block per (range, KV head or head tile, token), kDecWarps warps. A lane owns EP contiguous dims
-// of K and V (EP = head dim / 32); a warp takes CB cells at a time: it loads their K rows, forms
-// the GT x CB partial dot products, and sums them over the warp with a reduce-scatter (each
-// shuffle halves the values in flight: 31 shuffles for 32 sums instead of 160), then runs the
-// online softmax and p * V with its own running state; the warps' states merge at the end.
-constexpr int kDecWarps = 4;
-constexpr int kDecMinCells = 64;
-
-// Dims [lane * EP, lane * EP + EP) of a row of format f (EP divides 32, so one block's scale).
-template <int EP>
-__device__ __forceinline__ void load_lane(Fmt f, const char* row, int lane, float (&out)[EP]) {
-  const int i0 = lane * EP;
-  switch (f) {
-    case Fmt::f32:
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = reinterpret_cast<const float*>(row)[i0 + e];
-      break;
-    case Fmt::f16:
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = __half2float(reinterpret_cast<const __half*>(row)[i0 + e]);
-      break;
-    case Fmt::bf16:
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(row)[i0 + e]);
-      break;
-    case Fmt::q8_0: {
-      const char* b = row + (i0 / kQK) * kQ8Bytes;
-      const float d = half_at(b);
-      const int8_t* qs = reinterpret_cast<const int8_t*>(b + 2) + i0 % kQK;
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = float(qs[e]) * d;
-      break;
-    }
-    case Fmt::q4_0: {
-      const char* b = row + (i0 / kQK) * kQ4Bytes;
-      const float d = half_at(b);
-      const int j0 = i0 % kQK;
-      const uint8_t* qs = reinterpret_cast<const uint8_t*>(b + 2) + j0 % 16;
-      const int shift = j0 < 16 ? 0 : 4;
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = float(int((qs[e] >> shift) & 0xF) - 8) * d;
-      break;
-    }
-  }
-}
-
-// The query dims a lane owns, rounded as round_query does (a 32-block spans 32 / EP lanes).
-template <int EP>
-__device__ __forceinline__ void round_query_lane(Fmt kf, float (&x)[EP]) {
-  if (kf == Fmt::q8_0 || kf == Fmt::q4_0) {
-    float amax = 0;
-#pragma unroll
-    for (int e = 0; e < EP; ++e) amax = fmaxf(amax, fabsf(x[e]));
-#pragma unroll
-    for (int o = 16 / EP; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
-#pragma unroll
-    for (int e = 0; e < EP; ++e) x[e] = roundf(__fmul_rn(x[e], id)) * round_f16(d);
-  } else if (kf == Fmt::f16) {
-#pragma unroll
-    for (int e = 0; e < EP; ++e) x[e] = round_f16(x[e]);
-  } else if (kf == Fmt::bf16) {
-#pragma unroll
-    for (int e = 0; e < EP; ++e) x[e] = round_bf16(x[e]);
-  }
-}
-
-constexpr int log2_of(int n) { return n <= 1 ? 0 : 1 + log2_of(n / 2); }
-
-// One step of reduce_scatter: M values left, partner lane at xor O; lanes with bit O set keep
-// the upper half. A recursion rather than a loop so every index is a constant (registers).
-template <int M, int O, int N>
-__device__ __forceinline__ void reduce_scatter_step(float (&v)[N], int lane) {
-  if constexpr (M > 1) {
-    const bool upper = (lane & O) != 0;
-#pragma unroll
-    for (int j = 0; j < M / 2; ++j) {
-      const float send = upper ? v[j] : v[j + M / 2];
-      const float keep = upper ? v[j + M / 2] : v[j];
-      v[j] = keep + __shfl_xor_sync(0xffffffffu, send, O);
-    }
-    reduce_scatter_step<M / 2, O / 2, N>(v, lane);
-  }
-}
-
-// Sums N values (a power of two <= 32) over the warp; lane l ends with the sum of value
-// l >> (5 - log2 N). Each step trades half of the values with the partner lane.
-template <int N>
-__device__ __forceinline__ float reduce_scatter(float (&v)[N], int lane) {
-  reduce_scatter_step<N, 16, N>(v, lane);
-  float x = v[0];
-#pragma unroll
-  for (int o = 16 >> log2_of(N); o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-
-template <int EP, int GT>
-__global__ void __launch_bounds__(32 * kDecWarps) attention_decode_kernel(AttnArgs a) {
-  constexpr int CB = GT * 8 <= 32 ? 8 : 32 / GT;  // cells per step of a warp
-  constexpr int N = GT * CB;                      // dot products per step
-  constexpr int kShift = 5 - log2_of(N);          // lane of dot product i: i << kShift
-  __shared__ float sm_m[kDecWarps][GT], sm_l[kDecWarps][GT];
-  __shared__ float sm_acc[kDecWarps][GT][32 * EP];
-  pdl_wait();
-  pdl_trigger();
-  const int split = blockIdx.x, t = blockIdx.z;
-  const int kvh = blockIdx.y / a.head_tiles, g0 = (blockIdx.y % a.head_tiles) * GT;
-  const int ng = min(GT, a.group - g0);
-  const int pos = a.batch.pos[t], seq = a.batch.seq[t];
-  const int c_begin = split * a.chunk;
-  if (c_begin > pos) return;
-  const int c_end = min(c_begin + a.chunk, pos + 1);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-
-  float qr[GT][EP];
-#pragma unroll
-  for (int g = 0; g < GT; ++g) {
-    const float* qp = g < ng ? reinterpret_cast<const float*>(row_ptr(a.q, kvh * a.group + g0 + g, t)) : nullptr;
-#pragma unroll
-    for (int e = 0; e < EP; ++e) qr[g][e] = qp ? qp[lane * EP + e] : 0.0f;
-    if (a.round_q) round_query_lane<EP>(a.kf, qr[g]);
-  }
-  float m_run[GT], l_run[GT], acc[GT][EP];
-#pragma unroll
-  for (int g = 0; g < GT; ++g) {
-    m_run[g] = -INFINITY;
-    l_run[g] = 0;
-#pragma unroll
-    for (int e = 0; e < EP; ++e) acc[g][e] = 0;
-  }
-  const char* k_base = a.k.data + int64_t(seq) * a.k.nb[2] + kvh * a.k_head_bytes;
-  const char* v_base = a.v.data + int64_t(seq) * a.v.nb[2] + kvh * a.v_head_bytes;
-  const int my = lane >> kShift, my_g = my / CB, my_c = my % CB;
-
-  for (int c0 = c_begin + warp * CB; c0 < c_end; c0 += kDecWarps * CB) {
-    float d[N];
-    {
-      float kx[CB][EP];
-#pragma unroll
-      for (int c = 0; c < CB; ++c) {
-        const int cell = min(c0 + c, c_end - 1);  // past the end: a valid row, masked below
-        load_lane<EP>(a.kf, k_base + int64_t(cell) * a.k.nb[1], lane, kx[c]);
-      }
-#pragma unroll
-      for (int g = 0; g < GT; ++g) {
-#pragma unroll
-        for (int c = 0; c < CB; ++c) {
-          float s = 0;
-#pragma unroll
-          for (int e = 0; e < EP; ++e) s += qr[g][e] * kx[c][e];
-          d[g * CB + c] = s;
-        }
-      }
-    }
-    float vx[CB][EP];
-#pragma unroll
-    for (int c = 0; c < CB; ++c) {
-      const int cell = min(c0 + c, c_end - 1);
-      load_lane<EP>(a.vf, v_base + int64_t(cell) * a.v.nb[1], lane, vx[c]);
-    }
-    float score = reduce_scatter<N>(d, lane) * a.scale;
-    if (c0 + my_c >= c_end || my_g >= ng) score = -INFINITY;
-    float bmax = score;
-#pragma unroll
-    for (int j = 0; j < log2_of(CB); ++j) bmax = fmaxf(bmax, __shfl_xor_sync(0xffffffffu, bmax, (1 << kShift) << j));
-    float m_new[GT], my_m = -INFINITY;
-#pragma unroll
-    for (int g = 0; g < GT; ++g) {
-      m_new[g] = fmaxf(m_run[g], __shfl_sync(0xffffffffu, bmax, (g * CB) << kShift));
-      if (g == my_g) my_m = m_new[g];
-    }
-    const float p = score == -INFINITY ? 0.0f : expf(score - my_m);
-#pragma unroll
-    for (int g = 0; g < GT; ++g) {
-      const float corr = m_new[g] == -INFINITY ? 1.0f : expf(m_run[g] - m_new[g]);
-      m_run[g] = m_new[g];
-      l_run[g] *= corr;
-#pragma unroll
-      for (int e = 0; e < EP; ++e) acc[g][e] *= corr;
-#pragma unroll
-      for (int c = 0; c < CB; ++c) {
-        const float pc = __shfl_sync(0xffffffffu, p, (g * CB + c) << kShift);
-        l_run[g] += pc;
-#pragma unroll
-        for (int e = 0; e < EP; ++e) acc[g][e] += pc * vx[c][e];
-      }
-    }
-  }
-
-  // The warps' states meet in shared memory; threads then take (head, dim) pairs.
-#pragma unroll
-  for (int g = 0; g < GT; ++g) {
-    if (lane == 0) {
-      sm_m[warp][g] = m_run[g];
-      sm_l[warp][g] = l_run[g];
-    }
-#pragma unroll
-    for (int e = 0; e < EP; ++e) sm_acc[warp][g][lane * EP + e] = acc[g][e];
-  }
-  __syncthreads();
-  const int dv = 32 * EP;
-  for (int i = threadIdx.x; i < ng * dv; i += blockDim.x) {
-    const int g = i / dv, dd = i % dv;
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kDecWarps; ++w) mx = fmaxf(mx, sm_m[w][g]);
-    float l = 0, o = 0;
-#pragma unroll
-    for (int w = 0; w < kDecWarps; ++w) {
-      const float wt = sm_m[w][g] == -INFINITY ? 0.0f : expf(sm_m[w][g] - mx);
-      l += sm_l[w][g] * wt;
-      o += sm_acc[w][g][dd] * wt;
-    }
-    const int h = kvh * a.group + g0 + g;
-    if (a.partials) {
-      float* pp = a.partials + ((int64_t(t) * a.n_head + h) * a.n_splits + split) * (2 + dv);
-      if (dd == 0) {
-        pp[0] = mx;
-        pp[1] = l;
-      }
-      pp[2 + dd] = o;
-    } else {
-      reinterpret_cast<float*>(row_ptr(a.dst, h, t))[dd] = o / l;
-    }
+  if (warp == 0 && d < dv) {
+    float o = 0;
+    for (int w = 0; w < kMergeWarps; ++w) o += part[w][lane];
+    reinterpret_cast<float*>(row_ptr(dst, h, t))[d] = o / sum;
   }
 }
 
@@ -479,6 +219,8 @@ Plan plan_splits(int64_t n_ctx, int64_t n_tokens) {
   const int64_t chunk = (n_ctx + wanted - 1) / wanted;
   return {int(chunk), int((n_ctx + chunk - 1) / chunk)};
 }
+
+constexpr int kDecMinCells = 64;
 
 // The decode kernel's ranges: about two blocks per SM over the step (each block a KV head or head
 // tile of one token), at least kDecMinCells cells each. Depends on the cache size, the token
@@ -498,16 +240,6 @@ void launch_epl(const AttnArgs& a, dim3 grid, cudaStream_t stream, int gt) {
     case 2: launch_pdl(attention_kernel<EPL, 2>, grid, 32 * kWarps, 0, stream, a); break;
     case 4: launch_pdl(attention_kernel<EPL, 4>, grid, 32 * kWarps, 0, stream, a); break;
     default: launch_pdl(attention_kernel<EPL, kMaxHeadsPerBlock>, grid, 32 * kWarps, 0, stream, a); break;
-  }
-}
-
-template <int EP>
-void launch_decode(const AttnArgs& a, dim3 grid, cudaStream_t stream, int gt) {
-  switch (gt) {
-    case 1: launch_pdl(attention_decode_kernel<EP, 1>, grid, 32 * kDecWarps, 0, stream, a); break;
-    case 2: launch_pdl(attention_decode_kernel<EP, 2>, grid, 32 * kDecWarps, 0, stream, a); break;
-    case 4: launch_pdl(attention_decode_kernel<EP, 4>, grid, 32 * kDecWarps, 0, stream, a); break;
-    default: launch_pdl(attention_decode_kernel<EP, kMaxHeadsPerBlock>, grid, 32 * kDecWarps, 0, stream, a); break;
   }
 }
 
@@ -543,6 +275,7 @@ void CudaBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor&
   a.dk = int(dk);
   a.dv = int(dv);
   a.n_head = int(n_head);
+  a.n_tokens = int(n_tokens);
   a.group = int(group);
   a.head_tiles = int(head_tiles);
   a.k_head_bytes = int64_t(row_bytes(k_cache.type, dk));
@@ -555,10 +288,10 @@ void CudaBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor&
 
   const dim3 grid(unsigned(plan.n_splits), unsigned(n_head_kv * a.head_tiles), unsigned(n_tokens));
   const int64_t widest = std::max(dk, dv);
-  if (decode) {
-    if (dk == 64) launch_decode<2>(a, grid, stream_, gt);
-    else if (dk == 128) launch_decode<4>(a, grid, stream_, gt);
-    else launch_decode<8>(a, grid, stream_, gt);
+  if (decode && attn::decode_copy_width(a) != 0) {
+    attn::launch_attention_decode(a, grid, gt, attn::decode_copy_width(a), stream_);
+  } else if (n_tokens > kSplitMaxTokens && attn::mma_supported(a)) {  // prefill: never split
+    attn::launch_attention_mma(a, stream_);
   } else if (widest <= 32) {
     launch_epl<1>(a, grid, stream_, gt);
   } else if (widest <= 64) {
@@ -569,7 +302,8 @@ void CudaBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor&
     launch_epl<8>(a, grid, stream_, gt);
   }
   if (plan.n_splits > 1) {
-    launch_pdl(attention_merge_kernel, dim3(unsigned(n_head), unsigned(n_tokens)), 32 * kMergeWarps, 0, stream_,
+    launch_pdl(attention_merge_kernel, dim3(unsigned(n_head), unsigned(n_tokens), unsigned((dv + 31) / 32)),
+               32 * kMergeWarps, 0, stream_,
                view_of(dst), a.partials, db, int(n_head), plan.n_splits, plan.chunk, int(dv));
   }
 }
