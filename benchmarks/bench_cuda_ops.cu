@@ -3,7 +3,8 @@
 //   attention decode: time per layer and K/V GB/s (% of the H100's 3.35 TB/s), 4K and 32K context;
 //   delta rule decode: time per layer and state GB/s (read + write);
 //   prefill (512 tokens): time per layer, tokens/s for that layer;
-//   small op: time per launch issued directly and inside a replayed CUDA graph.
+//   small op: time per launch issued directly and inside a replayed CUDA graph;
+//   prefill small ops and F32 products (512 tokens): time per layer.
 // Caches and states are spread over several "layers" (more than the 50 MB L2) and rotated.
 // Usage: bench_cuda_ops [filter substring]
 #include <cuda_runtime.h>
@@ -18,6 +19,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_matmul.h"
 #include "core/error.h"
 
 using namespace moeserve;
@@ -216,6 +218,42 @@ void layer_chain_cases(Bench& B) {
               t_fused * 1e3);
 }
 
+// One delta-net layer's prefill-side small ops and F32 products over 512 tokens (the shapes of
+// Qwen3-Coder-Next: conv over 8192 channels, 16 + 16 key heads of 128, 32 value heads, the
+// router's 512 x 2048 and the shared-expert gate's 1 x 2048 F32 weights), each issued directly.
+void prefill_op_cases(Bench& B) {
+  constexpr int64_t n = 512, channels = 2 * kKh * kDk + kVh * kDv;
+  const BatchData step = one_run(0, 0, int32_t(n));
+  auto report = [&](const std::string& name, double ms) {
+    std::printf("%-44s %9.1f us/layer\n", name.c_str(), ms * 1e3);
+  };
+  if (const std::string name = "ssm_conv prefill 512 tokens"; wanted(name)) {
+    const Tensor x = B.random({channels, n, 1, 1}, -1, 1, 40), w = B.random({4, channels, 1, 1}, -1, 1, 41);
+    const Tensor state = B.random({3 * channels, 1, 1, 1}, -1, 1, 42);
+    const Tensor out = B.alloc(GgmlType::F32, {channels, n, 1, 1});
+    report(name, B.time_ms(20, [&](int) { B.be.ssm_conv(out, x, state, w, step.info()); }));
+  }
+  if (const std::string name = "qk_l2_norm prefill 512 tokens"; wanted(name)) {
+    const Tensor u = B.random({channels, n, 1, 1}, -1, 1, 43);
+    const std::array<size_t, 4> nb{0, size_t(kDk) * 4, u.nb[1], u.nb[1] * size_t(n)};
+    const Tensor qv = u.view({kDk, kKh, n, 1}, nb), kv = u.view({kDk, kKh, n, 1}, nb, size_t(kKh * kDk) * 4);
+    const Tensor q = B.alloc(GgmlType::F32, {kDk, kKh, n, 1}), k = B.alloc(GgmlType::F32, {kDk, kKh, n, 1});
+    report(name, B.time_ms(20, [&](int) { B.be.qk_l2_norm(q, k, qv, kv, 1e-6f, 0.088f); }));
+  }
+  if (const std::string name = "rms_norm_gated prefill 512 tokens"; wanted(name)) {
+    const Tensor o = B.random({kDv, kVh, n, 1}, -1, 1, 44), z = B.random({kDv, kVh, n, 1}, -1, 1, 45);
+    const Tensor w = B.random({kDv, 1, 1, 1}, 0, 1, 46), y = B.alloc(GgmlType::F32, {kDv, kVh, n, 1});
+    report(name, B.time_ms(20, [&](int) { B.be.rms_norm_gated(y, o, w, z, 1e-6f); }));
+  }
+  for (const int64_t m : {512, 1}) {
+    const std::string name = str_cat("matmul F32 2048x", m, " n=512");
+    if (!wanted(name)) continue;
+    const Tensor w = B.random({2048, m, 1, 1}, -1, 1, 47), x = B.random({2048, n, 1, 1}, -1, 1, 48);
+    const Tensor y = B.alloc(GgmlType::F32, {m, n, 1, 1});
+    report(name, B.time_ms(20, [&](int) { cuda::matmul(B.be.stream(), y, w, x, nullptr); }));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -228,6 +266,7 @@ int main(int argc, char** argv) {
     delta_cases(B);
     small_op_cases(B);
     layer_chain_cases(B);
+    prefill_op_cases(B);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_ops: %s\n", e.what());
     return 1;

@@ -29,20 +29,25 @@ TEST(CudaFused, DeltaGatesOnGroupedViews) {
   expect_close(from_gpu(d_g, g), want_g, 1e-5, "g");
 }
 
+// Head rows take a warp each (8 a block), rows longer than 256 a block each: q's rows and k's
+// share blocks where their counts are not multiples of 8.
 TEST(CudaFused, QkL2NormOnConvOutputViews) {
   auto ref = make_ref_backend();
-  const int64_t dk = 128, nk = 4, n = 3, width = 3 * dk * nk;  // [q | k | v] of the conv output
-  const HostTensor u = random_f32({width, n, 1, 1}, -2, 2);
-  const std::array<size_t, 4> nb{0, size_t(dk) * kF, u.t.nb[1], u.t.nb[1] * size_t(n)};
-  const HostTensor q_src = host_view(u, {dk, nk, n, 1}, nb), k_src = host_view(u, {dk, nk, n, 1}, nb, size_t(dk * nk) * kF);
-  HostTensor want_q = poisoned(GgmlType::F32, {dk, nk, n, 1}), want_k = poisoned(GgmlType::F32, {dk, nk, n, 1});
-  const float scale = float(1.0 / std::sqrt(double(dk)));
-  ref->qk_l2_norm(want_q.t, want_k.t, q_src.t, k_src.t, 1e-6f, scale);
-  const HostTensor q = poisoned(GgmlType::F32, want_q.t.ne), k = poisoned(GgmlType::F32, want_k.t.ne);
-  DevTensor d_q = to_gpu(q), d_k = to_gpu(k), d_qs = to_gpu(q_src), d_ks = to_gpu(k_src);
-  gpu().qk_l2_norm(d_q.t, d_k.t, d_qs.t, d_ks.t, 1e-6f, scale);
-  expect_close(from_gpu(d_q, q), want_q, 1e-5, "q");
-  expect_close(from_gpu(d_k, k), want_k, 1e-5, "k");
+  for (const auto& [dk, n] : {std::pair<int64_t, int64_t>{128, 3}, {64, 37}, {320, 2}}) {
+    const int64_t nk = 4, width = 3 * dk * nk;  // [q | k | v] of the conv output
+    const HostTensor u = random_f32({width, n, 1, 1}, -2, 2);
+    const std::array<size_t, 4> nb{0, size_t(dk) * kF, u.t.nb[1], u.t.nb[1] * size_t(n)};
+    const HostTensor q_src = host_view(u, {dk, nk, n, 1}, nb),
+                     k_src = host_view(u, {dk, nk, n, 1}, nb, size_t(dk * nk) * kF);
+    HostTensor want_q = poisoned(GgmlType::F32, {dk, nk, n, 1}), want_k = poisoned(GgmlType::F32, {dk, nk, n, 1});
+    const float scale = float(1.0 / std::sqrt(double(dk)));
+    ref->qk_l2_norm(want_q.t, want_k.t, q_src.t, k_src.t, 1e-6f, scale);
+    const HostTensor q = poisoned(GgmlType::F32, want_q.t.ne), k = poisoned(GgmlType::F32, want_k.t.ne);
+    DevTensor d_q = to_gpu(q), d_k = to_gpu(k), d_qs = to_gpu(q_src), d_ks = to_gpu(k_src);
+    gpu().qk_l2_norm(d_q.t, d_k.t, d_qs.t, d_ks.t, 1e-6f, scale);
+    expect_close(from_gpu(d_q, q), want_q, 1e-5, str_cat("q dk ", dk));
+    expect_close(from_gpu(d_k, k), want_k, 1e-5, str_cat("k dk ", dk));
+  }
 }
 
 // Per cache type: how far a stored value may move when its input moves by a float ulp (a
@@ -118,16 +123,18 @@ TEST(CudaFused, MoeSharedAddIntoResidual) {
 
 TEST(CudaFused, AddRmsNorm) {
   auto ref = make_ref_backend();
-  const int64_t d = 2048, n = 3;
-  const HostTensor h = random_f32({d, n, 1, 1}, -5, 5), y = random_f32({d, n, 1, 1}, -2, 2);
-  const HostTensor w = random_f32({d, 1, 1, 1}, 0.5f, 1.5f);
-  HostTensor want_h = h.clone(), want = poisoned(GgmlType::F32, {d, n, 1, 1});
-  ref->add_rms_norm(want.t, want_h.t, y.t, w.t, 1e-6f);
-  const HostTensor out = poisoned(GgmlType::F32, want.t.ne);
-  DevTensor d_h = to_gpu(h), d_y = to_gpu(y), d_w = to_gpu(w), d_out = to_gpu(out);
-  gpu().add_rms_norm(d_out.t, d_h.t, d_y.t, d_w.t, 1e-6f);
-  expect_close(from_gpu(d_h, h), want_h, 1e-6, "h + y");
-  expect_close(from_gpu(d_out, out), want, 1e-5, "rms_norm(h + y) * w");
+  for (const int64_t d : {2048, 200}) {  // a block per row; a warp per row
+    const int64_t n = 3;
+    const HostTensor h = random_f32({d, n, 1, 1}, -5, 5), y = random_f32({d, n, 1, 1}, -2, 2);
+    const HostTensor w = random_f32({d, 1, 1, 1}, 0.5f, 1.5f);
+    HostTensor want_h = h.clone(), want = poisoned(GgmlType::F32, {d, n, 1, 1});
+    ref->add_rms_norm(want.t, want_h.t, y.t, w.t, 1e-6f);
+    const HostTensor out = poisoned(GgmlType::F32, want.t.ne);
+    DevTensor d_h = to_gpu(h), d_y = to_gpu(y), d_w = to_gpu(w), d_out = to_gpu(out);
+    gpu().add_rms_norm(d_out.t, d_h.t, d_y.t, d_w.t, 1e-6f);
+    expect_close(from_gpu(d_h, h), want_h, 1e-6, "h + y");
+    expect_close(from_gpu(d_out, out), want, 1e-5, "rms_norm(h + y) * w");
+  }
 }
 
 }  // namespace

@@ -98,14 +98,17 @@ Tensor strided(GgmlType type, std::array<int64_t, 4> ne, size_t row_stride, void
 }
 
 // Tolerances, relative to mag = sum |w_i x_i| of the element's dot product:
-// * up to 8 columns (warp kernels): f32 activations and f32 sums in another order than the
-//   double reference: k * 2^-24 * mag bounds the reordering (times 1.1 for the partial sums);
-// * more columns (tensor cores): weights and activations are rounded to f16 (2^-11 relative
-//   each), so each product is off by up to ~2^-10 relative: 1e-3 * mag, plus the f32 sums.
-double tolerance(int64_t n_cols, int64_t k, double mag) {
+// * up to 8 columns (warp kernels), and F32 weights at any column count (FP32 tiles): f32
+//   activations and f32 sums in another order than the double reference: k * 2^-24 * mag bounds
+//   the reordering (times 1.1 for the partial sums);
+// * more columns of other types (tensor cores): weights and activations are rounded to f16
+//   (2^-11 relative each), so each product is off by up to ~2^-10 relative: 1e-3 * mag, plus
+//   the f32 sums.
+double tolerance(bool f32_products, int64_t k, double mag) {
   const double sums = double(k) * 6e-8 * mag * 1.1;
-  return (n_cols <= 8 ? sums : 1e-3 * mag + sums) + 1e-30;
+  return (f32_products ? sums : 1e-3 * mag + sums) + 1e-30;
 }
+double tolerance(int64_t n_cols, int64_t k, double mag) { return tolerance(n_cols <= 8, k, mag); }
 
 // Decode on the 8-bit activation path (cuda_matvec.h) quantizes each block of 32 activations to
 // d = max|x| / 127 steps: each value moves by at most half a step (with a margin for the float
@@ -156,12 +159,13 @@ TEST(CudaMatmul, ChunkDecodersMatchHostDequantizers) {
 }
 
 // One product dst [m, n] = w [k, m] x [k, n] against the double reference. Odd n: weight rows
-// with a gap after each (a view's stride); even n: contiguous. Activation and output rows strided.
-void check_matmul(GgmlType type, int64_t m, int64_t k, int64_t n, std::mt19937& rng) {
+// with a gap after each (a view's stride); even n: contiguous. Activation rows x_pad floats
+// apart, output rows strided.
+void check_matmul(GgmlType type, int64_t m, int64_t k, int64_t n, std::mt19937& rng, int64_t x_pad = 5) {
   const size_t pad = n % 2 ? 32 : 0, w_stride = row_bytes(type, k) + pad;
   const std::vector<uint8_t> w = random_rows(type, k, m, pad, uint32_t(rng()));
   const std::vector<float> wf = dequant_rows(type, w, k, m, w_stride);
-  const int64_t x_stride = k + 5, d_stride = m + 3;
+  const int64_t x_stride = k + x_pad, d_stride = m + 3;
   const std::vector<float> x = random_act(x_stride * n, rng);
   DeviceBytes dw(w.size()), dx(x.size() * 4), dd(size_t(d_stride * n) * 4);
   upload(dw.p, w.data(), w.size());
@@ -185,7 +189,8 @@ void check_matmul(GgmlType type, int64_t m, int64_t k, int64_t n, std::mt19937& 
         qerr += std::fabs(wf[size_t(i * k + e)]) * xe[size_t(e)];
       }
       // The 8-bit path's sums split the K-quant mins from the scaled quants: a few times mag.
-      const double tol = q8 ? tolerance(n, k, 8 * mag) + qerr : tolerance(n, k, mag);
+      const bool f32_products = n <= 8 || type == GgmlType::F32;
+      const double tol = q8 ? tolerance(f32_products, k, 8 * mag) + qerr : tolerance(f32_products, k, mag);
       const float g = got[size_t(j * d_stride + i)];
       if (!(std::fabs(g - ref) <= tol)) {
         ++bad;
@@ -203,6 +208,21 @@ TEST(CudaMatmul, EveryTypeEveryColumnCount) {
     // 9..64 columns: the narrow tensor-core tiles; more: the wide ones.
     for (int64_t n : {1, 2, 3, 7, 8, 9, 17, 64, 65, 513}) check_matmul(type, m, row_len(type), n, rng);
   }
+}
+
+// F32 weights keep FP32 products at every column count (the f32 tolerance above): the tiles
+// over partial row, column and k tiles (k not a multiple of the 64-wide stages, one stage, many),
+// outputs of a few rows (one warp per element), and a few columns of wider outputs (the decode
+// kernel over groups of 8 columns), with aligned rows (the float4 loads) and unaligned ones.
+TEST(CudaMatmul, F32WeightsManyColumnsExact) {
+  std::mt19937 rng(17);
+  for (int64_t m : {1, 3, 16, 17, 64, 130}) {
+    for (int64_t k : {7, 32, 203, 512}) {
+      for (int64_t n : {9, 32, 33, 97}) check_matmul(GgmlType::F32, m, k, n, rng, k % 4 == 0 ? 4 : 5);
+    }
+  }
+  check_matmul(GgmlType::F32, 512, 256, 513, rng, 4);  // the router's shape class: many tiles
+  check_matmul(GgmlType::F32, 1, 2048, 512, rng, 4);   // the shared-expert gate's
 }
 
 // The pipelined prefill tiles over several weight-row tiles (128 rows each, the last partial) and

@@ -25,37 +25,41 @@ HostTensor interleaved_view(const HostTensor& qg, int64_t hd, int64_t n_head, in
   return host_view(qg, {hd, n_head, n, 1}, {0, 2 * size_t(hd) * kF, qg.t.nb[1], qg.t.nb[1] * size_t(n)}, offset);
 }
 
+// Rows of up to 256 take a warp each (8 rows a block: 35 rows end inside a block), longer ones
+// a block each.
 TEST(CudaOps, NormsOnViewsAndInPlace) {
   auto ref = make_ref_backend();
-  const int64_t hd = 96, nh = 5, n = 7;
-  const HostTensor qg = random_f32({2 * hd * nh, n, 1, 1}, -3, 3);
-  const HostTensor src = interleaved_view(qg, hd, nh, n);
-  const HostTensor w = random_f32({hd, 1, 1, 1}, 0.5f, 1.5f);
-  const HostTensor z = random_f32({hd, nh, n, 1}, -4, 4);
-  const DevTensor d_src = to_gpu(src), d_w = to_gpu(w), d_z = to_gpu(z);
-  for (int kind = 0; kind < 4; ++kind) {
-    HostTensor want = poisoned(GgmlType::F32, {hd, nh, n, 1});
-    const HostTensor out = poisoned(GgmlType::F32, {hd, nh, n, 1});
-    DevTensor d_out = to_gpu(out);
-    switch (kind) {
-      case 0:
-        ref->rms_norm(want.t, src.t, &w.t, 1e-6f);
-        gpu().rms_norm(d_out.t, d_src.t, &d_w.t, 1e-6f);
-        break;
-      case 1:
-        ref->rms_norm(want.t, src.t, nullptr, 1e-6f);
-        gpu().rms_norm(d_out.t, d_src.t, nullptr, 1e-6f);
-        break;
-      case 2:
-        ref->rms_norm_gated(want.t, src.t, w.t, z.t, 1e-6f);
-        gpu().rms_norm_gated(d_out.t, d_src.t, d_w.t, d_z.t, 1e-6f);
-        break;
-      default:
-        ref->l2_norm(want.t, src.t, 1e-6f);
-        gpu().l2_norm(d_out.t, d_src.t, 1e-6f);
-        break;
+  for (const int64_t hd : {96, 256, 300}) {
+    const int64_t nh = 5, n = 7;
+    const HostTensor qg = random_f32({2 * hd * nh, n, 1, 1}, -3, 3);
+    const HostTensor src = interleaved_view(qg, hd, nh, n);
+    const HostTensor w = random_f32({hd, 1, 1, 1}, 0.5f, 1.5f);
+    const HostTensor z = random_f32({hd, nh, n, 1}, -4, 4);
+    const DevTensor d_src = to_gpu(src), d_w = to_gpu(w), d_z = to_gpu(z);
+    for (int kind = 0; kind < 4; ++kind) {
+      HostTensor want = poisoned(GgmlType::F32, {hd, nh, n, 1});
+      const HostTensor out = poisoned(GgmlType::F32, {hd, nh, n, 1});
+      DevTensor d_out = to_gpu(out);
+      switch (kind) {
+        case 0:
+          ref->rms_norm(want.t, src.t, &w.t, 1e-6f);
+          gpu().rms_norm(d_out.t, d_src.t, &d_w.t, 1e-6f);
+          break;
+        case 1:
+          ref->rms_norm(want.t, src.t, nullptr, 1e-6f);
+          gpu().rms_norm(d_out.t, d_src.t, nullptr, 1e-6f);
+          break;
+        case 2:
+          ref->rms_norm_gated(want.t, src.t, w.t, z.t, 1e-6f);
+          gpu().rms_norm_gated(d_out.t, d_src.t, d_w.t, d_z.t, 1e-6f);
+          break;
+        default:
+          ref->l2_norm(want.t, src.t, 1e-6f);
+          gpu().l2_norm(d_out.t, d_src.t, 1e-6f);
+          break;
+      }
+      expect_close(from_gpu(d_out, out), want, 1e-5, str_cat("norm kind ", kind, " row ", hd));
     }
-    expect_close(from_gpu(d_out, out), want, 1e-5, "norm kind " + std::to_string(kind));
   }
   // In place over a wide contiguous row (the model's hidden size class).
   const HostTensor x = random_f32({2048, 3, 1, 1}, -2, 2);

@@ -39,14 +39,52 @@ TEST(CudaDeltaNet, ConvMatchesReferenceAndCarriesState) {
   }
 }
 
+// Long runs are cut into chunks (up to 16 per run, each sliding its own window); runs shorter
+// than the window mix the saved history into the new one. Several kernel widths, channels not a
+// multiple of the block's.
+TEST(CudaDeltaNet, ConvChunkedRunsAndShortRuns) {
+  auto ref = make_ref_backend();
+  const int64_t channels = 77;
+  TestBatch b;
+  b.add_run(2, 0, 300);  // 16 chunks of 19 (the last one short)
+  b.add_run(0, 5, 1);
+  b.add_run(3, 9, 2);    // shorter than the history for kernel 5
+  b.add_run(1, 4, 11);   // 2 chunks
+  const int64_t n = int64_t(b.pos.size());
+  for (int64_t kernel : {2, 4, 5}) {
+    const HostTensor w = random_f32({kernel, channels, 1, 1});
+    HostTensor state = random_f32({(kernel - 1) * channels, 4, 1, 1});
+    DevTensor d_w = to_gpu(w), d_state = to_gpu(state);
+    for (int call = 0; call < 2; ++call) {
+      const HostTensor x = random_f32({channels, n, 1, 1}, -2, 2);
+      HostTensor want = poisoned(GgmlType::F32, x.t.ne);
+      ref->ssm_conv(want.t, x.t, state.t, w.t, b.info());
+      const HostTensor out = poisoned(GgmlType::F32, x.t.ne);
+      DevTensor d_out = to_gpu(out), d_x = to_gpu(x);
+      gpu().ssm_conv(d_out.t, d_x.t, d_state.t, d_w.t, b.info());
+      const std::string what = str_cat("kernel ", kernel, " call ", call);
+      expect_close(from_gpu(d_out, out), want, 1e-6, what + " out");
+      expect_close(from_gpu(d_state, state), state, 0, what + " state");
+    }
+  }
+}
+
 struct DeltaCase {
   int64_t dk, dv, nk, nv;
 };
 
+// Head shapes: the model's (128 x 128, two value heads per key head), key dims that fill only
+// part of a thread's rows (96; 64 and 40: the 8-row kernel), value dims that end inside a 32-column
+// block (80, 40). Runs: mixed_runs, and a long prefill run over many staged blocks of tokens.
 TEST(CudaDeltaNet, DeltaRuleOnConvViewsMatchesReference) {
-  for (const DeltaCase& c : {DeltaCase{128, 128, 2, 4}, DeltaCase{64, 80, 3, 3}}) {
+  TestBatch long_run;
+  long_run.add_run(1, 0, 150);
+  long_run.add_run(0, 7, 1);
+  const std::vector<DeltaCase> cases = {{128, 128, 2, 4}, {64, 80, 3, 3}, {40, 40, 1, 2}, {96, 128, 1, 1}};
+  for (size_t ci = 0; ci < 2 * cases.size(); ++ci) {
+    const DeltaCase& c = cases[ci % cases.size()];
     auto ref = make_ref_backend();
-    const TestBatch b = mixed_runs();
+    const TestBatch b = ci < cases.size() ? mixed_runs() : long_run;
     const int64_t n = int64_t(b.pos.size());
     // q, k, v as the block takes them: views of the conv output [q all | k all | v all], q and k
     // l2-normalized (q also scaled), as the forward feeds them.
@@ -76,7 +114,7 @@ TEST(CudaDeltaNet, DeltaRuleOnConvViewsMatchesReference) {
     gpu().gated_delta_net(d_out.t, dev_view(qv), dev_view(kv), dev_view(vv), d_g.t, d_beta.t, d_state.t, b.info());
     // The reference keeps the state in float but sums S.k and S.q in double; the GPU sums in
     // float. Rounding compounds through the state over the 37-token run: a few 1e-6.
-    const std::string what = str_cat("dk ", c.dk, " dv ", c.dv);
+    const std::string what = str_cat("dk ", c.dk, " dv ", c.dv, " tokens ", n);
     expect_close(from_gpu(d_out, out), want, 5e-5, what + " out");
     expect_close(from_gpu(d_state, state), state, 5e-5, what + " state");
   }

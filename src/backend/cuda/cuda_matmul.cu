@@ -1,12 +1,13 @@
 // matmul and get_rows on CUDA (see cuda_matmul.h). Up to kMaxDecodeCols activation columns use
 // one warp per weight row (fused dequantize + dot, weights read once); more use the tensor-core
-// tiles of gemm_prefill (cuda_gemm.cu).
+// tiles of gemm_prefill (cuda_gemm.cu), or with F32 weights the FP32 tiles of cuda_f32_gemm.cu.
 #include "backend/cuda/cuda_matmul.h"
 
 #include <algorithm>
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_f32_gemm.h"
 #include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/cuda_prefill.h"
 #include "backend/cuda/mm_kernels.cuh"
@@ -96,7 +97,9 @@ void launch_matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, cons
   if (with_column_count<kMaxDecodeCols>(n, [&]<int NC>() { launch_matvec<T, NC>(stream, dst, w, x); })) return;
   // More columns come here only with F32 weights (the other types take gemm_prefill): F32
   // weights keep F32 products (the tensor-core tiles round activations to f16, which F32 models
-  // would notice): the decode kernel over groups of 8 columns.
+  // would notice): the FP32 kernels of cuda_f32_gemm.cu, or for a few columns the decode kernel
+  // over groups of 8 columns.
+  if (T == GgmlType::F32 && f32_matmul_preferred(w, x)) return f32_matmul(stream, dst, w, x);
   for (int64_t j = 0; j < n; j += kMaxDecodeCols) {
     const int64_t c = std::min<int64_t>(kMaxDecodeCols, n - j);
     launch_matmul<T>(stream, dst.view({dst.ne[0], c, 1, 1}, dst.nb, size_t(j) * dst.nb[1]), w,
