@@ -65,7 +65,6 @@ using GateUpWide = TileCfg<64, 64, 4, 2>;  // per part (gate, up): 64 rows; 8 wa
 using DownWide = TileCfg<128, 64, 4, 2>;
 constexpr int kWideCols = 64;
 constexpr int kPlanThreads = 1024;
-constexpr int kGateUpFm = 1, kDownFm = 2;  // group tiles: 16-row fragments per warp and part
 
 // Experts with at most this many pairs take group tiles.
 constexpr int32_t kGroupMaxPairs = 48;
@@ -197,11 +196,11 @@ template <GgmlType T>
 __global__ void __launch_bounds__(32 * kGroupWarps)
     moe_gate_up_groups(ExpertMat gate, ExpertMat up, int64_t row_len, int64_t n_embd, int64_t n_ff, int64_t n_ffp,
                        int64_t kp, int k, Plan plan) {
-  constexpr int RM = 16 * kGateUpFm;
+  constexpr int RM = 16 * GroupSpan<T>::template kFm<2>;
   extern __shared__ __align__(16) unsigned char smem[];
   const int slot = blockIdx.x;
   if (slot >= *plan.group.count) return;
-  if constexpr (GridF16<T>::kOn) GridF16<T>::fill(smem, threadIdx.x, blockDim.x);
+  if constexpr (GridDq<T>::kOn) GridDq<T>::fill(smem, threadIdx.x, blockDim.x);
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r0 = (int64_t(blockIdx.y) * kGroupWarps + warp) * RM;
@@ -213,10 +212,9 @@ __global__ void __launch_bounds__(32 * kGroupWarps)
     const int c = 8 * j + lane / 4;
     col[j] = c < n_cols ? plan.xh + int64_t(plan.sorted[pos0 + c] / k) * kp : nullptr;
   }
-  unsigned char* raw = smem + GridF16<T>::kTableBytes +
-                       size_t(warp) * GroupSpan<T>::kStages * (2 * RM) * RawSpan<T>::kRowBytes;
+  unsigned char* raw = smem + GridDq<T>::kTableBytes + size_t(warp) * group_warp_raw_bytes<T, 2>();
   const int n_live = int(max(int64_t(0), min(int64_t(RM), n_ff - r0)));
-  group_rows_product<T, 2, kGateUpFm>(
+  group_rows_product<T, 2>(
       raw, smem, gate.data + size_t(e) * gate.nb2 + size_t(r0) * gate.nb1,
       up.data + size_t(e) * up.nb2 + size_t(r0) * up.nb1, gate.end, up.end, int64_t(gate.nb1), n_live, row_len, n_embd,
       col, [&](int r, int c, const float* v) {
@@ -229,11 +227,11 @@ template <GgmlType T>
 __global__ void __launch_bounds__(32 * kGroupWarps)
     moe_down_groups(ExpertMat down, int64_t row_len, int64_t n_embd, int64_t n_ff, int64_t n_ffp,
                     const float* weights, Plan plan) {
-  constexpr int RM = 16 * kDownFm;
+  constexpr int RM = 16 * GroupSpan<T>::template kFm<1>;
   extern __shared__ __align__(16) unsigned char smem[];
   const int slot = blockIdx.x;
   if (slot >= *plan.group.count) return;
-  if constexpr (GridF16<T>::kOn) GridF16<T>::fill(smem, threadIdx.x, blockDim.x);
+  if constexpr (GridDq<T>::kOn) GridDq<T>::fill(smem, threadIdx.x, blockDim.x);
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r0 = (int64_t(blockIdx.y) * kGroupWarps + warp) * RM;
@@ -245,11 +243,10 @@ __global__ void __launch_bounds__(32 * kGroupWarps)
     const int c = 8 * j + lane / 4;
     col[j] = c < n_cols ? plan.hh + int64_t(pos0 + c) * n_ffp : nullptr;
   }
-  unsigned char* raw =
-      smem + GridF16<T>::kTableBytes + size_t(warp) * GroupSpan<T>::kStages * RM * RawSpan<T>::kRowBytes;
+  unsigned char* raw = smem + GridDq<T>::kTableBytes + size_t(warp) * group_warp_raw_bytes<T, 1>();
   const int n_live = int(min(int64_t(RM), n_embd - r0));
   const uint8_t* base = down.data + size_t(e) * down.nb2 + size_t(r0) * down.nb1;
-  group_rows_product<T, 1, kDownFm>(raw, smem, base, base, down.end, down.end, int64_t(down.nb1), n_live, row_len, n_ff,
+  group_rows_product<T, 1>(raw, smem, base, base, down.end, down.end, int64_t(down.nb1), n_live, row_len, n_ff,
                                     col, [&](int r, int c, const float* v) {
                                       if (c < n_cols && r < n_live) {
                                         plan.y[int64_t(pos0 + c) * n_embd + r0 + r] =
@@ -354,9 +351,9 @@ void launch_down(cudaStream_t stream, const ExpertWeights& ex, int64_t n_embd, i
 template <GgmlType T>
 void launch_gate_up_groups(cudaStream_t stream, const ExpertWeights& ex, int64_t n_embd, int64_t n_ff, int64_t slots,
                            int k, const Plan& plan) {
-  constexpr size_t smem = group_smem_bytes<T, 2, kGateUpFm>();
+  constexpr size_t smem = group_smem_bytes<T, 2>();
   raise_tile_smem(moe_gate_up_groups<T>, smem);
-  const int64_t n_ffp = round_up64(n_ff), rows = kGroupWarps * 16 * kGateUpFm;
+  const int64_t n_ffp = round_up64(n_ff), rows = kGroupWarps * 16 * GroupSpan<T>::template kFm<2>;
   const dim3 grid(unsigned(slots), unsigned((n_ffp + rows - 1) / rows));
   moe_gate_up_groups<T><<<grid, 32 * kGroupWarps, smem, stream>>>(mat_of(ex.gate), mat_of(ex.up),
                                                                   int64_t(row_bytes(T, n_embd)), n_embd, n_ff, n_ffp,
@@ -366,9 +363,9 @@ void launch_gate_up_groups(cudaStream_t stream, const ExpertWeights& ex, int64_t
 template <GgmlType T>
 void launch_down_groups(cudaStream_t stream, const ExpertWeights& ex, int64_t n_embd, int64_t n_ff, int64_t slots,
                         const float* weights, const Plan& plan) {
-  constexpr size_t smem = group_smem_bytes<T, 1, kDownFm>();
+  constexpr size_t smem = group_smem_bytes<T, 1>();
   raise_tile_smem(moe_down_groups<T>, smem);
-  const int64_t rows = kGroupWarps * 16 * kDownFm;
+  const int64_t rows = kGroupWarps * 16 * GroupSpan<T>::template kFm<1>;
   const dim3 grid(unsigned(slots), unsigned((n_embd + rows - 1) / rows));
   moe_down_groups<T><<<grid, 32 * kGroupWarps, smem, stream>>>(mat_of(ex.down), int64_t(row_bytes(T, n_ff)), n_embd,
                                                                n_ff, round_up64(n_ff), weights, plan);
