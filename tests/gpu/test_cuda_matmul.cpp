@@ -437,8 +437,8 @@ TEST(CudaMatmul, MoeExpertsDecodeAndPrefill) {
   for (const MoeCase& c : cases) check_moe(c, {1, 2, 8, 9, 33, 130}, seed++);
 }
 
-// The grouped prefill path with many tokens: experts with up to 48 pairs take 16-column group
-// tiles (60 tokens: ~26 per expert, two tiles each), more take 64-column tiles (600 tokens; with
+// The grouped prefill path with many tokens: experts with up to 24 pairs take 16-column group
+// tiles, more take 64-column tiles (60 tokens: ~26 per expert, some of each kind; 600 tokens; with
 // skew, expert 2 gets all 60 of the smaller batch).
 TEST(CudaMatmul, MoeExpertsPrefillManyTokens) {
   const MoeCase cases[] = {
@@ -452,10 +452,11 @@ TEST(CudaMatmul, MoeExpertsPrefillManyTokens) {
   }
 }
 
-// Every expert weight type the grouped path takes (all but F32) that the host can quantize, with groups of ~4 tokens (one
-// tile, most columns empty), ~17 (two tiles, the second nearly empty), ~43 (three tiles) and ~69
-// (64-column tiles), plus one expert holding every token (skew). Plain types get odd row lengths
-// (k not a multiple of 8 or 32, rows past the 64-row blocks).
+// Every expert weight type the grouped path takes (all but F32) that the host can quantize, with
+// groups of ~4 tokens per expert (one 16-column group tile, most columns empty), ~17 (two group
+// tiles, or 64-column tiles past 24), ~43 and ~69 (64-column tiles), plus one expert holding every
+// token (skew). Plain types get odd row lengths (k not a multiple of 8 or 32, rows past the
+// 64-row blocks).
 TEST(CudaMatmul, MoeExpertsGroupTilesEveryType) {
   uint32_t seed = 300;
   for (GgmlType t : weight_types()) {

@@ -15,7 +15,6 @@
 // depend on where it sits in a tile, so results repeat bit for bit.
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
@@ -66,8 +65,11 @@ using DownWide = TileCfg<128, 64, 4, 2>;
 constexpr int kWideCols = 64;
 constexpr int kPlanThreads = 1024;
 
-// Experts with at most this many pairs take group tiles.
-constexpr int32_t kGroupMaxPairs = 48;
+// Experts with at most this many pairs take group tiles. On the H100 a 64-column tile of a
+// Qwen3-Coder-Next expert costs about two 16-column group tiles (docs/perf.md), so up to 16 pairs
+// the group tile wins and from ~32 on the wide one; 24 keeps batches of 2,048+ tokens (~40 pairs
+// per expert) on the wide tiles.
+constexpr int32_t kGroupMaxPairs = 24;
 
 int64_t tile_slots(int64_t pairs, int64_t n_expert, int bn) {
   return (pairs + bn - 1) / bn + std::min<int64_t>(n_expert, pairs);
@@ -404,8 +406,7 @@ void moe_prefill(cudaStream_t stream, const Tensor& dst, const Tensor& x, const 
       }
     });
   }
-  int32_t group_max = wide ? kGroupMaxPairs : INT32_MAX;
-  if (const char* v = std::getenv("MOESERVE_MOE_GROUP_MAX"); v && wide) group_max = int32_t(std::atoi(v));
+  const int32_t group_max = wide ? kGroupMaxPairs : INT32_MAX;
   const Plan plan = make_plan(workspace, n, k, n_expert, n_ff, n_embd, nullptr);
   moe_plan<<<1, kPlanThreads, 0, stream>>>(ids.as<const int32_t>(), pairs, int32_t(n_expert), group_max, plan);
   MOESERVE_CUDA_CHECK_LAUNCH();
