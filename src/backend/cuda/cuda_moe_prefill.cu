@@ -7,14 +7,14 @@
 //   down            router weight * (down . h), one f32 row per pair;
 //   moe_sum         per token, the k slots' rows summed in slot order (deterministic).
 // Each expert's tokens go to tiles of one kind, chosen by how many it has:
-// * up to kGroupMaxPairs: 16-column group tiles (moe_group_tiles.cuh), bound by reading and
-//   decoding the weights (a 512-token prompt over 512 experts, top-10: ~10 tokens each);
+// * up to kGroupMaxPairs: 16-column group tiles (moe_group_tiles.cuh), where decoding the
+//   weights, not the multiply, is the work (a 512-token prompt over 512 experts, top-10: ~10
+//   tokens each);
 // * more: 64-column pipelined tensor-core tiles (mm_tiles.cuh), where the multiply pays
 //   (long prompts), where both wide kernels fit the GPU's shared memory.
 // A pair's sorted position may vary between runs (atomics), but each column's products do not
 // depend on where it sits in a tile, so results repeat bit for bit.
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.h"
