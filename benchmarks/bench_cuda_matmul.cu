@@ -220,7 +220,8 @@ int main(int argc, char** argv) {
       bench_moe(GgmlType::IQ2_XS, GgmlType::IQ2_XS, n);
       bench_moe(GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, n);
     }
-    bench_moe(GgmlType::IQ2_XS, GgmlType::IQ2_XS, 2048);  // ~40 tokens per expert (long prompts)
+    // ~20, ~40 and ~80 tokens per expert (long prompts, large batches)
+    for (int64_t n : {1024, 2048, 4096}) bench_moe(GgmlType::IQ2_XS, GgmlType::IQ2_XS, n);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_matmul: %s\n", e.what());
     return 1;

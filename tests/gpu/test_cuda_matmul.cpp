@@ -457,8 +457,9 @@ TEST(CudaMatmul, MoeExpertsDecodeAndPrefill) {
   for (const MoeCase& c : cases) check_moe(c, {1, 2, 8, 9, 33, 130}, seed++);
 }
 
-// The grouped prefill path with many tokens: up to ~24 pairs per expert it uses 16-column tiles
-// (60 tokens: the skewed expert needs four), beyond that 64-column tiles (600 tokens).
+// The grouped prefill path with many tokens: experts with up to 24 pairs take 16-column group
+// tiles, more take 64-column tiles (60 tokens: ~26 per expert, some of each kind; 600 tokens; with
+// skew, expert 2 gets all 60 of the smaller batch).
 TEST(CudaMatmul, MoeExpertsPrefillManyTokens) {
   const MoeCase cases[] = {
       {GgmlType::IQ2_XS, GgmlType::IQ2_XS, 512, 256},
@@ -469,6 +470,26 @@ TEST(CudaMatmul, MoeExpertsPrefillManyTokens) {
     check_moe(c, {60, 600}, seed++);
     check_moe(c, {60, 600}, seed++, true);
   }
+}
+
+// Every expert weight type the grouped path takes (all but F32) that the host can quantize, with
+// groups of ~4 tokens per expert (one 16-column group tile, most columns empty), ~17 (two group
+// tiles, or 64-column tiles past 24), ~43 and ~69 (64-column tiles), plus one expert holding every
+// token (skew). Plain types get odd row lengths (k not a multiple of 8 or 32, rows past the
+// 64-row blocks).
+TEST(CudaMatmul, MoeExpertsGroupTilesEveryType) {
+  uint32_t seed = 300;
+  for (GgmlType t : weight_types()) {
+    if (t == GgmlType::F32 || !type_traits(t).quantize) continue;  // realistic_rows quantizes
+    const bool plain = type_traits(t).block_size == 1;
+    const MoeCase c = plain ? MoeCase{t, t, 70, 100} : MoeCase{t, t, 512, 256};
+    SCOPED_TRACE(type_name(t));
+    check_moe(c, {9, 40, 100, 160}, seed++);
+    check_moe(c, {40}, seed++, true);
+  }
+  // Mixed types as the real models have them.
+  check_moe({GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, 256, 512}, {40, 100}, seed++);
+  check_moe({GgmlType::IQ2_XS, GgmlType::Q8_0, 256, 96}, {40, 100}, seed++);
 }
 
 }  // namespace
