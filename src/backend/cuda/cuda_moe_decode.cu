@@ -7,7 +7,8 @@
 //   4. per (4 output rows, token) one block: its warps share out the k slots, each slot's 4 down
 //      rows against h_j, scaled by the router weight; the slots' sums are added in slot order, so
 //      results repeat bit for bit (no atomics).
-// An id outside [0, n_expert) contributes nothing (h = 0, the slot is skipped).
+// An id outside [0, n_expert) contributes nothing (h = 0, the slot is skipped). Every launch is
+// PDL (pdl.cuh); the expert kernels wait before their first row, which depends on the ids.
 #include <algorithm>
 #include <type_traits>
 
@@ -36,6 +37,9 @@ __global__ void __launch_bounds__(mmvq::kThreads)
     q8_gate_up(Experts gate, Experts up, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert,
                ActQ8 ax, const int32_t* ids, int k, float* h) {
   extern __shared__ __align__(16) uint8_t smem[];
+  mmvq::load_table<T>(smem);
+  pdl_wait();  // before the ids
+  pdl_trigger();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t f = int64_t(blockIdx.x) * mmvq::kWarps + warp, fc = f < n_ff ? f : n_ff - 1;
   const int64_t t = blockIdx.z, p = t * k + blockIdx.y;
@@ -56,9 +60,8 @@ __global__ void __launch_bounds__(mmvq::kThreads)
     const float g = mmvq::sum32(acc[0][0]), u = mmvq::sum32(acc[1][0]);
     if (lane == 0 && f < n_ff) h[p * n_ff + f] = valid ? silu(g) * u : 0.0f;
   };
-  mmvq::load_table<T>(smem);
   __syncthreads();
-  mmvq::warp_passes<T, 2, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done);
+  mmvq::warp_passes<T, 2, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, [] {});
 }
 
 constexpr int kDownRows = 4;  // output rows per block
@@ -99,8 +102,10 @@ __global__ void __launch_bounds__(mmvq::kThreads)
     for (int r = 0; r < kDownRows; ++r) sum[r] = fmaf(wt, mmvq::sum32(acc[r][0]), sum[r]);
   };
   mmvq::load_table<T>(smem);
+  pdl_wait();
+  pdl_trigger();
   __syncthreads();
-  mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done);
+  mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done, [] {});
   if (lane < kDownRows) {
     float v = sum[0];
 #pragma unroll
@@ -167,8 +172,8 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
           size_t(mmvq::table_bytes<T>()) + size_t(mmvq::kWarps * 2) * size_t(tile_blk * Dq<T>::kBytes);
       mmvq::allow_smem(q8_gate_up<T, V>, smem);
       const dim3 grid(unsigned((n_ff + mmvq::kWarps - 1) / mmvq::kWarps), unsigned(k), unsigned(n));
-      q8_gate_up<T, V><<<grid, mmvq::kThreads, smem, stream>>>(experts_of(experts.gate), experts_of(experts.up), nblk,
-                                                               tile_blk, n_embd, n_ff, n_expert, ax, id, int(k), h);
+      launch_pdl(q8_gate_up<T, V>, grid, mmvq::kThreads, smem, stream, experts_of(experts.gate), experts_of(experts.up),
+                 nblk, tile_blk, n_embd, n_ff, n_expert, ax, id, int(k), h);
     });
   });
   MOESERVE_CUDA_CHECK_LAUNCH();
@@ -186,9 +191,9 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
           size_t(mmvq::table_bytes<T>()) + size_t(n_warps * kDownRows) * size_t(tile_blk * Dq<T>::kBytes);
       mmvq::allow_smem(q8_down<T, V>, smem);
       const dim3 grid(unsigned((n_embd + kDownRows - 1) / kDownRows), unsigned(n));
-      q8_down<T, V><<<grid, 32 * n_warps, smem, stream>>>(experts_of(experts.down), nblk, tile_blk, n_embd, n_ff,
-                                                          n_expert, ah, id, weights.as<const float>(), int(k), spw,
-                                                          dst.as<float>(), int64_t(dst.nb[1] / sizeof(float)));
+      launch_pdl(q8_down<T, V>, grid, 32 * n_warps, smem, stream, experts_of(experts.down), nblk, tile_blk, n_embd,
+                 n_ff, n_expert, ah, id, weights.as<const float>(), int(k), spw, dst.as<float>(),
+                 int64_t(dst.nb[1] / sizeof(float)));
     });
   });
   MOESERVE_CUDA_CHECK_LAUNCH();

@@ -19,6 +19,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
 #include "backend/cuda/dequant.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace moeserve::cuda::mmvq {
 
@@ -361,10 +362,13 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
 // One warp: passes p = 0..n_pass-1, each the product of R rows (rows_of(p, rows)) with NC
 // activation columns (act_of(p, aq, ads)); done(p, acc) receives this lane's partial sums of each
 // pass. The tiles of consecutive passes form one pipeline: the next tile's loads are issued before
-// the current one is decoded. `sm`: this warp's R * tile_bytes of shared memory.
-template <GgmlType T, int R, int NC, int V, typename RowsOf, typename ActOf, typename Done>
+// the current one is decoded. `sm`: this warp's R * tile_bytes of shared memory. ready() runs once
+// the first tile's loads are issued and before anything else is read (a kernel whose rows do not
+// depend on earlier kernels waits for them there: its first weight bytes are already on the way).
+template <GgmlType T, int R, int NC, int V, typename RowsOf, typename ActOf, typename Done, typename Ready>
 __device__ __forceinline__ void warp_passes(int n_pass, int64_t nblk, int tile_blk, int64_t a_stride, uint8_t* sm,
-                                            const void* tab, int lane, RowsOf rows_of, ActOf act_of, Done done) {
+                                            const void* tab, int lane, RowsOf rows_of, ActOf act_of, Done done,
+                                            Ready ready) {
   constexpr int kB = Dq<T>::kBytes, G = Dq<T>::kQk / 32;
   const int tile_bytes = tile_blk * kB;
   const int n_tiles = int((nblk + tile_blk - 1) / tile_blk);
@@ -379,6 +383,7 @@ __device__ __forceinline__ void warp_passes(int n_pass, int64_t nblk, int tile_b
     rows_of(0, rows);
     st.load(rows, 0, blocks_of(0) * kB / V, lane);
   }
+  ready();
   float acc[R][NC];
   for (int it = 0; it < n_iter; ++it) {
     const int pass = it / n_tiles, tile = it % n_tiles;
@@ -447,6 +452,8 @@ bool dispatch_q8(GgmlType t, F&& f) {
 // q = round(x / d) (as the CPU's Q8_0 activations), s = d * sum q. One warp per block of 32.
 static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64_t x_stride, int64_t k, int64_t n, int8_t* qs,
                                                     float2* ds) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t gpc = k / 32, gid = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
   if (gid >= gpc * n) return;
   const int lane = threadIdx.x % 32;
@@ -467,10 +474,8 @@ inline ActQ8 quantize_columns(cudaStream_t stream, const Tensor& x, int64_t k, i
   if (x.nb[1] % sizeof(float) != 0) fail("internal: cuda q8 activations: row stride is not a multiple of 4");
   const ActQ8 act = act_at(ws, k, n);
   const int64_t groups = k / 32 * n;
-  quantize_act<<<unsigned((groups + 7) / 8), 256, 0, stream>>>(x.as<const float>(), int64_t(x.nb[1] / sizeof(float)),
-                                                               k, n, const_cast<int8_t*>(act.qs),
-                                                               const_cast<float2*>(act.ds));
-  MOESERVE_CUDA_CHECK_LAUNCH();
+  launch_pdl(quantize_act, unsigned((groups + 7) / 8), 256, 0, stream, x.as<const float>(),
+             int64_t(x.nb[1] / sizeof(float)), k, n, const_cast<int8_t*>(act.qs), const_cast<float2*>(act.ds));
   return act;
 }
 
