@@ -3,8 +3,11 @@
 // * the same backend's plain matmul / swiglu, product by product: the kernels share the per-row
 //   arithmetic, so the values must be identical;
 // * the scalar reference backend (its own dot products and activation quantization), within the
-//   activation rounding: Q8_0 weights see the same Q8_0 activations as on the device (f32 order
-//   only), IQ2_XS sees Q8_K activations on the reference and Q8_0-style blocks of 32 here.
+//   activation rounding: for Q8_0 weights both quantize the activations to the same int8 blocks of
+//   32, but the reference stores each block's scale as F16 (the Q8_0 format) where the device keeps
+//   it in F32: up to 2^-11 of each block's term (measured: 3.2e-4 of the largest output); IQ2_XS
+//   sees Q8_K activations on the reference and blocks of 32 here; more than 8 columns take the
+//   prefill tiles, which see activations in F16 (measured: 5.3e-3).
 // Odd row counts, strided outputs poisoned with NaN, 1 to 8 columns (the decode kernels) and 11
 // (the per-product fallback); IQ2_XS rows of 148 bytes take the F32-activation decode kernel.
 #include "gpu_test_util.h"
@@ -14,10 +17,10 @@
 namespace moeserve::test {
 namespace {
 
-// More than 8 columns of a quantized weight take the prefill tiles, which see activations in F16.
 double ref_tol(GgmlType t, int64_t n) {
   if (t == GgmlType::IQ2_XS) return 5e-2;
-  return t == GgmlType::F32 || n <= 8 ? 2e-5 : 5e-3;
+  if (t == GgmlType::F32) return 2e-5;
+  return n <= 8 ? 1e-3 : 1e-2;
 }
 
 // dst [m, n] poisoned, rows m + 3 floats apart.

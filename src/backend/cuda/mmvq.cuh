@@ -337,10 +337,10 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
       const int4* p = reinterpret_cast<const int4*>(aq + c * a_stride + 32 * (g0 + gi));
-      const int4 lo = __ldg(p), hi = __ldg(p + 1);
+      const int4 lo = p[0], hi = p[1];  // global or shared memory (quantize_to_smem)
       a[c][0] = lo.x, a[c][1] = lo.y, a[c][2] = lo.z, a[c][3] = lo.w;
       a[c][4] = hi.x, a[c][5] = hi.y, a[c][6] = hi.z, a[c][7] = hi.w;
-      ds[c] = __ldg(ads + c * (a_stride / 32) + g0 + gi);
+      ds[c] = ads[c * (a_stride / 32) + g0 + gi];
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -468,6 +468,50 @@ static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64
   qs[c * k + 32 * g + lane] = int8_t(q);
   const int sum = __reduce_add_sync(0xffffffffu, q);
   if (lane == 0) ds[gid] = make_float2(d, d * float(sum));
+}
+
+// Shared-memory bytes of n columns of k activations quantized by quantize_to_smem: the quants,
+// then the per-32 (d, s) pairs.
+inline size_t smem_act_bytes(int64_t k, int64_t n) { return size_t(k * n) + size_t(k / 32 * n) * 8; }
+
+// quantize_act into shared memory, by the whole block (blockDim.x a multiple of 32), values equal
+// bit for bit: 8 lanes per block of 32 values, 4 values each. qs: n * k bytes (16-byte aligned),
+// ds: n * k / 32 pairs. The caller syncs the block before reading them.
+__device__ __forceinline__ void quantize_to_smem(const float* x, int64_t x_stride, int64_t k, int n, int8_t* qs,
+                                                 float2* ds) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+  const int sub = lane / 8, l8 = lane % 8;
+  const int64_t gpc = k / 32, groups = gpc * n;
+  for (int64_t g0 = int64_t(warp) * 4; g0 < groups; g0 += int64_t(n_warps) * 4) {  // warp-uniform
+    const int64_t gid = g0 + sub;
+    const bool valid = gid < groups;
+    const int64_t c = valid ? gid / gpc : 0, g = valid ? gid % gpc : 0;
+    const float* p = x + c * x_stride + 32 * g + 4 * l8;
+    float v[4], amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[i] = valid ? p[i] : 0.0f;
+      amax = fmaxf(amax, fabsf(v[i]));
+    }
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint32_t packed = 0;
+    int sum = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int q = max(-127, min(127, int(roundf(v[i] * id))));
+      packed |= uint32_t(uint8_t(int8_t(q))) << (8 * i);
+      sum += q;
+    }
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (valid) {
+      *reinterpret_cast<uint32_t*>(qs + c * k + 32 * g + 4 * l8) = packed;
+      if (l8 == 0) ds[gid] = make_float2(d, d * float(sum));
+    }
+  }
 }
 
 inline ActQ8 quantize_columns(cudaStream_t stream, const Tensor& x, int64_t k, int64_t n, void* ws) {
