@@ -6,7 +6,6 @@
 // whatever ran before finishes.
 #include "backend/cuda/cuda_matvec.h"
 
-#include <algorithm>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/mmvq.cuh"
