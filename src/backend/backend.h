@@ -15,7 +15,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "backend/tensor.h"
@@ -58,6 +60,12 @@ struct ExpertWeights {
   Tensor gate;
   Tensor up;
   Tensor down;
+};
+
+// One product of Backend::matmuls: dst = w times the shared input.
+struct MatmulProduct {
+  Tensor dst;
+  Tensor w;
 };
 
 // Memory owned on a device; freed by its destructor.
@@ -206,6 +214,15 @@ class Backend {
                       const Tensor& gate);
   // h = h + y; dst = rms_norm(h) * weight.
   void add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps);
+  // Products of one input: p.dst = p.w times x for each of the (1 to kMaxMatmuls) products, as
+  // that many matmul calls in order (a backend may run them as one pass: one quantization of x,
+  // one launch).
+  static constexpr int kMaxMatmuls = 4;
+  void matmuls(const Tensor& x, std::initializer_list<MatmulProduct> products);
+  void matmuls(const Tensor& x, std::span<const MatmulProduct> products);
+  // dst [m, n] = silu(gate x) * (up x) for gate, up [k, m] of one type (the SwiGLU FFN's first
+  // half); scratch [m, n] F32 is scratch (the default keeps up x there).
+  void matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x, const Tensor& scratch);
 
  protected:
   // Marks one public op call for the profiling hooks below (ops a fused default composes count
@@ -269,6 +286,9 @@ class Backend {
   virtual void do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
                                  const Tensor& gate);
   virtual void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps);
+  virtual void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products);
+  virtual void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                                const Tensor& scratch);
   virtual void do_upload(const Tensor& dst, const void* host) = 0;
   virtual void do_download(void* host, const Tensor& src) = 0;
 

@@ -87,6 +87,39 @@ void Backend::add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, 
   do_add_rms_norm(dst, h, y, weight, eps);
 }
 
+void Backend::matmuls(const Tensor& x, std::initializer_list<MatmulProduct> products) {
+  matmuls(x, std::span<const MatmulProduct>(products.begin(), products.size()));
+}
+
+void Backend::matmuls(const Tensor& x, std::span<const MatmulProduct> products) {
+  const char* op = "matmuls";
+  const OpScope scope(*this, op);
+  check(products.size() >= 1 && products.size() <= size_t(kMaxMatmuls), op, "takes 1 to 4 products");
+  check(x.type == GgmlType::F32 && x.ne[2] == 1 && x.ne[3] == 1, op, "x must be F32 [k, n]");
+  for (const MatmulProduct& p : products) {
+    check(p.dst.type == GgmlType::F32 && p.dst.ne[2] == 1 && p.dst.ne[3] == 1, op, "each dst must be F32 [m, n]");
+    check(p.w.ne[0] == x.ne[0] && p.w.ne[2] == 1 && p.w.ne[3] == 1 && p.dst.ne[0] == p.w.ne[1] && p.dst.ne[1] == x.ne[1],
+          op, "each product: dst [m, n] = w [k, m] x [k, n]");
+    check(p.w.nb[1] >= row_bytes(p.w.type, p.w.ne[0]), op, "weight rows must be contiguous");
+  }
+  do_matmuls(x, products);
+}
+
+void Backend::matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                            const Tensor& scratch) {
+  const char* op = "matmul_swiglu";
+  const OpScope scope(*this, op);
+  check(all_f32({&dst, &x, &scratch}), op, "dst, x and scratch must be F32");
+  check(gate.type == up.type && gate.ne == up.ne, op, "gate and up must have one type and shape");
+  check(x.ne[2] == 1 && x.ne[3] == 1 && gate.ne[2] == 1 && gate.ne[3] == 1 && gate.ne[0] == x.ne[0], op,
+        "gate, up [k, m] and x [k, n]");
+  check(dst.ne[0] == gate.ne[1] && dst.ne[1] == x.ne[1] && dst.ne[2] == 1 && dst.ne[3] == 1 && scratch.ne == dst.ne, op,
+        "dst and scratch must be [m, n]");
+  check(gate.nb[1] >= row_bytes(gate.type, gate.ne[0]) && up.nb[1] >= row_bytes(up.type, up.ne[0]), op,
+        "weight rows must be contiguous");
+  do_matmul_swiglu(dst, gate, up, x, scratch);
+}
+
 // ---- defaults ------------------------------------------------------------------------------
 
 void Backend::do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a,
@@ -126,6 +159,17 @@ void Backend::do_moe_shared_add(const Tensor& dst, const Tensor& residual, const
   binary(shared, shared, gate, BinaryOp::mul);
   binary(shared, routed, shared, BinaryOp::add);
   binary(dst, residual, shared, BinaryOp::add);
+}
+
+void Backend::do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) {
+  for (const MatmulProduct& p : products) matmul(p.dst, p.w, x);
+}
+
+void Backend::do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                               const Tensor& scratch) {
+  matmul(dst, gate, x);
+  matmul(scratch, up, x);
+  swiglu(dst, dst, scratch);
 }
 
 void Backend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {

@@ -224,6 +224,23 @@ class SplitBackend final : public Backend {
     c.finish();
   }
 
+  // The fused products run fused where all their weights are on the device, else product by product.
+  void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) override {
+    for (const MatmulProduct& p : products) {
+      if (on_host(p.w)) return Backend::do_matmuls(x, products);
+    }
+    touch({&x});
+    for (const MatmulProduct& p : products) touch({&p.dst});
+    primary_->matmuls(x, products);
+  }
+
+  void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                        const Tensor& scratch) override {
+    if (on_host(gate) || on_host(up)) return Backend::do_matmul_swiglu(dst, gate, up, x, scratch);
+    touch({&dst, &x, &scratch});
+    primary_->matmul_swiglu(dst, gate, up, x, scratch);
+  }
+
   void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) override {
     if (!on_host(src)) {
       touch({&dst, &ids});

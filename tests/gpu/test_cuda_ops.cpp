@@ -222,9 +222,12 @@ TEST(CudaOps, RopeNeoxNormalPartialOnViews) {
 
 TEST(CudaOps, MoeRouteTopKTiesAndNormalize) {
   auto ref = make_ref_backend();
-  for (int64_t n_expert : {512, 61}) {
+  // Expert counts from under one per lane to several thousand; k past one warp's 32 slots and k =
+  // every expert.
+  const std::pair<int64_t, int64_t> shapes[] = {{512, 10}, {61, 5}, {61, 61}, {1000, 40}, {3000, 8}};
+  for (const auto& [n_expert, k] : shapes) {
     for (bool normalize : {true, false}) {
-      const int64_t k = n_expert == 512 ? 10 : 5, n = 7;
+      const int64_t n = 7;
       HostTensor logits = random_f32({n_expert, n, 1, 1}, -4, 4);
       logits.f()[3] = logits.f()[9] = 10.0f;  // a tie: the lower index first
       logits.f()[n_expert + 20] = logits.f()[n_expert + 40] = logits.f()[n_expert + 50] = 9.0f;
@@ -239,6 +242,7 @@ TEST(CudaOps, MoeRouteTopKTiesAndNormalize) {
       EXPECT_EQ(ids_got.i()[0], 3);
       EXPECT_EQ(ids_got.i()[1], 9);
       EXPECT_EQ(ids_got.i()[k], 20);
+      EXPECT_EQ(ids_got.i()[k + 1], 40);
     }
   }
 }

@@ -271,6 +271,30 @@ void CudaBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x)
   cuda::matmul(stream_, dst, w, x, workspace());
 }
 
+void CudaBackend::do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) {
+  for (const MatmulProduct& p : products) check_weight_type("matmul", p.w.type);
+  if (skip(matmuls_workspace_bytes(x, products))) return;
+  if (profiler_) {
+    std::string shapes;
+    for (const MatmulProduct& p : products) {
+      shapes += str_cat(shapes.empty() ? " " : " + ", type_traits(p.w.type).name, " ", p.w.ne[0], "x", p.w.ne[1]);
+    }
+    profiler_->label("matmuls", str_cat("matmuls", shapes, " n=", x.ne[1]));
+  }
+  cuda::matmuls(stream_, x, products, workspace());
+}
+
+void CudaBackend::do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                                   const Tensor& scratch) {
+  if (!matmul_swiglu_fused(gate, up, x)) return Backend::do_matmul_swiglu(dst, gate, up, x, scratch);
+  if (skip(matmul_workspace_bytes(dst, gate, x))) return;
+  if (profiler_) {
+    profiler_->label("matmul_swiglu", str_cat("matmul_swiglu ", type_traits(gate.type).name, " ", gate.ne[0], "x",
+                                              gate.ne[1], " x2 n=", x.ne[1]));
+  }
+  cuda::matmul_swiglu(stream_, dst, gate, up, x, workspace());
+}
+
 void CudaBackend::do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) {
   check_weight_type("get_rows", src.type);
   if (skip()) return;

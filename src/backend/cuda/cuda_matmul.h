@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <span>
 
 #include "backend/backend.h"
 
@@ -20,6 +21,17 @@ bool supports_weight_type(GgmlType type);
 // for these shapes.
 size_t matmul_workspace_bytes(const Tensor& dst, const Tensor& w, const Tensor& x);
 void matmul(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace);
+
+// Backend::matmuls: the products of one input, sharing its quantization and launches where they
+// take the decode kernels (the others run as matmul).
+size_t matmuls_workspace_bytes(const Tensor& x, std::span<const MatmulProduct> products);
+void matmuls(cudaStream_t stream, const Tensor& x, std::span<const MatmulProduct> products, void* workspace);
+
+// Backend::matmul_swiglu as one kernel, where matmul_swiglu_fused says so (few columns, gate and
+// up of one type on the 8-bit activation path); workspace: matmul_workspace_bytes of gate.
+bool matmul_swiglu_fused(const Tensor& gate, const Tensor& up, const Tensor& x);
+void matmul_swiglu(cudaStream_t stream, const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                   void* workspace);
 
 void get_rows(cudaStream_t stream, const Tensor& dst, const Tensor& src, const Tensor& ids);
 

@@ -1,9 +1,15 @@
-// Dense decode products on the 8-bit activation path (cuda_matvec.h, mmvq.cuh): one launch
-// quantizes the activation columns, one runs the rows, R rows per warp, 8 warps per block.
+// Dense decode products on the 8-bit activation path (cuda_matvec.h, mmvq.cuh): the activation
+// columns are quantized (one or two short columns by each block into its shared memory, others
+// by one launch into the workspace), then one launch runs the rows (of up to Backend::kMaxMatmuls
+// weights of one type: the products of one input share it), R rows per warp, 8 warps per block.
+// Launches use PDL: the row kernel loads the grid table and issues its first weight tiles while
+// whatever ran before finishes.
 #include "backend/cuda/cuda_matvec.h"
+
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/mmvq.cuh"
+#include "backend/cuda/row_segments.cuh"
 #include "core/error.h"
 
 namespace moeserve::cuda {
@@ -17,18 +23,54 @@ constexpr int rows_per_warp() {
   return NC <= 2 ? 2 : 1;
 }
 
-// dst[c * d_stride + row] = w[row] . x_c for rows of nblk blocks; grid ceil(m / (kWarps * R)).
+// Few columns of a short input are quantized by every block into its shared memory (as
+// quantize_act does it, bit for bit) instead of by a launch of their own: x null means the
+// activations are already quantized in global memory.
+struct InBlock {
+  const float* x;
+  int64_t x_stride;
+  int smem_bytes;  // 16-byte multiple
+
+  // Called by the whole block after the wait: points act at the block's copy.
+  __device__ __forceinline__ void quantize(uint8_t* at, int64_t k, int n, ActQ8& act) const {
+    if (!x) return;
+    int8_t* qs = reinterpret_cast<int8_t*>(at);
+    float2* ds = reinterpret_cast<float2*>(at + k * n);
+    mmvq::quantize_to_smem(x, x_stride, k, n, qs, ds);
+    act = {qs, ds};
+    __syncthreads();
+  }
+};
+
+constexpr int64_t kInBlockMaxCols = 2;        // more columns: more rows' blocks would repeat more work
+constexpr size_t kInBlockMaxBytes = 24 * 1024;
+
+// The in-block quantization of x for a product with k-long rows, or none (x null).
+InBlock in_block_for(const Tensor& x) {
+  const int64_t n = x.ne[1], k = x.ne[0];
+  const size_t bytes = (mmvq::smem_act_bytes(k, n) + 15) / 16 * 16;
+  if (n > kInBlockMaxCols || bytes > kInBlockMaxBytes) return {nullptr, 0, 0};
+  return {x.as<const float>(), int64_t(x.nb[1] / sizeof(float)), int(bytes)};
+}
+
+// As the swiglu op (cuda_ops_elementwise.cu), so the fused product gives the same values.
+__device__ __forceinline__ float silu_exact(float v) { return v / (1.0f + expf(-v)); }
+
+// segs.dst[s][c * d_stride + row] = w_s[row] . x_c for rows of nblk blocks.
 template <GgmlType T, int NC>
 __global__ void __launch_bounds__(mmvq::kThreads)
-    q8_matvec_kernel(const uint8_t* w, size_t nb1, int64_t m, int64_t nblk, int tile_blk, ActQ8 act, int64_t k,
-                     float* dst, int64_t d_stride) {
+    q8_matvec_kernel(RowSegments segs, int64_t nblk, int tile_blk, ActQ8 act, InBlock in, int64_t k) {
   constexpr int R = rows_per_warp<NC>();
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t r0 = (int64_t(blockIdx.x) * mmvq::kWarps + warp) * R;
+  const int seg = segment_of(segs, blockIdx.x);
+  const uint8_t* w = segs.w[seg];
+  const size_t nb1 = segs.nb1[seg];
+  const int64_t m = segs.m[seg];
+  const int64_t r0 = (int64_t(blockIdx.x - segs.first[seg]) * mmvq::kWarps + warp) * R;
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
-  uint8_t* sm = smem + mmvq::table_bytes<T>() + warp * R * tile_bytes;
-  // Rows past the end recompute the last one (the whole block reaches the barrier).
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + in.smem_bytes + warp * R * tile_bytes;
+  // Rows past the end recompute the last one.
   auto rows_of = [&](int, const uint8_t* (&rows)[R]) {
 #pragma unroll
     for (int r = 0; r < R; ++r) rows[r] = w + size_t(r0 + r < m ? r0 + r : m - 1) * nb1;
@@ -38,6 +80,8 @@ __global__ void __launch_bounds__(mmvq::kThreads)
     ads = act.ds;
   };
   auto done = [&](int, float (&acc)[R][NC]) {
+    float* dst = segs.dst[seg];
+    const int64_t d_stride = segs.d_stride[seg];
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -46,23 +90,88 @@ __global__ void __launch_bounds__(mmvq::kThreads)
         if (lane == 0 && r0 + r < m) dst[c * d_stride + r0 + r] = s;
       }
   };
+  // The weights are no kernel's output: their first tiles load before the wait.
+  auto ready = [&] {
+    pdl_wait();
+    pdl_trigger();
+    in.quantize(smem + mmvq::table_bytes<T>(), k, NC, act);
+  };
   mmvq::load_table<T>(smem);
   __syncthreads();
-  mmvq::warp_passes<T, R, NC, 16>(1, nblk, tile_blk, k, sm, smem, lane, rows_of, act_of, done);
+  mmvq::warp_passes<T, R, NC, 16>(1, nblk, tile_blk, k, sm, smem, lane, rows_of, act_of, done, ready);
+}
+
+// dst[c * d_stride + f] = silu(gate[f] . x_c) * (up[f] . x_c): a warp per f, both rows in one pass.
+template <GgmlType T, int NC>
+__global__ void __launch_bounds__(mmvq::kThreads)
+    q8_swiglu_kernel(const uint8_t* gate, size_t gate_nb1, const uint8_t* up, size_t up_nb1, int64_t m, int64_t nblk,
+                     int tile_blk, ActQ8 act, InBlock in, int64_t k, float* dst, int64_t d_stride) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t f = int64_t(blockIdx.x) * mmvq::kWarps + warp, fc = f < m ? f : m - 1;
+  const int tile_bytes = tile_blk * Dq<T>::kBytes;
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + in.smem_bytes + warp * 2 * tile_bytes;
+  auto rows_of = [&](int, const uint8_t* (&rows)[2]) {
+    rows[0] = gate + size_t(fc) * gate_nb1;
+    rows[1] = up + size_t(fc) * up_nb1;
+  };
+  auto act_of = [&](int, const int8_t*& aq, const float2*& ads) {
+    aq = act.qs;
+    ads = act.ds;
+  };
+  auto done = [&](int, float (&acc)[2][NC]) {
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const float g = mmvq::sum32(acc[0][c]), u = mmvq::sum32(acc[1][c]);
+      if (lane == 0 && f < m) dst[c * d_stride + f] = silu_exact(g) * u;
+    }
+  };
+  auto ready = [&] {
+    pdl_wait();
+    pdl_trigger();
+    in.quantize(smem + mmvq::table_bytes<T>(), k, NC, act);
+  };
+  mmvq::load_table<T>(smem);
+  __syncthreads();
+  mmvq::warp_passes<T, 2, NC, 16>(1, nblk, tile_blk, k, sm, smem, lane, rows_of, act_of, done, ready);
 }
 
 template <GgmlType T, int NC>
-void launch(cudaStream_t stream, const Tensor& dst, const Tensor& w, ActQ8 act) {
+void launch_rows(cudaStream_t stream, std::span<const MatmulProduct> products, ActQ8 act, InBlock in, int64_t k) {
   constexpr int R = rows_per_warp<NC>();
-  const int64_t m = w.ne[1], k = w.ne[0], nblk = k / Dq<T>::kQk;
+  const int64_t nblk = k / Dq<T>::kQk;
   const int tile_blk = mmvq::tile_blocks<T, 16>(nblk);
-  const size_t smem = size_t(mmvq::table_bytes<T>()) + size_t(mmvq::kWarps * R) * size_t(tile_blk * Dq<T>::kBytes);
+  const size_t smem = size_t(mmvq::table_bytes<T>()) + size_t(in.smem_bytes) +
+                      size_t(mmvq::kWarps * R) * size_t(tile_blk * Dq<T>::kBytes);
   mmvq::allow_smem(q8_matvec_kernel<T, NC>, smem);
-  const int64_t per_block = int64_t(mmvq::kWarps) * R;
-  const dim3 grid(unsigned((m + per_block - 1) / per_block));
-  q8_matvec_kernel<T, NC><<<grid, mmvq::kThreads, smem, stream>>>(static_cast<const uint8_t*>(w.data), w.nb[1], m,
-                                                                  nblk, tile_blk, act, k, dst.as<float>(),
-                                                                  int64_t(dst.nb[1] / sizeof(float)));
+  const RowSegments segs = row_segments(products, int64_t(mmvq::kWarps) * R);
+  if (segs.first[segs.n] == 0) return;
+  launch_pdl(q8_matvec_kernel<T, NC>, segs.first[segs.n], mmvq::kThreads, smem, stream, segs, nblk, tile_blk, act, in,
+             k);
+}
+
+template <GgmlType T, int NC>
+void launch_swiglu(cudaStream_t stream, const Tensor& dst, const Tensor& gate, const Tensor& up, ActQ8 act,
+                   InBlock in) {
+  const int64_t m = gate.ne[1], k = gate.ne[0], nblk = k / Dq<T>::kQk;
+  const int tile_blk = mmvq::tile_blocks<T, 16>(nblk);
+  const size_t smem = size_t(mmvq::table_bytes<T>()) + size_t(in.smem_bytes) +
+                      size_t(mmvq::kWarps * 2) * size_t(tile_blk * Dq<T>::kBytes);
+  mmvq::allow_smem(q8_swiglu_kernel<T, NC>, smem);
+  launch_pdl(q8_swiglu_kernel<T, NC>, unsigned((m + mmvq::kWarps - 1) / mmvq::kWarps), mmvq::kThreads, smem, stream,
+             static_cast<const uint8_t*>(gate.data), gate.nb[1], static_cast<const uint8_t*>(up.data), up.nb[1], m,
+             nblk, tile_blk, act, in, k, dst.as<float>(), int64_t(dst.nb[1] / sizeof(float)));
+}
+
+// The activations of x: quantized by the row kernels themselves where in_block_for allows it,
+// else by one launch into the workspace.
+ActQ8 activations(cudaStream_t stream, const Tensor& x, const InBlock& in, void* workspace) {
+  if (in.x) return {nullptr, nullptr};
+  return mmvq::quantize_columns(stream, x, x.ne[0], x.ne[1], workspace);
+}
+
+void check_columns(int64_t n) {
+  if (n < 1 || n > kQ8MaxCols) fail("internal: cuda q8 matvec takes 1 to ", kQ8MaxCols, " columns, not ", n);
 }
 
 }  // namespace
@@ -78,16 +187,40 @@ bool q8_matvec_usable(const Tensor& w, const Tensor& x) {
 }
 
 void q8_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace) {
-  const int64_t n = x.ne[1], k = w.ne[0];
-  if (dst.nb[1] % sizeof(float) != 0) fail("internal: cuda matmul dst row stride is not a multiple of 4");
-  const ActQ8 act = mmvq::quantize_columns(stream, x, k, n, workspace);
-  const bool ok = mmvq::dispatch_q8(w.type, [&]<GgmlType T>() {
-    if (!with_column_count<kQ8MaxCols>(n, [&]<int NC>() { launch<T, NC>(stream, dst, w, act); })) {
-      fail("internal: cuda q8 matvec takes 1 to ", kQ8MaxCols, " columns, not ", n);
-    }
+  const MatmulProduct p{dst, w};
+  q8_matvecs(stream, x, std::span<const MatmulProduct>(&p, 1), workspace);
+}
+
+void q8_matvecs(cudaStream_t stream, const Tensor& x, std::span<const MatmulProduct> products, void* workspace) {
+  const int64_t n = x.ne[1], k = x.ne[0];
+  check_columns(n);
+  const InBlock in = in_block_for(x);
+  const ActQ8 act = activations(stream, x, in, workspace);
+  // Runs of one weight type, one launch each (the forward lists such products together).
+  for (size_t i = 0; i < products.size();) {
+    size_t j = i + 1;
+    while (j < products.size() && products[j].w.type == products[i].w.type) ++j;
+    const std::span<const MatmulProduct> run = products.subspan(i, j - i);
+    const bool ok = mmvq::dispatch_q8(products[i].w.type, [&]<GgmlType T>() {
+      with_column_count<kQ8MaxCols>(n, [&]<int NC>() { launch_rows<T, NC>(stream, run, act, in, k); });
+    });
+    if (!ok) fail("internal: cuda q8 matvec has no kernel for ", type_name(products[i].w.type));
+    i = j;
+  }
+}
+
+void q8_matvec_swiglu(cudaStream_t stream, const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                      void* workspace) {
+  const int64_t n = x.ne[1], k = x.ne[0];
+  check_columns(n);
+  if (dst.nb[1] % sizeof(float) != 0) fail("internal: cuda matmul_swiglu dst row stride is not a multiple of 4");
+  if (gate.ne[1] == 0) return;
+  const InBlock in = in_block_for(x);
+  const ActQ8 act = activations(stream, x, in, workspace);
+  const bool ok = mmvq::dispatch_q8(gate.type, [&]<GgmlType T>() {
+    with_column_count<kQ8MaxCols>(n, [&]<int NC>() { launch_swiglu<T, NC>(stream, dst, gate, up, act, in); });
   });
-  if (!ok) fail("internal: cuda q8 matvec has no kernel for ", type_name(w.type));
-  MOESERVE_CUDA_CHECK_LAUNCH();
+  if (!ok) fail("internal: cuda q8 matvec has no kernel for ", type_name(gate.type));
 }
 
 }  // namespace moeserve::cuda

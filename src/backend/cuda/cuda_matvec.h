@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <span>
 #include <utility>
 
 #include "backend/backend.h"
@@ -31,6 +32,12 @@ size_t q8_matvec_workspace_bytes(const Tensor& w, const Tensor& x);
 // Whether this matmul runs here: type, at most 8 columns, 16-byte aligned weight rows.
 bool q8_matvec_usable(const Tensor& w, const Tensor& x);
 void q8_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, void* workspace);
+// Products of one input x, each q8_matvec_usable (workspace: q8_matvec_workspace_bytes of x): x is
+// quantized once, and the products of each weight type run as one launch.
+void q8_matvecs(cudaStream_t stream, const Tensor& x, std::span<const MatmulProduct> products, void* workspace);
+// dst = silu(gate x) * (up x) (both q8_matvec_usable, one type): one pass over both weights.
+void q8_matvec_swiglu(cudaStream_t stream, const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                      void* workspace);
 
 size_t q8_moe_workspace_bytes(const Tensor& x, const ExpertWeights& experts, const Tensor& ids);
 bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts);

@@ -19,6 +19,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "core/error.h"
 #include "backend/cuda/dequant.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace moeserve::cuda::mmvq {
 
@@ -336,10 +337,10 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
       const int4* p = reinterpret_cast<const int4*>(aq + c * a_stride + 32 * (g0 + gi));
-      const int4 lo = __ldg(p), hi = __ldg(p + 1);
+      const int4 lo = p[0], hi = p[1];  // global or shared memory (quantize_to_smem)
       a[c][0] = lo.x, a[c][1] = lo.y, a[c][2] = lo.z, a[c][3] = lo.w;
       a[c][4] = hi.x, a[c][5] = hi.y, a[c][6] = hi.z, a[c][7] = hi.w;
-      ds[c] = __ldg(ads + c * (a_stride / 32) + g0 + gi);
+      ds[c] = ads[c * (a_stride / 32) + g0 + gi];
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -361,10 +362,13 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
 // One warp: passes p = 0..n_pass-1, each the product of R rows (rows_of(p, rows)) with NC
 // activation columns (act_of(p, aq, ads)); done(p, acc) receives this lane's partial sums of each
 // pass. The tiles of consecutive passes form one pipeline: the next tile's loads are issued before
-// the current one is decoded. `sm`: this warp's R * tile_bytes of shared memory.
-template <GgmlType T, int R, int NC, int V, typename RowsOf, typename ActOf, typename Done>
+// the current one is decoded. `sm`: this warp's R * tile_bytes of shared memory. ready() runs once
+// the first tile's loads are issued and before anything else is read (a kernel whose rows do not
+// depend on earlier kernels waits for them there: its first weight bytes are already on the way).
+template <GgmlType T, int R, int NC, int V, typename RowsOf, typename ActOf, typename Done, typename Ready>
 __device__ __forceinline__ void warp_passes(int n_pass, int64_t nblk, int tile_blk, int64_t a_stride, uint8_t* sm,
-                                            const void* tab, int lane, RowsOf rows_of, ActOf act_of, Done done) {
+                                            const void* tab, int lane, RowsOf rows_of, ActOf act_of, Done done,
+                                            Ready ready) {
   constexpr int kB = Dq<T>::kBytes, G = Dq<T>::kQk / 32;
   const int tile_bytes = tile_blk * kB;
   const int n_tiles = int((nblk + tile_blk - 1) / tile_blk);
@@ -379,6 +383,7 @@ __device__ __forceinline__ void warp_passes(int n_pass, int64_t nblk, int tile_b
     rows_of(0, rows);
     st.load(rows, 0, blocks_of(0) * kB / V, lane);
   }
+  ready();
   float acc[R][NC];
   for (int it = 0; it < n_iter; ++it) {
     const int pass = it / n_tiles, tile = it % n_tiles;
@@ -447,6 +452,8 @@ bool dispatch_q8(GgmlType t, F&& f) {
 // q = round(x / d) (as the CPU's Q8_0 activations), s = d * sum q. One warp per block of 32.
 static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64_t x_stride, int64_t k, int64_t n, int8_t* qs,
                                                     float2* ds) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t gpc = k / 32, gid = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
   if (gid >= gpc * n) return;
   const int lane = threadIdx.x % 32;
@@ -463,14 +470,56 @@ static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64
   if (lane == 0) ds[gid] = make_float2(d, d * float(sum));
 }
 
+// Shared-memory bytes of n columns of k activations quantized by quantize_to_smem: the quants,
+// then the per-32 (d, s) pairs.
+inline size_t smem_act_bytes(int64_t k, int64_t n) { return size_t(k * n) + size_t(k / 32 * n) * 8; }
+
+// quantize_act into shared memory, by the whole block (blockDim.x a multiple of 32), values equal
+// bit for bit: 8 lanes per block of 32 values, 4 values each. qs: n * k bytes (16-byte aligned),
+// ds: n * k / 32 pairs. The caller syncs the block before reading them.
+__device__ __forceinline__ void quantize_to_smem(const float* x, int64_t x_stride, int64_t k, int n, int8_t* qs,
+                                                 float2* ds) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+  const int sub = lane / 8, l8 = lane % 8;
+  const int64_t gpc = k / 32, groups = gpc * n;
+  for (int64_t g0 = int64_t(warp) * 4; g0 < groups; g0 += int64_t(n_warps) * 4) {  // warp-uniform
+    const int64_t gid = g0 + sub;
+    const bool valid = gid < groups;
+    const int64_t c = valid ? gid / gpc : 0, g = valid ? gid % gpc : 0;
+    const float* p = x + c * x_stride + 32 * g + 4 * l8;
+    float v[4], amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[i] = valid ? p[i] : 0.0f;
+      amax = fmaxf(amax, fabsf(v[i]));
+    }
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint32_t packed = 0;
+    int sum = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int q = max(-127, min(127, int(roundf(v[i] * id))));
+      packed |= uint32_t(uint8_t(int8_t(q))) << (8 * i);
+      sum += q;
+    }
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (valid) {
+      *reinterpret_cast<uint32_t*>(qs + c * k + 32 * g + 4 * l8) = packed;
+      if (l8 == 0) ds[gid] = make_float2(d, d * float(sum));
+    }
+  }
+}
+
 inline ActQ8 quantize_columns(cudaStream_t stream, const Tensor& x, int64_t k, int64_t n, void* ws) {
   if (x.nb[1] % sizeof(float) != 0) fail("internal: cuda q8 activations: row stride is not a multiple of 4");
   const ActQ8 act = act_at(ws, k, n);
   const int64_t groups = k / 32 * n;
-  quantize_act<<<unsigned((groups + 7) / 8), 256, 0, stream>>>(x.as<const float>(), int64_t(x.nb[1] / sizeof(float)),
-                                                               k, n, const_cast<int8_t*>(act.qs),
-                                                               const_cast<float2*>(act.ds));
-  MOESERVE_CUDA_CHECK_LAUNCH();
+  launch_pdl(quantize_act, unsigned((groups + 7) / 8), 256, 0, stream, x.as<const float>(),
+             int64_t(x.nb[1] / sizeof(float)), k, n, const_cast<int8_t*>(act.qs), const_cast<float2*>(act.ds));
   return act;
 }
 

@@ -11,11 +11,9 @@ Tensor attention(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
   const int64_t q_width = cfg.n_head * hk * (cfg.output_gate ? 2 : 1);
 
   Tensor qg = ctx.arena.f32(q_width, n);
-  be.matmul(qg, w.q, x);
   Tensor k = ctx.arena.f32(cfg.n_head_kv * hk, n);
-  be.matmul(k, w.k, x);
   Tensor v = ctx.arena.f32(cfg.n_head_kv * hv, n);
-  be.matmul(v, w.v, x);
+  be.matmuls(x, {{qg, w.q}, {k, w.k}, {v, w.v}});
 
   // Query heads: with the gate, head h is qg[h*2hk .. h*2hk + hk) and its gate the next hk.
   const size_t head_stride = size_t(cfg.output_gate ? 2 : 1) * size_t(hk) * sizeof(float);

@@ -36,20 +36,19 @@ Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
   const int64_t n = x.ne[1], nk = cfg.n_k_heads, nv = cfg.n_v_heads, dk = cfg.head_dim_k, dv = cfg.head_dim_v;
   const int64_t ratio = cfg.ratio(), channels = cfg.conv_channels();
 
+  // The input projections, one pass over x.
   Tensor qkv = ctx.arena.f32(channels, n);
   Tensor z = ctx.arena.f32(cfg.value_dim(), n);
+  Tensor ba = ctx.arena.f32(2 * nv, n);
   if (w.in) {
     Tensor qkvz = ctx.arena.f32(channels + cfg.value_dim(), n);
-    be.matmul(qkvz, *w.in, x);
+    be.matmuls(x, {{qkvz, *w.in}, {ba, w.ba}});
     regroup_legacy(ctx, qkvz, cfg, qkv, z);
   } else {
-    be.matmul(qkv, *w.qkv, x);
-    be.matmul(z, *w.gate, x);
+    be.matmuls(x, {{qkv, *w.qkv}, {z, *w.gate}, {ba, w.ba}});
   }
 
   // Gates per value head j = kh*ratio + r, read from the grouped ba layout.
-  Tensor ba = ctx.arena.f32(2 * nv, n);
-  be.matmul(ba, w.ba, x);
   const size_t ba_group = size_t(2 * ratio) * kF;
   const Tensor b_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)});
   const Tensor a_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)}, size_t(ratio) * kF);

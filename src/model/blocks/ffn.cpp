@@ -6,9 +6,7 @@ Tensor dense_ffn(ForwardContext& ctx, const Tensor& x, const DenseFfnWeights& w)
   const int64_t n = x.ne[1], n_ff = w.gate.ne[1];
   Tensor g = ctx.arena.f32(n_ff, n);
   Tensor u = ctx.arena.f32(n_ff, n);
-  ctx.be.matmul(g, w.gate, x);
-  ctx.be.matmul(u, w.up, x);
-  ctx.be.swiglu(g, g, u);
+  ctx.be.matmul_swiglu(g, w.gate, w.up, x, u);
   Tensor out = ctx.arena.f32(w.down.ne[1], n);
   ctx.be.matmul(out, w.down, g);
   return out;
@@ -17,7 +15,14 @@ Tensor dense_ffn(ForwardContext& ctx, const Tensor& x, const DenseFfnWeights& w)
 Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeConfig& cfg, const Tensor* residual) {
   const int64_t n = x.ne[1];
   Tensor logits = ctx.arena.f32(cfg.n_expert, n);
-  ctx.be.matmul(logits, w.router, x);
+  // The shared expert's gate is a product of x too: one pass with the router.
+  const bool shared_gate = w.shared && w.shared_gate;
+  Tensor gate = shared_gate ? ctx.arena.f32(1, n) : Tensor{};
+  if (shared_gate) {
+    ctx.be.matmuls(x, {{logits, w.router}, {gate, *w.shared_gate}});
+  } else {
+    ctx.be.matmul(logits, w.router, x);
+  }
   Tensor ids = ctx.arena.i32(cfg.n_expert_used, n);
   Tensor weights = ctx.arena.f32(cfg.n_expert_used, n);
   ctx.be.moe_route(ids, weights, logits, cfg.norm_topk);
@@ -25,9 +30,7 @@ Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeC
   ctx.be.moe_experts(out, x, w.experts, ids, weights);
   if (w.shared) {
     Tensor s = dense_ffn(ctx, x, *w.shared);
-    if (w.shared_gate) {
-      Tensor gate = ctx.arena.f32(1, n);
-      ctx.be.matmul(gate, *w.shared_gate, x);
+    if (shared_gate) {
       if (residual) {
         ctx.be.moe_shared_add(*residual, *residual, out, s, gate);
         return *residual;
