@@ -18,25 +18,30 @@ TestBatch mixed_runs() {
   return b;
 }
 
-TEST(CudaDeltaNet, ConvMatchesReferenceAndCarriesState) {
-  auto ref = make_ref_backend();
-  const int64_t channels = 200, kernel = 4;
-  const TestBatch b = mixed_runs();
+// Two ssm_conv calls on the GPU and the reference (the second starts from the first's state):
+// outputs and the carried state agree. Double sums on both sides: float rounding of inputs and
+// silu only.
+void check_conv_calls(Backend& ref, const TestBatch& b, int64_t kernel, int64_t channels, int64_t n_states) {
   const int64_t n = int64_t(b.pos.size());
   const HostTensor w = random_f32({kernel, channels, 1, 1});
-  HostTensor state = random_f32({(kernel - 1) * channels, 3, 1, 1});
+  HostTensor state = random_f32({(kernel - 1) * channels, n_states, 1, 1});
   DevTensor d_w = to_gpu(w), d_state = to_gpu(state);
-  for (int call = 0; call < 2; ++call) {  // the second call starts from the first's state
+  for (int call = 0; call < 2; ++call) {
     const HostTensor x = random_f32({channels, n, 1, 1}, -2, 2);
     HostTensor want = poisoned(GgmlType::F32, x.t.ne);
-    ref->ssm_conv(want.t, x.t, state.t, w.t, b.info());
+    ref.ssm_conv(want.t, x.t, state.t, w.t, b.info());
     const HostTensor out = poisoned(GgmlType::F32, x.t.ne);
     DevTensor d_out = to_gpu(out), d_x = to_gpu(x);
     gpu().ssm_conv(d_out.t, d_x.t, d_state.t, d_w.t, b.info());
-    // Double sums on both sides: float rounding of inputs and silu only.
-    expect_close(from_gpu(d_out, out), want, 1e-6, "ssm_conv out");
-    expect_close(from_gpu(d_state, state), state, 0, "ssm_conv state");
+    const std::string what = str_cat("kernel ", kernel, " call ", call);
+    expect_close(from_gpu(d_out, out), want, 1e-6, what + " out");
+    expect_close(from_gpu(d_state, state), state, 0, what + " state");
   }
+}
+
+TEST(CudaDeltaNet, ConvMatchesReferenceAndCarriesState) {
+  auto ref = make_ref_backend();
+  check_conv_calls(*ref, mixed_runs(), 4, 200, 3);
 }
 
 // Long runs are cut into chunks (up to 16 per run, each sliding its own window); runs shorter
@@ -44,29 +49,12 @@ TEST(CudaDeltaNet, ConvMatchesReferenceAndCarriesState) {
 // multiple of the block's.
 TEST(CudaDeltaNet, ConvChunkedRunsAndShortRuns) {
   auto ref = make_ref_backend();
-  const int64_t channels = 77;
   TestBatch b;
   b.add_run(2, 0, 300);  // 16 chunks of 19 (the last one short)
   b.add_run(0, 5, 1);
   b.add_run(3, 9, 2);    // shorter than the history for kernel 5
   b.add_run(1, 4, 11);   // 2 chunks
-  const int64_t n = int64_t(b.pos.size());
-  for (int64_t kernel : {2, 4, 5}) {
-    const HostTensor w = random_f32({kernel, channels, 1, 1});
-    HostTensor state = random_f32({(kernel - 1) * channels, 4, 1, 1});
-    DevTensor d_w = to_gpu(w), d_state = to_gpu(state);
-    for (int call = 0; call < 2; ++call) {
-      const HostTensor x = random_f32({channels, n, 1, 1}, -2, 2);
-      HostTensor want = poisoned(GgmlType::F32, x.t.ne);
-      ref->ssm_conv(want.t, x.t, state.t, w.t, b.info());
-      const HostTensor out = poisoned(GgmlType::F32, x.t.ne);
-      DevTensor d_out = to_gpu(out), d_x = to_gpu(x);
-      gpu().ssm_conv(d_out.t, d_x.t, d_state.t, d_w.t, b.info());
-      const std::string what = str_cat("kernel ", kernel, " call ", call);
-      expect_close(from_gpu(d_out, out), want, 1e-6, what + " out");
-      expect_close(from_gpu(d_state, state), state, 0, what + " state");
-    }
-  }
+  for (int64_t kernel : {2, 4, 5}) check_conv_calls(*ref, b, kernel, 77, 4);
 }
 
 struct DeltaCase {

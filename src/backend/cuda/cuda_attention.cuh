@@ -21,6 +21,31 @@ struct AttnArgs {
   float* partials;  // [n_tokens][n_head][n_splits][2 + dv] (max, sum, acc); null: write dst
 };
 
+// What one block of the CUDA-core kernels attends, grid (ranges, KV heads x head tiles, tokens):
+// query heads [g0, g0 + ng) of KV head kvh for token t, cells [c_begin, c_end) of its sequence,
+// whose K and V rows of that head start at k_base / v_base.
+struct BlockRange {
+  int split, t, kvh, g0, ng, c_begin, c_end;
+  const char* k_base;
+  const char* v_base;
+};
+
+// False for a range that starts past the token's position (nothing to attend).
+__device__ __forceinline__ bool block_range(const AttnArgs& a, int gt, BlockRange& r) {
+  r.split = blockIdx.x;
+  r.t = blockIdx.z;
+  r.kvh = blockIdx.y / a.head_tiles;
+  r.g0 = (blockIdx.y % a.head_tiles) * gt;
+  r.ng = min(gt, a.group - r.g0);
+  const int pos = a.batch.pos[r.t], seq = a.batch.seq[r.t];
+  r.c_begin = r.split * a.chunk;
+  if (r.c_begin > pos) return false;
+  r.c_end = min(r.c_begin + a.chunk, pos + 1);
+  r.k_base = a.k.data + int64_t(seq) * a.k.nb[2] + r.kvh * a.k_head_bytes;
+  r.v_base = a.v.data + int64_t(seq) * a.v.nb[2] + r.kvh * a.v_head_bytes;
+  return true;
+}
+
 // The query element as the reference's flash path sees it after converting q to K's dot type.
 // For the block formats the whole warp holds one 32-block (lane = element).
 __device__ __forceinline__ float round_query(Fmt kf, float x) {

@@ -151,17 +151,12 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_kernel(AttnArgs 
   __shared__ float sm_m[kWarps][GT], sm_l[kWarps][GT];
   pdl_wait();
   pdl_trigger();
-  const int split = blockIdx.x, t = blockIdx.z;
-  const int kvh = blockIdx.y / a.head_tiles, g0 = (blockIdx.y % a.head_tiles) * GT;
-  const int ng = min(GT, a.group - g0);
-  const int pos = a.batch.pos[t], seq = a.batch.seq[t];
-  const int c_begin = split * a.chunk;
-  if (c_begin > pos) return;
-  const int c_end = min(c_begin + a.chunk, pos + 1);
+  BlockRange r;
+  if (!block_range(a, GT, r)) return;
+  const int split = r.split, t = r.t, kvh = r.kvh, g0 = r.g0, ng = r.ng, c_begin = r.c_begin, c_end = r.c_end;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int stage_bytes = kStageCells * int(a.k_head_bytes + a.v_head_bytes);
-  const char* k_base = a.k.data + int64_t(seq) * a.k.nb[2] + kvh * a.k_head_bytes;
-  const char* v_base = a.v.data + int64_t(seq) * a.v.nb[2] + kvh * a.v_head_bytes;
+  const char *k_base = r.k_base, *v_base = r.v_base;
   const int n_tiles = (c_end - c_begin + kStageCells - 1) / kStageCells;
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {

@@ -40,6 +40,15 @@ struct InBlock {
     act = {qs, ds};
     __syncthreads();
   }
+
+  // A product kernel's start once its weights' first tiles are loading (they are no kernel's
+  // output): waits for the kernel before, lets the next one launch, then quantizes x.
+  template <GgmlType T>
+  __device__ __forceinline__ void start(uint8_t* smem, int64_t k, int n, ActQ8& act) const {
+    pdl_wait();
+    pdl_trigger();
+    quantize(smem + mmvq::table_bytes<T>(), k, n, act);
+  }
 };
 
 constexpr int64_t kInBlockMaxCols = 2;        // more columns: more rows' blocks would repeat more work
@@ -90,12 +99,7 @@ __global__ void __launch_bounds__(mmvq::kThreads)
         if (lane == 0 && r0 + r < m) dst[c * d_stride + r0 + r] = s;
       }
   };
-  // The weights are no kernel's output: their first tiles load before the wait.
-  auto ready = [&] {
-    pdl_wait();
-    pdl_trigger();
-    in.quantize(smem + mmvq::table_bytes<T>(), k, NC, act);
-  };
+  auto ready = [&] { in.start<T>(smem, k, NC, act); };
   mmvq::load_table<T>(smem);
   __syncthreads();
   mmvq::warp_passes<T, R, NC, 16>(1, nblk, tile_blk, k, sm, smem, lane, rows_of, act_of, done, ready);
@@ -126,11 +130,7 @@ __global__ void __launch_bounds__(mmvq::kThreads)
       if (lane == 0 && f < m) dst[c * d_stride + f] = silu_exact(g) * u;
     }
   };
-  auto ready = [&] {
-    pdl_wait();
-    pdl_trigger();
-    in.quantize(smem + mmvq::table_bytes<T>(), k, NC, act);
-  };
+  auto ready = [&] { in.start<T>(smem, k, NC, act); };
   mmvq::load_table<T>(smem);
   __syncthreads();
   mmvq::warp_passes<T, 2, NC, 16>(1, nblk, tile_blk, k, sm, smem, lane, rows_of, act_of, done, ready);

@@ -20,6 +20,8 @@ namespace moeserve::cuda {
 namespace {
 
 using attn::AttnArgs;
+using attn::block_range;
+using attn::BlockRange;
 using attn::kMaxHeadsPerBlock;
 using attn::kMaxPartialRows;
 using attn::round_query;
@@ -41,13 +43,9 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttnArgs a) {
   __shared__ float run_max[GT], run_sum[GT], rescale[GT];
   pdl_wait();
   pdl_trigger();
-  const int split = blockIdx.x, t = blockIdx.z;
-  const int kvh = blockIdx.y / a.head_tiles, g0 = (blockIdx.y % a.head_tiles) * GT;
-  const int ng = min(GT, a.group - g0);
-  const int pos = a.batch.pos[t], seq = a.batch.seq[t];
-  const int c_begin = split * a.chunk;
-  if (c_begin > pos) return;
-  const int c_end = min(c_begin + a.chunk, pos + 1);
+  BlockRange r;
+  if (!block_range(a, GT, r)) return;
+  const int split = r.split, t = r.t, kvh = r.kvh, g0 = r.g0, ng = r.ng, c_begin = r.c_begin, c_end = r.c_end;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   float qr[GT][EPL];
@@ -71,8 +69,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(AttnArgs a) {
 #pragma unroll
     for (int e = 0; e < kDimsPerThread; ++e) acc[g][e] = 0;
   }
-  const char* k_base = a.k.data + int64_t(seq) * a.k.nb[2] + kvh * a.k_head_bytes;
-  const char* v_base = a.v.data + int64_t(seq) * a.v.nb[2] + kvh * a.v_head_bytes;
+  const char *k_base = r.k_base, *v_base = r.v_base;
 
   for (int c0 = c_begin; c0 < c_end; c0 += kTile) {
     const int len = min(kTile, c_end - c0);
