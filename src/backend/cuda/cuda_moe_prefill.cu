@@ -192,6 +192,32 @@ __global__ void __launch_bounds__(kPlanThreads)
 }
 
 // ---- group tiles (moe_group_tiles.cuh) ----------------------------------------------------------------
+// What one warp of a group-tile block computes, grid (group slots, row blocks of kGroupWarps
+// warps x rm rows): rows [r0, r0 + rm) of expert e for the slot's n_cols pairs from pos0.
+struct GroupWarp {
+  int warp, lane;
+  int64_t r0;
+  int32_t e, pos0, n_cols;
+};
+
+// Fills the block's grid table (when the type has one), then the warp's part; false when the
+// slot is unused or the warp's rows start past n_rows (nothing to do).
+template <GgmlType T>
+__device__ __forceinline__ bool group_warp(unsigned char* smem, const Plan& plan, int rm, int64_t n_rows, GroupWarp& g) {
+  const int slot = blockIdx.x;
+  if (slot >= *plan.group.count) return false;  // the whole block: before the barrier
+  if constexpr (GridDq<T>::kOn) GridDq<T>::fill(smem, threadIdx.x, blockDim.x);
+  __syncthreads();
+  g.warp = threadIdx.x / 32;
+  g.lane = threadIdx.x % 32;
+  g.r0 = (int64_t(blockIdx.y) * kGroupWarps + g.warp) * rm;
+  if (g.r0 >= n_rows) return false;
+  g.e = plan.group.expert[slot];
+  g.pos0 = plan.group.pos[slot];
+  g.n_cols = plan.group.cols[slot];
+  return true;
+}
+
 // grid (group slots, ceil(n_ffp / rows per block)): hh[pos][f] = f16(silu(gate_e[f] . x_t) *
 // (up_e[f] . x_t)), rows f in [n_ff, n_ffp) zero.
 template <GgmlType T>
@@ -200,14 +226,11 @@ __global__ void __launch_bounds__(32 * kGroupWarps)
                        int64_t kp, int k, Plan plan) {
   constexpr int RM = 16 * GroupSpan<T>::template kFm<2>;
   extern __shared__ __align__(16) unsigned char smem[];
-  const int slot = blockIdx.x;
-  if (slot >= *plan.group.count) return;
-  if constexpr (GridDq<T>::kOn) GridDq<T>::fill(smem, threadIdx.x, blockDim.x);
-  __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t r0 = (int64_t(blockIdx.y) * kGroupWarps + warp) * RM;
-  if (r0 >= n_ffp) return;
-  const int32_t e = plan.group.expert[slot], pos0 = plan.group.pos[slot], n_cols = plan.group.cols[slot];
+  GroupWarp g;
+  if (!group_warp<T>(smem, plan, RM, n_ffp, g)) return;
+  const int warp = g.warp, lane = g.lane;
+  const int64_t r0 = g.r0;
+  const int32_t e = g.e, pos0 = g.pos0, n_cols = g.n_cols;
   const __half* col[2];
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
@@ -231,14 +254,11 @@ __global__ void __launch_bounds__(32 * kGroupWarps)
                     const float* weights, Plan plan) {
   constexpr int RM = 16 * GroupSpan<T>::template kFm<1>;
   extern __shared__ __align__(16) unsigned char smem[];
-  const int slot = blockIdx.x;
-  if (slot >= *plan.group.count) return;
-  if constexpr (GridDq<T>::kOn) GridDq<T>::fill(smem, threadIdx.x, blockDim.x);
-  __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t r0 = (int64_t(blockIdx.y) * kGroupWarps + warp) * RM;
-  if (r0 >= n_embd) return;
-  const int32_t e = plan.group.expert[slot], pos0 = plan.group.pos[slot], n_cols = plan.group.cols[slot];
+  GroupWarp g;
+  if (!group_warp<T>(smem, plan, RM, n_embd, g)) return;
+  const int warp = g.warp, lane = g.lane;
+  const int64_t r0 = g.r0;
+  const int32_t e = g.e, pos0 = g.pos0, n_cols = g.n_cols;
   const __half* col[2];
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
