@@ -3,7 +3,7 @@
 // (expert ids and weights stay on the device):
 //   (0. quantize the tokens' activations, only where a token's input does not fit: otherwise each
 //      gate/up block quantizes its token's column itself, while its first weight loads are in flight);
-//   1. per (32 rows f, slot j, token t) one block of 16 warps, two rows per warp:
+//   1. per (32 rows f, slot j, token t) one block of 16 warps, two rows per warp in one pass:
 //      gate_e[f] . x_t and up_e[f] . x_t from the same activation loads, h = silu(gate) * up; the
 //      block's 32 values of h are one quantization block, so h leaves the kernel quantized;
 //   2. per (4 output rows, token) one block: it copies the token's k quantized h columns into shared
@@ -34,11 +34,11 @@ Experts experts_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data
 
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
 
-constexpr int kGuWarps = 16;                  // warps per gate/up block
-constexpr int kGuRows = 32;                   // rows of h per block: one quantization block
-constexpr int kGuPasses = kGuRows / kGuWarps;  // rows per warp
+constexpr int kGuWarps = 16;  // warps per gate/up block
+constexpr int kGuRows = 32;   // rows of h per block: one quantization block
 
-// grid (n_ff / kGuRows, k, n), 32 * kGuWarps threads; warp w takes rows f0 + w + kGuWarps * pass.
+// grid (n_ff / kGuRows, k, n), 32 * kGuWarps threads; warp w takes rows f0 + w and f0 + w + kGuWarps
+// in one pass (the four weight rows' loads in flight together).
 // h of (token t, slot j) goes to hq + (t * k + j) * n_ff, its scales to hd + (t * k + j) * n_ff / 32.
 template <GgmlType T, int V>
 __global__ void __launch_bounds__(32 * kGuWarps)
@@ -66,26 +66,32 @@ __global__ void __launch_bounds__(32 * kGuWarps)
     xd = ds;
   }
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
-  uint8_t* sm = smem + mmvq::table_bytes<T>() + x_smem + warp * 2 * tile_bytes;
-  auto rows_of = [&](int pass, const uint8_t* (&rows)[2]) {
-    const int64_t f = f0 + warp + kGuWarps * pass;
-    rows[0] = gate.data + size_t(ec) * gate.nb2 + size_t(f) * gate.nb1;
-    rows[1] = up.data + size_t(ec) * up.nb2 + size_t(f) * up.nb1;
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + x_smem + warp * 4 * tile_bytes;
+  auto rows_of = [&](int, const uint8_t* (&rows)[4]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t f = f0 + warp + kGuWarps * r;
+      rows[2 * r] = gate.data + size_t(ec) * gate.nb2 + size_t(f) * gate.nb1;
+      rows[2 * r + 1] = up.data + size_t(ec) * up.nb2 + size_t(f) * up.nb1;
+    }
   };
   auto act_of = [&](int, const int8_t*& aq, const float2*& ads) {
     aq = xq;
     ads = xd;
   };
-  auto done = [&](int pass, float (&acc)[2][1]) {
-    const float g = mmvq::sum32(acc[0][0]), u = mmvq::sum32(acc[1][0]);
-    if (lane == 0) hs[warp + kGuWarps * pass] = valid ? silu(g) * u : 0.0f;
+  auto done = [&](int, float (&acc)[4][1]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float g = mmvq::sum32(acc[2 * r][0]), u = mmvq::sum32(acc[2 * r + 1][0]);
+      if (lane == 0) hs[warp + kGuWarps * r] = valid ? silu(g) * u : 0.0f;
+    }
   };
   // Every warp gets here once its first weight tile is on the way.
   auto ready = [&] {
     if (x) mmvq::quantize_to_smem(x + t * x_stride, 0, n_embd, 1, qs, ds);
     __syncthreads();
   };
-  mmvq::warp_passes<T, 2, 1, V>(kGuPasses, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, ready);
+  mmvq::warp_passes<T, 4, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, ready);
   __syncthreads();
   if (warp == 0) mmvq::quantize_block32(hs[lane], hq + p * n_ff + f0, hd + p * (n_ff / 32) + f0 / 32);
 }
@@ -220,7 +226,7 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
       const int64_t nblk = n_embd / Dq<T>::kQk;
       const int tile_blk = mmvq::tile_blocks<T, V>(nblk);
       const size_t smem = size_t(mmvq::table_bytes<T>()) + size_t(x_smem_used) +
-                          size_t(kGuWarps * 2) * size_t(tile_blk * Dq<T>::kBytes);
+                          size_t(kGuWarps * 4) * size_t(tile_blk * Dq<T>::kBytes);
       mmvq::allow_smem(q8_gate_up<T, V>, smem);
       const dim3 grid(unsigned(n_ff / kGuRows), unsigned(k), unsigned(n));
       launch_pdl(q8_gate_up<T, V>, grid, 32 * kGuWarps, smem, stream, experts_of(experts.gate),
