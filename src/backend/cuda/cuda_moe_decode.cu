@@ -183,7 +183,9 @@ bool q8_types(const ExpertWeights& e) {
 size_t q8_moe_workspace_bytes(const Tensor& x, const ExpertWeights& experts, const Tensor& ids) {
   const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
   if (n < 1 || n > kQ8MaxCols || !q8_types(experts) || n_embd % 32 != 0 || n_ff % 32 != 0) return 0;
-  return mmvq::act_bytes(n_embd, n) + mmvq::act_bytes(n_ff, n * k);
+  // At least the float h of the general decode kernels, which take over where rows are not
+  // aligned for these (q8_moe_usable).
+  return std::max(mmvq::act_bytes(n_embd, n) + mmvq::act_bytes(n_ff, n * k), sizeof(float) * size_t(n * k * n_ff));
 }
 
 bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts) {
