@@ -266,6 +266,8 @@ TEST(CudaMatvecQ8, MoeDecodeExperts) {
       {GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, 2048, 512, 12, 10},  // 196-byte down rows (4-byte staging)
       {GgmlType::Q4_K, GgmlType::Q6_K, 512, 256, 8, 3},           // 210-byte down rows (2-byte staging)
       {GgmlType::Q8_0, GgmlType::Q5_K, 4352, 256, 8, 3},          // gate/up rows of two and a bit tiles
+      {GgmlType::Q4_0, GgmlType::Q4_0, 22528, 64, 4, 2},          // inputs too long for a block's shared memory
+      {GgmlType::Q8_0, GgmlType::Q4_0, 256, 2560, 8, 8},          // h of 8 slots too long for shared memory
   };
   uint32_t seed = 300;
   for (const MoeCase& c : cases) check_moe(c, seed++);

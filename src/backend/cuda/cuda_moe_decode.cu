@@ -1,13 +1,15 @@
 // Routed experts of a decode step (up to 8 tokens) on the 8-bit activation path (cuda_matvec.h,
-// mmvq.cuh). Four launches, all sized from shapes (expert ids and weights stay on the device):
-//   1. quantize the tokens' activations (none where a token's input fits in shared memory: each
-//      gate/up block quantizes its token's column itself);
-//   2. per (row f, slot j, token t) one warp: gate_e[f] . x_t and up_e[f] . x_t from the same
-//      activation loads, h = silu(gate) * up;
-//   3. quantize h (n * k columns of n_ff);
-//   4. per (4 output rows, token) one block: its warps share out the k slots, each slot's 4 down
-//      rows against h_j, scaled by the router weight; the slots' sums are added in slot order, so
-//      results repeat bit for bit (no atomics).
+// mmvq.cuh). Two launches where a token's input fits in shared memory, all sized from shapes
+// (expert ids and weights stay on the device):
+//   (0. quantize the tokens' activations, only where a token's input does not fit: otherwise each
+//      gate/up block quantizes its token's column itself, while its first weight loads are in flight);
+//   1. per (32 rows f, slot j, token t) one block of 16 warps, two rows per warp in one pass:
+//      gate_e[f] . x_t and up_e[f] . x_t from the same activation loads, h = silu(gate) * up; the
+//      block's 32 values of h are one quantization block, so h leaves the kernel quantized;
+//   2. per (4 output rows, token) one block: it copies the token's k quantized h columns into shared
+//      memory while its first weight loads are in flight; its warps share out the k slots, each
+//      slot's 4 down rows against h_j, scaled by the router weight; the slots' sums are added in slot
+//      order, so results repeat bit for bit (no atomics).
 // An id outside [0, n_expert) contributes nothing (h = 0, the slot is skipped). Every launch is
 // PDL (pdl.cuh); the expert kernels wait before their first row, which depends on the ids.
 #include <algorithm>
@@ -32,63 +34,93 @@ Experts experts_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data
 
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
 
-// grid (ceil(n_ff / kWarps), k, n).
+constexpr int kGuWarps = 16;  // warps per gate/up block
+constexpr int kGuRows = 32;   // rows of h per block: one quantization block
+
+// grid (n_ff / kGuRows, k, n), 32 * kGuWarps threads; warp w takes rows f0 + w and f0 + w + kGuWarps
+// in one pass (the four weight rows' loads in flight together).
+// h of (token t, slot j) goes to hq + (t * k + j) * n_ff, its scales to hd + (t * k + j) * n_ff / 32.
 template <GgmlType T, int V>
-__global__ void __launch_bounds__(mmvq::kThreads)
+__global__ void __launch_bounds__(32 * kGuWarps)
     q8_gate_up(Experts gate, Experts up, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert,
-               ActQ8 ax, const float* x, int64_t x_stride, int x_smem, const int32_t* ids, int k, float* h) {
+               ActQ8 ax, const float* x, int64_t x_stride, int x_smem, const int32_t* ids, int k, int8_t* hq,
+               float2* hd) {
   extern __shared__ __align__(16) uint8_t smem[];
+  __shared__ float hs[kGuRows];
   mmvq::load_table<T>(smem);
   pdl_wait();  // before the ids
   pdl_trigger();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t f = int64_t(blockIdx.x) * mmvq::kWarps + warp, fc = f < n_ff ? f : n_ff - 1;
+  const int64_t f0 = int64_t(blockIdx.x) * kGuRows;
   const int64_t t = blockIdx.z, p = t * k + blockIdx.y;
-  // Token t's activations: quantized here into shared memory (x given) or by an earlier launch.
-  const int8_t* xq = ax.qs + t * n_embd;
-  const float2* xd = ax.ds + t * (n_embd / 32);
-  if (x) {
-    int8_t* qs = reinterpret_cast<int8_t*>(smem + mmvq::table_bytes<T>());
-    float2* ds = reinterpret_cast<float2*>(smem + mmvq::table_bytes<T>() + n_embd);
-    mmvq::quantize_to_smem(x + t * x_stride, 0, n_embd, 1, qs, ds);
-    xq = qs;
-    xd = ds;
-  }
   const int32_t e = ids[p];
   const bool valid = e >= 0 && e < n_expert;
   const int32_t ec = valid ? e : 0;
+  // Token t's activations: quantized here into shared memory (x given) or by an earlier launch.
+  const int8_t* xq = ax.qs + t * n_embd;
+  const float2* xd = ax.ds + t * (n_embd / 32);
+  int8_t* qs = reinterpret_cast<int8_t*>(smem + mmvq::table_bytes<T>());
+  float2* ds = reinterpret_cast<float2*>(smem + mmvq::table_bytes<T>() + n_embd);
+  if (x) {
+    xq = qs;
+    xd = ds;
+  }
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
-  uint8_t* sm = smem + mmvq::table_bytes<T>() + x_smem + warp * 2 * tile_bytes;
-  auto rows_of = [&](int, const uint8_t* (&rows)[2]) {
-    rows[0] = gate.data + size_t(ec) * gate.nb2 + size_t(fc) * gate.nb1;
-    rows[1] = up.data + size_t(ec) * up.nb2 + size_t(fc) * up.nb1;
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + x_smem + warp * 4 * tile_bytes;
+  auto rows_of = [&](int, const uint8_t* (&rows)[4]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t f = f0 + warp + kGuWarps * r;
+      rows[2 * r] = gate.data + size_t(ec) * gate.nb2 + size_t(f) * gate.nb1;
+      rows[2 * r + 1] = up.data + size_t(ec) * up.nb2 + size_t(f) * up.nb1;
+    }
   };
   auto act_of = [&](int, const int8_t*& aq, const float2*& ads) {
     aq = xq;
     ads = xd;
   };
-  auto done = [&](int, float (&acc)[2][1]) {
-    const float g = mmvq::sum32(acc[0][0]), u = mmvq::sum32(acc[1][0]);
-    if (lane == 0 && f < n_ff) h[p * n_ff + f] = valid ? silu(g) * u : 0.0f;
+  auto done = [&](int, float (&acc)[4][1]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float g = mmvq::sum32(acc[2 * r][0]), u = mmvq::sum32(acc[2 * r + 1][0]);
+      if (lane == 0) hs[warp + kGuWarps * r] = valid ? silu(g) * u : 0.0f;
+    }
   };
+  // Every warp gets here once its first weight tile is on the way.
+  auto ready = [&] {
+    if (x) mmvq::quantize_to_smem(x + t * x_stride, 0, n_embd, 1, qs, ds);
+    __syncthreads();
+  };
+  mmvq::warp_passes<T, 4, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, ready);
   __syncthreads();
-  mmvq::warp_passes<T, 2, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, [] {});
+  if (warp == 0) mmvq::quantize_block32(hs[lane], hq + p * n_ff + f0, hd + p * (n_ff / 32) + f0 / 32);
 }
 
 constexpr int kDownRows = 4;  // output rows per block
 
+// Bytes of shared memory for the k quantized h columns of one token (quants, then scales).
+size_t h_smem_bytes(int64_t n_ff, int64_t k) {
+  return (size_t(k * n_ff) + 15) / 16 * 16 + (size_t(k * n_ff / 32) * 8 + 15) / 16 * 16;
+}
+
 // grid (ceil(n_embd / kDownRows), n), 32 * n_warps threads; warp w takes slots [w * spw, (w+1) * spw).
+// h_smem (h_smem_bytes or 0): the token's h columns are read from a copy in shared memory.
 template <GgmlType T, int V>
 __global__ void __launch_bounds__(mmvq::kThreads)
     q8_down(Experts down, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert, ActQ8 ah,
-            const int32_t* ids, const float* weights, int k, int spw, float* dst, int64_t d_stride) {
+            int h_smem, const int32_t* ids, const float* weights, int k, int spw, float* dst, int64_t d_stride) {
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ float part[mmvq::kWarps][kDownRows];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
   const int64_t i0 = int64_t(blockIdx.x) * kDownRows, t = blockIdx.y;
   const int j0 = warp * spw, n_pass = max(0, min(k, j0 + spw) - j0);
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
-  uint8_t* sm = smem + mmvq::table_bytes<T>() + warp * kDownRows * tile_bytes;
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + h_smem + warp * kDownRows * tile_bytes;
+  // The token's k columns of h: at hq + j * n_ff, scales at hd + j * n_ff / 32.
+  const int8_t* hq = ah.qs + t * k * n_ff;
+  const float2* hd = ah.ds + t * k * (n_ff / 32);
+  int8_t* sq = reinterpret_cast<int8_t*>(smem + mmvq::table_bytes<T>());
+  float2* sd = reinterpret_cast<float2*>(smem + mmvq::table_bytes<T>() + (size_t(k * n_ff) + 15) / 16 * 16);
   float sum[kDownRows] = {};
   auto rows_of = [&](int pass, const uint8_t* (&rows)[kDownRows]) {
     const int32_t e = ids[t * k + j0 + pass];
@@ -100,9 +132,8 @@ __global__ void __launch_bounds__(mmvq::kThreads)
     }
   };
   auto act_of = [&](int pass, const int8_t*& aq, const float2*& ads) {
-    const int64_t p = t * k + j0 + pass;
-    aq = ah.qs + p * n_ff;
-    ads = ah.ds + p * (n_ff / 32);
+    aq = hq + (j0 + pass) * n_ff;
+    ads = hd + (j0 + pass) * (n_ff / 32);
   };
   auto done = [&](int pass, float (&acc)[kDownRows][1]) {
     const int64_t p = t * k + j0 + pass;
@@ -112,11 +143,23 @@ __global__ void __launch_bounds__(mmvq::kThreads)
 #pragma unroll
     for (int r = 0; r < kDownRows; ++r) sum[r] = fmaf(wt, mmvq::sum32(acc[r][0]), sum[r]);
   };
+  // Every warp gets here once its first weight tiles are on the way (each warp has a slot).
+  auto ready = [&] {
+    if (h_smem) {
+      const int64_t n16 = k * n_ff / 16, nd = k * (n_ff / 32);
+      for (int64_t i = threadIdx.x; i < n16; i += blockDim.x) {
+        reinterpret_cast<int4*>(sq)[i] = reinterpret_cast<const int4*>(hq)[i];
+      }
+      for (int64_t i = threadIdx.x; i < nd; i += blockDim.x) sd[i] = hd[i];
+      hq = sq;
+      hd = sd;
+    }
+    __syncthreads();
+  };
   mmvq::load_table<T>(smem);
   pdl_wait();
   pdl_trigger();
-  __syncthreads();
-  mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done, [] {});
+  mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done, ready);
   if (lane < kDownRows) {
     float v = sum[0];
 #pragma unroll
@@ -140,8 +183,9 @@ bool q8_types(const ExpertWeights& e) {
 size_t q8_moe_workspace_bytes(const Tensor& x, const ExpertWeights& experts, const Tensor& ids) {
   const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
   if (n < 1 || n > kQ8MaxCols || !q8_types(experts) || n_embd % 32 != 0 || n_ff % 32 != 0) return 0;
-  return mmvq::align256(sizeof(float) * size_t(n * k * n_ff)) + mmvq::act_bytes(n_embd, n) +
-         mmvq::act_bytes(n_ff, n * k);
+  // At least the float h of the general decode kernels, which take over where rows are not
+  // aligned for these (q8_moe_usable).
+  return std::max(mmvq::act_bytes(n_embd, n) + mmvq::act_bytes(n_ff, n * k), sizeof(float) * size_t(n * k * n_ff));
 }
 
 bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts) {
@@ -167,10 +211,8 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
   const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
   const int32_t n_expert = int32_t(experts.gate.ne[2]);
   if (dst.nb[1] % sizeof(float) != 0) fail("internal: cuda moe dst row stride is not a multiple of 4");
-  char* ws = static_cast<char*>(workspace);
-  float* h = reinterpret_cast<float*>(ws);
-  char* ax_ws = ws + mmvq::align256(sizeof(float) * size_t(n * k * n_ff));
-  char* ah_ws = ax_ws + mmvq::act_bytes(n_embd, n);
+  char* ax_ws = static_cast<char*>(workspace);
+  const ActQ8 ah = mmvq::act_at(ax_ws + mmvq::act_bytes(n_embd, n), n_ff, n * k);
   // A token's input fits each gate/up block's shared memory: no launch of its own for it.
   const size_t x_smem = (mmvq::smem_act_bytes(n_embd, 1) + 15) / 16 * 16;
   const bool x_in_block = x_smem <= 24 * 1024;
@@ -186,16 +228,17 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
       const int64_t nblk = n_embd / Dq<T>::kQk;
       const int tile_blk = mmvq::tile_blocks<T, V>(nblk);
       const size_t smem = size_t(mmvq::table_bytes<T>()) + size_t(x_smem_used) +
-                          size_t(mmvq::kWarps * 2) * size_t(tile_blk * Dq<T>::kBytes);
+                          size_t(kGuWarps * 4) * size_t(tile_blk * Dq<T>::kBytes);
       mmvq::allow_smem(q8_gate_up<T, V>, smem);
-      const dim3 grid(unsigned((n_ff + mmvq::kWarps - 1) / mmvq::kWarps), unsigned(k), unsigned(n));
-      launch_pdl(q8_gate_up<T, V>, grid, mmvq::kThreads, smem, stream, experts_of(experts.gate), experts_of(experts.up),
-                 nblk, tile_blk, n_embd, n_ff, n_expert, ax, x_data, x_stride, x_smem_used, id, int(k), h);
+      const dim3 grid(unsigned(n_ff / kGuRows), unsigned(k), unsigned(n));
+      launch_pdl(q8_gate_up<T, V>, grid, 32 * kGuWarps, smem, stream, experts_of(experts.gate),
+                 experts_of(experts.up), nblk, tile_blk, n_embd, n_ff, n_expert, ax, x_data, x_stride, x_smem_used, id,
+                 int(k), const_cast<int8_t*>(ah.qs), const_cast<float2*>(ah.ds));
     });
   });
   MOESERVE_CUDA_CHECK_LAUNCH();
-  const Tensor th = Tensor::contiguous(GgmlType::F32, {n_ff, n * k, 1, 1}, h, dst.device);
-  const ActQ8 ah = mmvq::quantize_columns(stream, th, n_ff, n * k, ah_ws);
+  // A token's k columns of h fit each down block's shared memory next to the weight tiles.
+  const size_t h_smem = h_smem_bytes(n_ff, k) <= 24 * 1024 ? h_smem_bytes(n_ff, k) : 0;
   ok = ok && mmvq::dispatch_q8(experts.down.type, [&]<GgmlType T>() {
     with_vec(mmvq::row_vec(experts.down), [&](auto vc) {
       constexpr int V = decltype(vc)::value;
@@ -204,12 +247,12 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
       // Slots per warp so that the warps carry equal shares (10 slots: 5 warps of 2).
       const int spw = int((k + mmvq::kWarps - 1) / mmvq::kWarps);
       const int n_warps = int((k + spw - 1) / spw);
-      const size_t smem =
-          size_t(mmvq::table_bytes<T>()) + size_t(n_warps * kDownRows) * size_t(tile_blk * Dq<T>::kBytes);
+      const size_t smem = size_t(mmvq::table_bytes<T>()) + h_smem +
+                          size_t(n_warps * kDownRows) * size_t(tile_blk * Dq<T>::kBytes);
       mmvq::allow_smem(q8_down<T, V>, smem);
       const dim3 grid(unsigned((n_embd + kDownRows - 1) / kDownRows), unsigned(n));
       launch_pdl(q8_down<T, V>, grid, 32 * n_warps, smem, stream, experts_of(experts.down), nblk, tile_blk, n_embd,
-                 n_ff, n_expert, ah, id, weights.as<const float>(), int(k), spw, dst.as<float>(),
+                 n_ff, n_expert, ah, int(h_smem), id, weights.as<const float>(), int(k), spw, dst.as<float>(),
                  int64_t(dst.nb[1] / sizeof(float)));
     });
   });

@@ -448,26 +448,31 @@ bool dispatch_q8(GgmlType t, F&& f) {
 }
 
 // ---- host side ----------------------------------------------------------------------------------------
-// Quantizes column c of x (k values from x + c * x_stride) per 32 values: d = max|x| / 127,
-// q = round(x / d) (as the CPU's Q8_0 activations), s = d * sum q. One warp per block of 32.
+// One block of 32 activations, value i in lane i of a whole warp: d = max|x| / 127, q = round(x / d)
+// (as the CPU's Q8_0 activations), s = d * sum q; lane i stores q[i], lane 0 stores (d, s).
+__device__ __forceinline__ void quantize_block32(float v, int8_t* q, float2* ds) {
+  const int lane = threadIdx.x % 32;
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int qi = max(-127, min(127, int(roundf(v * id))));
+  q[lane] = int8_t(qi);
+  const int sum = __reduce_add_sync(0xffffffffu, qi);
+  if (lane == 0) *ds = make_float2(d, d * float(sum));
+}
+
+// Quantizes column c of x (k values from x + c * x_stride) per 32 values (quantize_block32). One
+// warp per block of 32.
 static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64_t x_stride, int64_t k, int64_t n, int8_t* qs,
                                                     float2* ds) {
   pdl_wait();
   pdl_trigger();
   const int64_t gpc = k / 32, gid = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
   if (gid >= gpc * n) return;
-  const int lane = threadIdx.x % 32;
   const int64_t c = gid / gpc, g = gid % gpc;
-  const float v = x[c * x_stride + 32 * g + lane];
-  float amax = fabsf(v);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int q = max(-127, min(127, int(roundf(v * id))));
-  qs[c * k + 32 * g + lane] = int8_t(q);
-  const int sum = __reduce_add_sync(0xffffffffu, q);
-  if (lane == 0) ds[gid] = make_float2(d, d * float(sum));
+  quantize_block32(x[c * x_stride + 32 * g + threadIdx.x % 32], qs + c * k + 32 * g, ds + gid);
 }
 
 // Shared-memory bytes of n columns of k activations quantized by quantize_to_smem: the quants,
