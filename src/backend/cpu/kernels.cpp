@@ -1,6 +1,7 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -64,6 +65,11 @@ GridLookup preferred_grid_lookup() {
   if (const char* env = std::getenv("MOESERVE_CPU_GRID_LOOKUP")) {
     if (std::strcmp(env, "inserts") == 0) return GridLookup::inserts;
     if (std::strcmp(env, "gathers") == 0) return GridLookup::gathers;
+    static const bool warned = [env] {
+      std::fprintf(stderr, "moeserve: MOESERVE_CPU_GRID_LOOKUP=%s is neither inserts nor gathers; ignored\n", env);
+      return true;
+    }();
+    (void)warned;
   }
 #if defined(__x86_64__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
