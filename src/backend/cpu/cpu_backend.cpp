@@ -32,7 +32,24 @@ CpuBackend::CpuBackend(const CpuOptions& options)
     : Backend(DeviceId{}),
       options_(options),
       kernels_(make_kernels(std::min(options.isa, detect_isa()), options.grid_lookup)),
-      pool_(options.n_threads > 0 ? options.n_threads : default_threads()) {}
+      pool_(options.n_threads > 0 ? options.n_threads : default_threads()) {
+  if (OpTimes::requested()) times_ = std::make_unique<OpTimes>();
+}
+
+CpuBackend::~CpuBackend() {
+  if (times_) times_->print("CPU time per op (MOESERVE_PROFILE, wall time):");
+}
+
+void CpuBackend::op_begin(const char* op) {
+  if (!times_) return;
+  timed_op_ = op;
+  timed_since_ = std::chrono::steady_clock::now();
+}
+
+void CpuBackend::op_end(const char*) {
+  if (!times_) return;
+  times_->add(timed_op_, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - timed_since_).count());
+}
 
 std::string CpuBackend::name() const {
   return str_cat("cpu (", isa_name(kernels_.isa), ", ", pool_.size(), " threads)");

@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <utility>
 
 #include "backend/backend.h"
+#include "backend/op_times.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/thread_pool.h"
 
@@ -59,12 +63,17 @@ struct CpuOptions {
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuOptions& options);
+  ~CpuBackend() override;
   std::string name() const override;
   Buffer alloc(size_t bytes) override;
 
   const Kernels& kernels() const { return kernels_; }
 
  protected:
+  // MOESERVE_PROFILE=1: the wall time of every outermost op.
+  void op_begin(const char* op) override;
+  void op_end(const char* op) override;
+
   void do_upload(const Tensor& dst, const void* host) override;
   void do_download(void* host, const Tensor& src) override;
   void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) override;
@@ -131,9 +140,19 @@ class CpuBackend final : public Backend {
   void delta_net_chunked(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                          const Tensor& beta, float* s, int64_t h, const SeqRun& run, float* scratch) const;
 
+  // Names the op being timed after what it computed (matmul_label, ...) when that op is `op`
+  // itself, not a fused op composing it.
+  void label_timed(const char* op, std::string name) {
+    if (timed_op_ == op) timed_op_ = std::move(name);
+  }
+
   CpuOptions options_;
   Kernels kernels_;
   ThreadPool pool_;
+  // MOESERVE_PROFILE=1: the totals, the op being timed and when it began.
+  std::unique_ptr<OpTimes> times_;
+  std::string timed_op_;
+  std::chrono::steady_clock::time_point timed_since_;
 };
 
 }  // namespace moeserve::cpu

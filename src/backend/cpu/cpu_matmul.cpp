@@ -16,6 +16,7 @@ void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) 
   const GgmlType act_type = type_traits(w.type).vec_dot_type;
   const size_t act_stride = row_bytes(act_type, k);
   if (skip(act_stride * size_t(n))) return;
+  if (times_) label_timed("matmul", matmul_label(w, x));
   if (!kernels_.dot_for(w.type) || !kernels_.quantize_for(act_type)) {
     fail("matmul: no dot product for ", type_name(w.type), " weights");
   }

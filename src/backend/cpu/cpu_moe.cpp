@@ -54,6 +54,7 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   const size_t off_out = off_actq + align64(ad_stride * size_t(n_slots));
   const size_t total = off_out + align64(sizeof(float) * size_t(n_slots * n_embd));
   if (skip(total)) return;
+  if (times_) label_timed("moe_experts", moe_experts_label(ex, x));
 
   if (!kernels_.dot_for(ex.gate.type) || !kernels_.dot_for(ex.up.type) || !kernels_.dot_for(ex.down.type)) {
     fail("moe_experts: no dot product for the expert weight types");

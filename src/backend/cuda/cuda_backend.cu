@@ -52,7 +52,7 @@ CudaBackend::CudaBackend(int device) : Backend(DeviceId{DeviceKind::cuda, device
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&downloaded_, cudaEventDisableTiming));
   for (cudaEvent_t& e : uploaded_) MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-  if (OpProfiler::requested()) profiler_ = std::make_unique<OpProfiler>(stream_);
+  if (OpTimes::requested()) profiler_ = std::make_unique<OpProfiler>(stream_);
 }
 
 CudaBackend::~CudaBackend() {
@@ -266,7 +266,7 @@ void CudaBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x)
   check_weight_type("matmul", w.type);
   if (skip(matmul_workspace_bytes(dst, w, x))) return;
   if (profiler_) {
-    profiler_->label("matmul", str_cat("matmul ", type_traits(w.type).name, " ", w.ne[0], "x", w.ne[1], " n=", x.ne[1]));
+    profiler_->label("matmul", matmul_label(w, x));
   }
   cuda::matmul(stream_, dst, w, x, workspace());
 }
@@ -306,7 +306,7 @@ void CudaBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Exper
   for (const Tensor* t : {&experts.gate, &experts.up, &experts.down}) check_weight_type("moe_experts", t->type);
   if (skip(moe_experts_workspace_bytes(dst, x, experts, ids))) return;
   if (profiler_) {
-    profiler_->label("moe_experts", str_cat("moe_experts ", type_traits(experts.gate.type).name, " n=", x.ne[1]));
+    profiler_->label("moe_experts", moe_experts_label(experts, x));
   }
   cuda::moe_experts(stream_, dst, x, experts, ids, weights, workspace());
 }

@@ -1,8 +1,5 @@
 #include "backend/cuda/cuda_profile.h"
 
-#include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
@@ -14,11 +11,6 @@ namespace {
 constexpr size_t kMaxPending = 8192;
 
 }  // namespace
-
-bool OpProfiler::requested() {
-  const char* v = std::getenv("MOESERVE_PROFILE");
-  return v && std::string(v) != "0";
-}
 
 OpProfiler::~OpProfiler() {
   print();
@@ -61,10 +53,7 @@ void OpProfiler::collect() {
     MOESERVE_CUDA_CHECK(cudaEventSynchronize(p.stop));
     float ms = 0;
     MOESERVE_CUDA_CHECK(cudaEventElapsedTime(&ms, p.start, p.stop));
-    Total& t = totals_[p.op];
-    t.calls += 1;
-    t.ms += ms;
-    t.max_ms = std::max(t.max_ms, double(ms));
+    times_.add(p.op, ms);
     free_.push_back(p.start);
     free_.push_back(p.stop);
   }
@@ -79,16 +68,7 @@ void OpProfiler::print() {
   } catch (...) {
     return;  // a failed device has nothing to report
   }
-  double sum = 0;
-  for (const auto& [op, t] : totals_) sum += t.ms;
-  std::vector<std::pair<std::string, Total>> rows(totals_.begin(), totals_.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
-  std::fprintf(stderr, "GPU time per op (MOESERVE_PROFILE, no graphs):\n%-44s %10s %12s %10s %10s %7s\n", "op",
-               "calls", "total ms", "us/call", "max us", "share");
-  for (const auto& [op, t] : rows) {
-    std::fprintf(stderr, "%-44s %10lld %12.3f %10.2f %10.1f %6.1f%%\n", op.c_str(), t.calls, t.ms,
-                 1000.0 * t.ms / double(std::max(t.calls, 1LL)), 1000.0 * t.max_ms, sum > 0 ? 100.0 * t.ms / sum : 0.0);
-  }
+  times_.print("GPU time per op (MOESERVE_PROFILE, no graphs):");
 }
 
 }  // namespace moeserve::cuda

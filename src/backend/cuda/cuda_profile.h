@@ -1,5 +1,5 @@
 // GPU time per op kind (MOESERVE_PROFILE=1): events recorded around every outermost op on the
-// compute stream, summed per op name, printed as a table to stderr when the backend closes.
+// compute stream, summed per op name (OpTimes), printed as a table to stderr when the backend closes.
 // While profiling, decode steps run without CUDA graphs (events cannot be timed inside a
 // replayed graph), so launch gaps are larger than in normal runs; the table says where the GPU
 // time goes, not how fast a step is.
@@ -7,9 +7,10 @@
 
 #include <cuda_runtime.h>
 
-#include <map>
 #include <string>
 #include <vector>
+
+#include "backend/op_times.h"
 
 namespace moeserve::cuda {
 
@@ -19,9 +20,6 @@ class OpProfiler {
   ~OpProfiler();
   OpProfiler(const OpProfiler&) = delete;
   OpProfiler& operator=(const OpProfiler&) = delete;
-
-  // Whether MOESERVE_PROFILE asks for it.
-  static bool requested();
 
   void begin(const char* op);
   // Renames the op begun last when it is `op` (not an enclosing fused op): e.g. a product named
@@ -36,18 +34,13 @@ class OpProfiler {
     std::string op;
     cudaEvent_t start, stop;
   };
-  struct Total {
-    long long calls = 0;
-    double ms = 0;
-    double max_ms = 0;  // the slowest call (first launches load their kernels)
-  };
   cudaEvent_t take_event();
   void collect();  // synchronizes on the recorded events and adds them up
 
   cudaStream_t stream_;
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> free_;
-  std::map<std::string, Total> totals_;
+  OpTimes times_;
   bool printed_ = false;
 };
 
