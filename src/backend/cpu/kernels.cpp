@@ -72,11 +72,8 @@ GridLookup preferred_grid_lookup() {
     (void)warned;
   }
 #if defined(__x86_64__)
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  // Vendor string "GenuineIntel" in EBX, EDX, ECX of leaf 0.
-  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) && ebx == 0x756e6547 && edx == 0x49656e69 && ecx == 0x6c65746e) {
-    return GridLookup::gathers;
-  }
+  __builtin_cpu_init();
+  if (__builtin_cpu_is("intel")) return GridLookup::gathers;
 #endif
   return GridLookup::inserts;
 }
