@@ -42,8 +42,17 @@ struct HostTensor {
   }
 };
 
+// One generator, restarted from the same seed at the start of every test: a test's inputs do not
+// depend on which tests ran before it in the process (ctest runs each alone, a filtered gtest run
+// runs many in one).
 inline std::mt19937& rng() {
   static std::mt19937 gen(1234);
+  static const testing::TestInfo* seeded_for = nullptr;
+  const testing::TestInfo* current = testing::UnitTest::GetInstance()->current_test_info();
+  if (current != seeded_for) {
+    seeded_for = current;
+    gen.seed(1234);
+  }
   return gen;
 }
 
