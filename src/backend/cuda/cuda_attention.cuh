@@ -126,7 +126,8 @@ int decode_copy_width(const AttnArgs& a);
 constexpr int kDecodeTcCells = 64;
 constexpr int kDecodeTcHeads = 8;
 bool decode_tc_supported(const AttnArgs& a);
-size_t decode_tc_smem(const AttnArgs& a);  // dynamic shared memory per block
+size_t decode_tc_smem(const AttnArgs& a);     // dynamic shared memory per block
+int decode_tc_blocks_per_sm(const AttnArgs& a);  // how many fit on an SM at once
 void launch_attention_decode_tc(const AttnArgs& a, dim3 grid, int copy_width, cudaStream_t stream);
 
 // Flash prefill on tensor cores: K and V of F16, BF16, Q8_0 or Q4_0, dk == dv of 64, 128 or 256,

@@ -252,6 +252,10 @@ void launch_one(const AttnArgs& a, dim3 grid, cudaStream_t stream) {
     MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<EP, GT, W>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   }
+  // The planned two blocks per SM only fit with the largest shared-memory carveout.
+  MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<EP, GT, W>,
+                                           cudaFuncAttributePreferredSharedMemoryCarveout,
+                                           int(cudaSharedmemCarveoutMaxShared)));
   launch_pdl(attention_decode_kernel<EP, GT, W>, grid, 32 * kWarps, smem, stream, a);
 }
 

@@ -323,29 +323,30 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_tc_kernel(AttnAr
   }
 }
 
-template <int EP, bool INT8, int W>
-void launch_one(const AttnArgs& a, dim3 grid, cudaStream_t stream) {
-  const size_t smem = decode_tc_smem(a);
-  if (smem > 48 * 1024) {  // past the default, a kernel has to ask (per device, so every time)
-    MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_tc_kernel<EP, INT8, W>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  }
-  launch_pdl(attention_decode_tc_kernel<EP, INT8, W>, grid, 32 * kWarps, smem, stream, a);
-}
+using Kernel = void (*)(AttnArgs);
 
 template <int EP, bool INT8>
-void launch_width(const AttnArgs& a, dim3 grid, int width, cudaStream_t stream) {
+Kernel kernel_width(int width) {
   switch (width) {
-    case 16: launch_one<EP, INT8, 16>(a, grid, stream); break;
-    case 8: launch_one<EP, INT8, 8>(a, grid, stream); break;
-    default: launch_one<EP, INT8, 4>(a, grid, stream); break;
+    case 16: return attention_decode_tc_kernel<EP, INT8, 16>;
+    case 8: return attention_decode_tc_kernel<EP, INT8, 8>;
+    default: return attention_decode_tc_kernel<EP, INT8, 4>;
   }
 }
 
 template <int EP>
-void launch_kind(const AttnArgs& a, dim3 grid, int width, cudaStream_t stream) {
-  if (a.kf == Fmt::q8_0 || a.kf == Fmt::q4_0) launch_width<EP, true>(a, grid, width, stream);
-  else launch_width<EP, false>(a, grid, width, stream);
+Kernel kernel_kind(const AttnArgs& a, int width) {
+  return a.kf == Fmt::q8_0 || a.kf == Fmt::q4_0 ? kernel_width<EP, true>(width) : kernel_width<EP, false>(width);
+}
+
+// The kernel for the step, asked for its shared memory: all of it it needs, and the largest
+// carveout (several blocks per SM only fit there).
+Kernel prepared_kernel(const AttnArgs& a, int width) {
+  const Kernel k = a.dk == 64 ? kernel_kind<2>(a, width) : a.dk == 128 ? kernel_kind<4>(a, width) : kernel_kind<8>(a, width);
+  MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(decode_tc_smem(a))));
+  MOESERVE_CUDA_CHECK(
+      cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)));
+  return k;
 }
 
 }  // namespace
@@ -360,10 +361,16 @@ size_t decode_tc_smem(const AttnArgs& a) {
   return std::max(kStages * stage_bytes, size_t(kWarps) * kHeads * size_t(a.dv) * sizeof(float));
 }
 
+int decode_tc_blocks_per_sm(const AttnArgs& a) {
+  // The 16-byte copies' kernel stands for all: the copy width changes addressing, not resources.
+  int n = 0;
+  MOESERVE_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, prepared_kernel(a, 16), 32 * kWarps, decode_tc_smem(a)));
+  return std::max(n, 1);
+}
+
 void launch_attention_decode_tc(const AttnArgs& a, dim3 grid, int copy_width, cudaStream_t stream) {
-  if (a.dk == 64) launch_kind<2>(a, grid, copy_width, stream);
-  else if (a.dk == 128) launch_kind<4>(a, grid, copy_width, stream);
-  else launch_kind<8>(a, grid, copy_width, stream);
+  launch_pdl(prepared_kernel(a, copy_width), grid, 32 * kWarps, decode_tc_smem(a), stream, a);
 }
 
 }  // namespace moeserve::cuda::attn

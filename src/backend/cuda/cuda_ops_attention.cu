@@ -269,8 +269,8 @@ void CudaBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor&
   const int64_t head_tiles = (group + gt - 1) / gt;
   Plan plan = plan_splits(k_cache.ne[1], n_tokens);
   if (tc) {
-    // As many blocks as fit on the SMs at once (shared memory bounds them), one wave.
-    const int64_t per_sm = std::clamp<int64_t>(int64_t(228 * 1024) / int64_t(attn::decode_tc_smem(a) + 2048), 1, 4);
+    // As many blocks as fit on the SMs at once (registers and shared memory bound them): one wave.
+    const int64_t per_sm = std::min(attn::decode_tc_blocks_per_sm(a), 4);
     plan = plan_decode(k_cache.ne[1], n_tokens, n_head_kv * head_tiles, per_sm * sm_count_, attn::kDecodeTcCells);
   } else if (decode) {
     plan = plan_decode(k_cache.ne[1], n_tokens, n_head_kv * head_tiles, 2 * int64_t(sm_count_), 1);
