@@ -77,8 +77,8 @@ __device__ __forceinline__ void mma_16(bool bf, float (&d)[4], const uint32_t (&
 // last), so a tile past the range repeats a valid row) into shared rows `pitch` apart, pieces of
 // W bytes: a warp per row, lanes along it.
 template <int W>
-__device__ __forceinline__ void copy_rows(char* dst, int pitch, const char* base, int64_t stride, int row_bytes,
-                                          int first, int last) {
+__device__ __forceinline__ void copy_rows_w(char* dst, int pitch, const char* base, int64_t stride, int row_bytes,
+                                            int first, int last) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int r = warp; r < kCells; r += kWarps) {
     const char* src = base + int64_t(min(first + r, last)) * stride;
@@ -93,9 +93,20 @@ __device__ __forceinline__ void copy_rows(char* dst, int pitch, const char* base
   }
 }
 
-// INT8: K of Q8_0 or Q4_0 (integer mma); otherwise F16 or BF16. dk == dv == 32 * EP.
-template <int EP, bool INT8, int W>
-__global__ void __launch_bounds__(32 * kWarps) attention_decode_tc_kernel(AttnArgs a) {
+// The same in pieces of `width` = 16, 8 or 4 bytes (uniform over the grid).
+__device__ __forceinline__ void copy_rows(int width, char* dst, int pitch, const char* base, int64_t stride,
+                                          int row_bytes, int first, int last) {
+  if (width == 16) copy_rows_w<16>(dst, pitch, base, stride, row_bytes, first, last);
+  else if (width == 8) copy_rows_w<8>(dst, pitch, base, stride, row_bytes, first, last);
+  else copy_rows_w<4>(dst, pitch, base, stride, row_bytes, first, last);
+}
+
+// INT8: K of Q8_0 or Q4_0 (integer mma); otherwise F16 or BF16. dk == dv == 32 * EP. V's format
+// is a template argument so that the loads of several cells' V rows are scheduled together.
+// Copies in pieces of `width` bytes (decode_copy_width). At most 168 registers: three blocks per
+// SM for the widest heads.
+template <int EP, bool INT8, Fmt VF>
+__global__ void __launch_bounds__(32 * kWarps, 3) attention_decode_tc_kernel(AttnArgs a, int width) {
   constexpr int NB = EP;  // 32-element blocks of a head row
   constexpr int dv = 32 * EP;
   extern __shared__ __align__(16) char stages[];
@@ -114,8 +125,8 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_tc_kernel(AttnAr
   auto issue = [&](int tile) {
     char* st = stages + (tile % kStages) * stage_bytes;
     const int first = r.c_begin + tile * kCells;
-    copy_rows<W>(st, kp, r.k_base, a.k.nb[1], int(a.k_head_bytes), first, r.c_end - 1);
-    copy_rows<W>(st + kCells * kp, vp, r.v_base, a.v.nb[1], vp, first, r.c_end - 1);
+    copy_rows(width, st, kp, r.k_base, a.k.nb[1], int(a.k_head_bytes), first, r.c_end - 1);
+    copy_rows(width, st + kCells * kp, vp, r.v_base, a.v.nb[1], vp, first, r.c_end - 1);
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -264,7 +275,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_tc_kernel(AttnAr
 #pragma unroll 4
     for (int c = 0; c < 16; ++c) {
       float vx[EP];
-      load_lane<EP>(a.vf, vw + c * vp, lane, vx);
+      load_lane<EP>(VF, vw + c * vp, lane, vx);
       const float4 pa = *reinterpret_cast<const float4*>(&sm_p[warp][c][0]);
       const float4 pb = *reinterpret_cast<const float4*>(&sm_p[warp][c][4]);
       const float p[kHeads] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
@@ -323,26 +334,28 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_tc_kernel(AttnAr
   }
 }
 
-using Kernel = void (*)(AttnArgs);
+using Kernel = void (*)(AttnArgs, int);
 
 template <int EP, bool INT8>
-Kernel kernel_width(int width) {
-  switch (width) {
-    case 16: return attention_decode_tc_kernel<EP, INT8, 16>;
-    case 8: return attention_decode_tc_kernel<EP, INT8, 8>;
-    default: return attention_decode_tc_kernel<EP, INT8, 4>;
+Kernel kernel_v(Fmt vf) {
+  switch (vf) {
+    case Fmt::f32: return attention_decode_tc_kernel<EP, INT8, Fmt::f32>;
+    case Fmt::f16: return attention_decode_tc_kernel<EP, INT8, Fmt::f16>;
+    case Fmt::bf16: return attention_decode_tc_kernel<EP, INT8, Fmt::bf16>;
+    case Fmt::q8_0: return attention_decode_tc_kernel<EP, INT8, Fmt::q8_0>;
+    default: return attention_decode_tc_kernel<EP, INT8, Fmt::q4_0>;
   }
 }
 
 template <int EP>
-Kernel kernel_kind(const AttnArgs& a, int width) {
-  return a.kf == Fmt::q8_0 || a.kf == Fmt::q4_0 ? kernel_width<EP, true>(width) : kernel_width<EP, false>(width);
+Kernel kernel_kind(const AttnArgs& a) {
+  return a.kf == Fmt::q8_0 || a.kf == Fmt::q4_0 ? kernel_v<EP, true>(a.vf) : kernel_v<EP, false>(a.vf);
 }
 
 // The kernel for the step, asked for its shared memory: all of it it needs, and the largest
 // carveout (several blocks per SM only fit there).
-Kernel prepared_kernel(const AttnArgs& a, int width) {
-  const Kernel k = a.dk == 64 ? kernel_kind<2>(a, width) : a.dk == 128 ? kernel_kind<4>(a, width) : kernel_kind<8>(a, width);
+Kernel prepared_kernel(const AttnArgs& a) {
+  const Kernel k = a.dk == 64 ? kernel_kind<2>(a) : a.dk == 128 ? kernel_kind<4>(a) : kernel_kind<8>(a);
   MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(decode_tc_smem(a))));
   MOESERVE_CUDA_CHECK(
       cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)));
@@ -362,15 +375,14 @@ size_t decode_tc_smem(const AttnArgs& a) {
 }
 
 int decode_tc_blocks_per_sm(const AttnArgs& a) {
-  // The 16-byte copies' kernel stands for all: the copy width changes addressing, not resources.
   int n = 0;
   MOESERVE_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, prepared_kernel(a, 16), 32 * kWarps, decode_tc_smem(a)));
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, prepared_kernel(a), 32 * kWarps, decode_tc_smem(a)));
   return std::max(n, 1);
 }
 
 void launch_attention_decode_tc(const AttnArgs& a, dim3 grid, int copy_width, cudaStream_t stream) {
-  launch_pdl(prepared_kernel(a, copy_width), grid, 32 * kWarps, decode_tc_smem(a), stream, a);
+  launch_pdl(prepared_kernel(a), grid, 32 * kWarps, decode_tc_smem(a), stream, a, copy_width);
 }
 
 }  // namespace moeserve::cuda::attn
