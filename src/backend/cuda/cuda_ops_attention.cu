@@ -1,5 +1,5 @@
 // Attention over the KV cache, read in its stored format (F32, F16, BF16, Q8_0, Q4_0; K and V
-// independent). Three kernels, chosen per step:
+// independent). The kernels, chosen per step:
 // * decode-sized steps (few tokens) with head dims 64/128/256: the context split into ranges
 //   handled by separate blocks and merged here; flash with 16-bit or block-format K takes the
 //   scores on tensor cores (cuda_attention_decode_tc.cu), the rest cuda_attention_decode.cu;
