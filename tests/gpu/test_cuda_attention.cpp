@@ -1,6 +1,6 @@
 // KV stores and attention on the GPU against the reference: every pair of K/V cache types, flash on
 // and off, prefill-sized steps (flash: tensor cores, except for F32 caches) and decode-sized steps
-// (the context split across blocks), several sequences in one batch, GQA groups of 1, 3, 4 and 8,
+// (the context split across blocks; flash scores on tensor cores except for F32 K), several sequences in one batch, GQA groups of 1, 3, 4 and 8,
 // head dims 32 to 256. Both sides attend over the same cache bytes (the reference's kv_store
 // output, which the GPU's must equal); outputs start poisoned, so an unwritten row fails.
 #include "gpu_test_util.h"
@@ -78,6 +78,9 @@ void check_attention(const Shape& s, GgmlType kt, GgmlType vt, const TestBatch& 
 // and per-range partial softmaxes in another order, so a few float ulps per merge: 1e-5 of the
 // output range. Without flash the reference sums in double over dequantized K/V; the GPU uses
 // float: same bound. The query's rounding to K's dot type (flash) is the same on both sides.
+// Flash decode scores on tensor cores add nothing beyond that: Q8_0/Q4_0 K give exact integer
+// block sums that meet the two scales in float as in the reference's block dot, and products of
+// F16/BF16 K with the rounded query are exact in the f32 accumulators (summed in another order).
 constexpr double kTol = 1e-5;
 
 // Flash prefill on tensor cores (every cache pair without F32, head dims 64/128/256, more than 64
@@ -203,6 +206,58 @@ TEST(CudaAttention, DecodeLongContextManyRanges) {
     b.add_run(0, 5999, 1);
     for (bool flash : {true, false}) {
       const std::string what = str_cat("dk ", c.s.dk, " heads ", c.s.n_head, "/", c.s.n_head_kv, " ",
+                                       type_name(c.kt), "/", type_name(c.vt), " flash ", flash);
+      check_attention(c.s, c.kt, c.vt, b, len, flash, kTol, what);
+    }
+  }
+}
+
+TEST(CudaAttention, DecodeEveryPairAtSeveralDepths) {
+  // The reference model's shape, one token per sequence at depths 1, 65, 1001 and 2200 cells
+  // (ranges of 64-cell tiles: lengths on and off their multiples), every K/V pair, flash on (the
+  // tensor-core scores for 16-bit and block K) and off.
+  const Shape s{256, 256, 16, 2, 2200, 4};
+  const std::vector<int32_t> len{1, 65, 1001, 2200};
+  TestBatch b;
+  b.add_run(3, 2199, 1);
+  b.add_run(0, 0, 1);
+  b.add_run(2, 1000, 1);
+  b.add_run(1, 64, 1);
+  for (GgmlType kt : kTypes) {
+    for (GgmlType vt : kTypes) {
+      for (bool flash : {true, false}) {
+        check_attention(s, kt, vt, b, len, flash, kTol,
+                        str_cat(type_name(kt), "/", type_name(vt), " flash ", flash));
+      }
+    }
+  }
+}
+
+TEST(CudaAttention, DecodeHeadTilesAndMultiTileRanges) {
+  // Shapes around the 8 heads of a tensor-core block and the 16-byte, 8-byte and 4-byte copies:
+  // MHA (one head of 8 used), a group of 12 (tiles of 8 and 4), dk 64 Q8_0 rows of 68 bytes;
+  // several tokens of several sequences per step (small cache, many KV heads: ranges of several
+  // tiles), and a cache below one tile (a single range writing the output directly).
+  struct Case {
+    Shape s;
+    GgmlType kt, vt;
+  };
+  const Case cases[] = {
+      {{64, 64, 16, 16, 3000, 3}, GgmlType::Q8_0, GgmlType::F16},
+      {{128, 128, 24, 2, 3000, 3}, GgmlType::Q4_0, GgmlType::Q8_0},
+      {{128, 128, 6, 6, 3000, 3}, GgmlType::BF16, GgmlType::Q4_0},
+      {{256, 256, 16, 2, 3000, 3}, GgmlType::F16, GgmlType::BF16},
+      {{256, 256, 16, 2, 40, 3}, GgmlType::Q8_0, GgmlType::Q8_0},
+  };
+  for (const Case& c : cases) {
+    const int32_t n = int32_t(c.s.n_ctx);
+    const std::vector<int32_t> len{n, n - 555 > 0 ? n - 555 : n / 2, 7};
+    TestBatch b;
+    b.add_run(0, n - 3, 3);  // three consecutive tokens of one sequence
+    b.add_run(2, 6, 1);
+    b.add_run(1, len[1] - 1, 1);
+    for (bool flash : {true, false}) {
+      const std::string what = str_cat("dk ", c.s.dk, " heads ", c.s.n_head, "/", c.s.n_head_kv, " ctx ", n, " ",
                                        type_name(c.kt), "/", type_name(c.vt), " flash ", flash);
       check_attention(c.s, c.kt, c.vt, b, len, flash, kTol, what);
     }

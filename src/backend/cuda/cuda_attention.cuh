@@ -63,12 +63,72 @@ __device__ __forceinline__ float round_query(Fmt kf, float x) {
   }
 }
 
+// Small integers to float without I2F (a quarter of the FMA rate): the byte b as the low
+// mantissa bits of 2^23 (0x4B0000bb), less the bias. Exact.
+__device__ __forceinline__ float byte_as_float(uint32_t w, int sel) {
+  return __int_as_float(int(__byte_perm(w, 0x4B000000u, 0x7440u | uint32_t(sel))));
+}
+
+// Dims [lane * EP, lane * EP + EP) of a row of format f (EP divides 32, so one block's scale).
+template <int EP>
+__device__ __forceinline__ void load_lane(Fmt f, const char* row, int lane, float (&out)[EP]) {
+  const int i0 = lane * EP;
+  switch (f) {
+    case Fmt::f32:
+#pragma unroll
+      for (int e = 0; e < EP; ++e) out[e] = reinterpret_cast<const float*>(row)[i0 + e];
+      break;
+    case Fmt::f16:
+#pragma unroll
+      for (int e = 0; e < EP; ++e) out[e] = __half2float(reinterpret_cast<const __half*>(row)[i0 + e]);
+      break;
+    case Fmt::bf16:
+#pragma unroll
+      for (int e = 0; e < EP; ++e) out[e] = __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(row)[i0 + e]);
+      break;
+    case Fmt::q8_0: {
+      const char* b = row + (i0 / kQK) * kQ8Bytes;
+      const float d = half_at(b);
+      // The lane's EP bytes start 2-byte aligned (34-byte blocks): 16-bit loads. Signed bytes
+      // are biased by 128 (xor) for byte_as_float.
+      const uint16_t* qs = reinterpret_cast<const uint16_t*>(b + 2 + i0 % kQK);
+#pragma unroll
+      for (int e = 0; e < EP / 2; ++e) {
+        const uint32_t w = uint32_t(qs[e]) ^ 0x8080u;
+        out[2 * e] = (byte_as_float(w, 0) - 8388736.0f) * d;
+        out[2 * e + 1] = (byte_as_float(w, 1) - 8388736.0f) * d;
+      }
+      break;
+    }
+    case Fmt::q4_0: {
+      const char* b = row + (i0 / kQK) * kQ4Bytes;
+      const float d = half_at(b);
+      const int j0 = i0 % kQK;
+      const uint8_t* qs = reinterpret_cast<const uint8_t*>(b + 2) + j0 % 16;
+      const int shift = j0 < 16 ? 0 : 4;
+#pragma unroll
+      for (int e = 0; e < EP; ++e) out[e] = (byte_as_float((qs[e] >> shift) & 0xFu, 0) - 8388616.0f) * d;
+      break;
+    }
+  }
+}
+
 // Decode-sized steps, head dims 64/128/256 (dk == dv): grid (ranges, KV heads x head tiles,
 // tokens), `gt` query heads per block. K/V rows reach shared memory through cp.async in pieces
 // of `copy_width` bytes: 16, 8 or 4, what decode_copy_width finds (0: the rows are not 4-byte
 // aligned, which the engine's caches never are; the CUDA-core kernel serves them).
 void launch_attention_decode(const AttnArgs& a, dim3 grid, int gt, int copy_width, cudaStream_t stream);
 int decode_copy_width(const AttnArgs& a);
+
+// Flash decode with the scores on tensor cores (cuda_attention_decode_tc.cu): flash on, dk == dv of
+// 64, 128 or 256, K of F16, BF16, Q8_0 or Q4_0 (V any cache type); blocks of up to 8 query heads,
+// ranges a multiple of kDecodeTcCells cells. The copy width as for the kernel above.
+constexpr int kDecodeTcCells = 64;
+constexpr int kDecodeTcHeads = 8;
+bool decode_tc_supported(const AttnArgs& a);
+size_t decode_tc_smem(const AttnArgs& a);     // dynamic shared memory per block
+int decode_tc_blocks_per_sm(const AttnArgs& a);  // how many fit on an SM at once
+void launch_attention_decode_tc(const AttnArgs& a, dim3 grid, int copy_width, cudaStream_t stream);
 
 // Flash prefill on tensor cores: K and V of F16, BF16, Q8_0 or Q4_0, dk == dv of 64, 128 or 256,
 // a GQA group of at most 64 heads.

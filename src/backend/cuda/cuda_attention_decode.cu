@@ -18,49 +18,6 @@ constexpr int kWarps = 4;
 constexpr int kStageCells = 32;  // cells per shared-memory tile (a multiple of kWarps * CB)
 constexpr int kStages = 3;
 
-// Dims [lane * EP, lane * EP + EP) of a row of format f (EP divides 32, so one block's scale).
-template <int EP>
-__device__ __forceinline__ void load_lane(Fmt f, const char* row, int lane, float (&out)[EP]) {
-  const int i0 = lane * EP;
-  switch (f) {
-    case Fmt::f32:
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = reinterpret_cast<const float*>(row)[i0 + e];
-      break;
-    case Fmt::f16:
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = __half2float(reinterpret_cast<const __half*>(row)[i0 + e]);
-      break;
-    case Fmt::bf16:
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(row)[i0 + e]);
-      break;
-    case Fmt::q8_0: {
-      const char* b = row + (i0 / kQK) * kQ8Bytes;
-      const float d = half_at(b);
-      // The lane's EP bytes start 2-byte aligned (34-byte blocks): 16-bit loads.
-      const uint16_t* qs = reinterpret_cast<const uint16_t*>(b + 2 + i0 % kQK);
-#pragma unroll
-      for (int e = 0; e < EP / 2; ++e) {
-        const uint16_t w = qs[e];
-        out[2 * e] = float(int8_t(w & 0xFF)) * d;
-        out[2 * e + 1] = float(int8_t(w >> 8)) * d;
-      }
-      break;
-    }
-    case Fmt::q4_0: {
-      const char* b = row + (i0 / kQK) * kQ4Bytes;
-      const float d = half_at(b);
-      const int j0 = i0 % kQK;
-      const uint8_t* qs = reinterpret_cast<const uint8_t*>(b + 2) + j0 % 16;
-      const int shift = j0 < 16 ? 0 : 4;
-#pragma unroll
-      for (int e = 0; e < EP; ++e) out[e] = float(int((qs[e] >> shift) & 0xF) - 8) * d;
-      break;
-    }
-  }
-}
-
 // The query dims a lane owns, rounded as round_query does (a 32-block spans 32 / EP lanes).
 template <int EP>
 __device__ __forceinline__ void round_query_lane(Fmt kf, float (&x)[EP]) {
@@ -295,6 +252,10 @@ void launch_one(const AttnArgs& a, dim3 grid, cudaStream_t stream) {
     MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<EP, GT, W>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   }
+  // The planned two blocks per SM only fit with the largest shared-memory carveout.
+  MOESERVE_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<EP, GT, W>,
+                                           cudaFuncAttributePreferredSharedMemoryCarveout,
+                                           int(cudaSharedmemCarveoutMaxShared)));
   launch_pdl(attention_decode_kernel<EP, GT, W>, grid, 32 * kWarps, smem, stream, a);
 }
 

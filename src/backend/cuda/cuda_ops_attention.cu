@@ -1,7 +1,8 @@
 // Attention over the KV cache, read in its stored format (F32, F16, BF16, Q8_0, Q4_0; K and V
-// independent). Three kernels, chosen per step:
-// * decode-sized steps (few tokens) with head dims 64/128/256: cuda_attention_decode.cu, the
-//   context split into ranges handled by separate blocks and merged here;
+// independent). The kernels, chosen per step:
+// * decode-sized steps (few tokens) with head dims 64/128/256: the context split into ranges
+//   handled by separate blocks and merged here; flash with 16-bit or block-format K takes the
+//   scores on tensor cores (cuda_attention_decode_tc.cu), the rest cuda_attention_decode.cu;
 // * flash prefill of 16-bit or block-format caches: tensor cores, cuda_attention_mma.cu;
 // * everything else (F32 caches, flash off, other head dims): the CUDA-core kernel below. A block
 //   serves one token, one KV head and up to 8 of the query heads sharing it (GQA: each K/V row is
@@ -14,7 +15,10 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_formats.h"
+#include "backend/cuda/cuda_profile.h"
 #include "core/error.h"
+
+#include <algorithm>
 
 namespace moeserve::cuda {
 namespace {
@@ -219,14 +223,14 @@ Plan plan_splits(int64_t n_ctx, int64_t n_tokens) {
 
 constexpr int kDecMinCells = 64;
 
-// The decode kernel's ranges: about two blocks per SM over the step (each block a KV head or head
-// tile of one token), at least kDecMinCells cells each. Depends on the cache size, the token
-// count and the device only.
-Plan plan_decode(int64_t n_ctx, int64_t n_tokens, int64_t head_blocks, int sm_count) {
-  const int64_t per_token = std::max<int64_t>(1, 2 * sm_count / (head_blocks * n_tokens));
+// The decode kernels' ranges: about `blocks` blocks over the step (each block a KV head or head
+// tile of one token), at least kDecMinCells cells each, a multiple of `granule` cells. Depends on
+// the cache size, the token count and the device only.
+Plan plan_decode(int64_t n_ctx, int64_t n_tokens, int64_t head_blocks, int64_t blocks, int64_t granule) {
+  const int64_t per_token = std::max<int64_t>(1, blocks / (head_blocks * n_tokens));
   const int64_t wanted = std::max<int64_t>(
       1, std::min({(n_ctx + kDecMinCells - 1) / kDecMinCells, per_token, int64_t(kMaxPartialRows) / n_tokens}));
-  const int64_t chunk = (n_ctx + wanted - 1) / wanted;
+  const int64_t chunk = ((n_ctx + wanted - 1) / wanted + granule - 1) / granule * granule;
   return {int(chunk), int((n_ctx + chunk - 1) / chunk)};
 }
 
@@ -249,36 +253,45 @@ void CudaBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor&
   if (dk > 256 || dv > 256) fail("CUDA backend: attention supports head dims up to 256, got ", dk, "/", dv);
   const int64_t n_head_kv = k_cache.ne[0] / dk;
   const int64_t group = n_head / n_head_kv;
-  const int gt = group >= kMaxHeadsPerBlock ? kMaxHeadsPerBlock : group >= 4 ? 4 : group >= 2 ? 2 : 1;
-  const int64_t head_tiles = (group + gt - 1) / gt;
-  // Decode-sized steps with equal K and V head dims of 64, 128 or 256 take the decode kernel.
+  // Decode-sized steps with equal K and V head dims of 64, 128 or 256 take a decode kernel: the
+  // tensor-core one where it serves the pair (flash), 8 query heads per block.
   const bool decode = n_tokens <= kSplitMaxTokens && dk == dv && (dk == 64 || dk == 128 || dk == 256);
-  const Plan plan = decode ? plan_decode(k_cache.ne[1], n_tokens, n_head_kv * head_tiles, sm_count_)
-                           : plan_splits(k_cache.ne[1], n_tokens);
+  AttnArgs a{};
+  a.kf = kf;
+  a.vf = vf;
+  a.dk = int(dk);
+  a.dv = int(dv);
+  a.k_head_bytes = int64_t(row_bytes(k_cache.type, dk));
+  a.v_head_bytes = int64_t(row_bytes(v_cache.type, dv));
+  a.round_q = params.flash;
+  const bool tc = decode && attn::decode_tc_supported(a);
+  const int gt = tc || group >= kMaxHeadsPerBlock ? kMaxHeadsPerBlock : group >= 4 ? 4 : group >= 2 ? 2 : 1;
+  const int64_t head_tiles = (group + gt - 1) / gt;
+  Plan plan = plan_splits(k_cache.ne[1], n_tokens);
+  if (tc) {
+    // As many blocks as fit on the SMs at once (registers and shared memory bound them): one wave.
+    const int64_t per_sm = std::min(attn::decode_tc_blocks_per_sm(a), 4);
+    plan = plan_decode(k_cache.ne[1], n_tokens, n_head_kv * head_tiles, per_sm * sm_count_, attn::kDecodeTcCells);
+  } else if (decode) {
+    plan = plan_decode(k_cache.ne[1], n_tokens, n_head_kv * head_tiles, 2 * int64_t(sm_count_), 1);
+  }
   const size_t partial_bytes =
       plan.n_splits > 1 ? size_t(kMaxPartialRows) * size_t(n_head) * size_t(2 + dv) * sizeof(float) : 0;
   if (skip(partial_bytes)) return;
   if (n_tokens == 0) return;
+  if (profiler_) profiler_->label("attention", str_cat("attention n=", n_tokens));  // decode apart from prefill
   const DeviceBatch db = device_batch(batch);
 
-  AttnArgs a{};
   a.dst = view_of(dst);
   a.q = view_of(q);
   a.k = view_of(k_cache);
   a.v = view_of(v_cache);
   a.batch = db;
-  a.kf = kf;
-  a.vf = vf;
-  a.dk = int(dk);
-  a.dv = int(dv);
   a.n_head = int(n_head);
   a.n_tokens = int(n_tokens);
   a.group = int(group);
   a.head_tiles = int(head_tiles);
-  a.k_head_bytes = int64_t(row_bytes(k_cache.type, dk));
-  a.v_head_bytes = int64_t(row_bytes(v_cache.type, dv));
   a.scale = params.scale;
-  a.round_q = params.flash;
   a.chunk = plan.chunk;
   a.n_splits = plan.n_splits;
   a.partials = plan.n_splits > 1 ? static_cast<float*>(workspace()) : nullptr;
@@ -286,7 +299,8 @@ void CudaBackend::do_attention(const Tensor& dst, const Tensor& q, const Tensor&
   const dim3 grid(unsigned(plan.n_splits), unsigned(n_head_kv * a.head_tiles), unsigned(n_tokens));
   const int64_t widest = std::max(dk, dv);
   if (decode && attn::decode_copy_width(a) != 0) {
-    attn::launch_attention_decode(a, grid, gt, attn::decode_copy_width(a), stream_);
+    if (tc) attn::launch_attention_decode_tc(a, grid, attn::decode_copy_width(a), stream_);
+    else attn::launch_attention_decode(a, grid, gt, attn::decode_copy_width(a), stream_);
   } else if (n_tokens > kSplitMaxTokens && attn::mma_supported(a)) {  // prefill: never split
     attn::launch_attention_mma(a, stream_);
   } else if (widest <= 32) {
