@@ -19,6 +19,7 @@
 #include "../tests/unit/quant_test_util.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
+#include "backend/cuda/cuda_matvec.h"
 
 using namespace moeserve;
 
@@ -92,14 +93,18 @@ double time_ms(int iters, F&& f) {
 
 bool wanted(const std::string& name) { return g_filter.empty() || name.find(g_filter) != std::string::npos; }
 
-void bench_matmul(GgmlType type, int64_t m, int64_t k, int64_t n) {
-  const std::string name = std::string(n <= 8 ? "matvec " : "gemm ") + type_name(type) + " " + std::to_string(m) +
-                           "x" + std::to_string(k) + " n=" + std::to_string(n);
+// norm: the products of rms_norm(x) * weight with the norm folded into the kernel
+// (Backend::norm_matmuls on the 8-bit path), as the output head runs them.
+void bench_matmul(GgmlType type, int64_t m, int64_t k, int64_t n, bool norm = false) {
+  const std::string name = std::string(norm ? "norm " : "") + (n <= 8 ? "matvec " : "gemm ") + type_name(type) + " " +
+                           std::to_string(m) + "x" + std::to_string(k) + " n=" + std::to_string(n);
   if (!wanted(name)) return;
   const size_t mat_bytes = row_bytes(type, k) * size_t(m);
   const int copies = int(std::max<size_t>(1, kRotateBytes / mat_bytes));
   void* w = random_weights(type, mat_bytes * size_t(copies));
   float* x = random_floats(size_t(k * n), -1.0f, 1.0f, 3);
+  float* norm_w = random_floats(size_t(k), 0.5f, 1.5f, 4);
+  const Tensor t_norm = Tensor::contiguous(GgmlType::F32, {k, 1, 1, 1}, norm_w, kGpu);
   float* y = nullptr;
   MOESERVE_CUDA_CHECK(cudaMalloc(&y, size_t(m * n) * 4));
   const Tensor tx = Tensor::contiguous(GgmlType::F32, {k, n, 1, 1}, x, kGpu);
@@ -110,7 +115,12 @@ void bench_matmul(GgmlType type, int64_t m, int64_t k, int64_t n) {
   const int iters = n <= 8 ? 200 : 20;
   const double ms = time_ms(iters, [&](int i) {
     tw.data = static_cast<char*>(w) + size_t(i % copies) * mat_bytes;
-    cuda::matmul(g_stream, ty, tw, tx, ws);
+    if (norm) {
+      const MatmulProduct p{ty, tw};
+      cuda::q8_norm_matvecs(g_stream, tx, t_norm, 1e-6f, std::span<const MatmulProduct>(&p, 1));
+    } else {
+      cuda::matmul(g_stream, ty, tw, tx, ws);
+    }
   });
   if (n <= 8) {
     const double gbs = double(mat_bytes) / (ms * 1e-3) / 1e9;
@@ -121,6 +131,7 @@ void bench_matmul(GgmlType type, int64_t m, int64_t k, int64_t n) {
   }
   cudaFree(w);
   cudaFree(x);
+  cudaFree(norm_w);
   cudaFree(y);
   cudaFree(ws);
 }
@@ -211,6 +222,10 @@ int main(int argc, char** argv) {
     // Output projection (vocabulary 151936) in Q8_0 / Q6_K.
     bench_matmul(GgmlType::Q8_0, 151936, 2048, 1);
     bench_matmul(GgmlType::Q6_K, 151936, 2048, 1);
+    bench_matmul(GgmlType::Q8_0, 151936, 2048, 1, /*norm=*/true);
+    bench_matmul(GgmlType::Q6_K, 151936, 2048, 1, /*norm=*/true);
+    // The decode input products of a layer, with the input norm folded.
+    bench_matmul(GgmlType::Q8_0, 8192, 2048, 1, /*norm=*/true);
     // Prefill: 512 columns; Q8_0 also few (16, 64) and many (2048) columns.
     for (GgmlType t : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XS}) {
       bench_matmul(t, 8192, 2048, 512);

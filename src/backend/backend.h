@@ -223,6 +223,16 @@ class Backend {
   // dst [m, n] = silu(gate x) * (up x) for gate, up [k, m] of one type (the SwiGLU FFN's first
   // half); scratch [m, n] F32 is scratch (the default keeps up x there).
   void matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x, const Tensor& scratch);
+  // The products of rms_norm(x) * weight (weight [k] F32): scratch [k, n] F32 = rms_norm(x) * weight,
+  // then matmuls(scratch, products). A backend may fold the norm into the products' input
+  // prologue and leave scratch unwritten; scratch may alias x exactly (x is then scratch too).
+  void norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                    std::initializer_list<MatmulProduct> products);
+  void norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                    std::span<const MatmulProduct> products);
+  // dst [m, n] = w [d0 * d1, m] times x * sigmoid(gate), x [d0, d1, n] contiguous and gate of its
+  // shape (any strides): mul_sigmoid(x, x, gate), then the matmul. x and gate are scratch.
+  void gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate);
 
  protected:
   // Marks one public op call for the profiling hooks below (ops a fused default composes count
@@ -289,6 +299,9 @@ class Backend {
   virtual void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products);
   virtual void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                                 const Tensor& scratch);
+  virtual void do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                               std::span<const MatmulProduct> products);
+  virtual void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate);
   virtual void do_upload(const Tensor& dst, const void* host) = 0;
   virtual void do_download(void* host, const Tensor& src) = 0;
 

@@ -91,10 +91,11 @@ void Backend::matmuls(const Tensor& x, std::initializer_list<MatmulProduct> prod
   matmuls(x, std::span<const MatmulProduct>(products.begin(), products.size()));
 }
 
-void Backend::matmuls(const Tensor& x, std::span<const MatmulProduct> products) {
-  const char* op = "matmuls";
-  const OpScope scope(*this, op);
-  check(products.size() >= 1 && products.size() <= size_t(kMaxMatmuls), op, "takes 1 to 4 products");
+namespace {
+
+// The products of matmuls and norm_matmuls: dst [m, n] = w [k, m] x [k, n].
+void check_products(const char* op, const Tensor& x, std::span<const MatmulProduct> products) {
+  check(products.size() >= 1 && products.size() <= size_t(Backend::kMaxMatmuls), op, "takes 1 to 4 products");
   check(x.type == GgmlType::F32 && x.ne[2] == 1 && x.ne[3] == 1, op, "x must be F32 [k, n]");
   for (const MatmulProduct& p : products) {
     check(p.dst.type == GgmlType::F32 && p.dst.ne[2] == 1 && p.dst.ne[3] == 1, op, "each dst must be F32 [m, n]");
@@ -102,6 +103,14 @@ void Backend::matmuls(const Tensor& x, std::span<const MatmulProduct> products) 
           op, "each product: dst [m, n] = w [k, m] x [k, n]");
     check(p.w.nb[1] >= row_bytes(p.w.type, p.w.ne[0]), op, "weight rows must be contiguous");
   }
+}
+
+}  // namespace
+
+void Backend::matmuls(const Tensor& x, std::span<const MatmulProduct> products) {
+  const char* op = "matmuls";
+  const OpScope scope(*this, op);
+  check_products(op, x, products);
   do_matmuls(x, products);
 }
 
@@ -118,6 +127,32 @@ void Backend::matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor&
   check(gate.nb[1] >= row_bytes(gate.type, gate.ne[0]) && up.nb[1] >= row_bytes(up.type, up.ne[0]), op,
         "weight rows must be contiguous");
   do_matmul_swiglu(dst, gate, up, x, scratch);
+}
+
+void Backend::norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                           std::initializer_list<MatmulProduct> products) {
+  norm_matmuls(x, weight, eps, scratch, std::span<const MatmulProduct>(products.begin(), products.size()));
+}
+
+void Backend::norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                           std::span<const MatmulProduct> products) {
+  const char* op = "norm_matmuls";
+  const OpScope scope(*this, op);
+  check(all_f32({&x, &weight, &scratch}), op, "x, weight and scratch must be F32");
+  check(scratch.ne == x.ne && weight.ne[0] == x.ne[0] && weight.n_rows() == 1, op, "scratch like x, weight [k]");
+  check_products(op, x, products);
+  do_norm_matmuls(x, weight, eps, scratch, products);
+}
+
+void Backend::gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) {
+  const char* op = "gated_matmul";
+  const OpScope scope(*this, op);
+  check(all_f32({&dst, &x, &gate}), op, "dst, x and gate must be F32");
+  check(x.is_contiguous() && x.ne[3] == 1 && gate.ne == x.ne, op, "x [d0, d1, n] contiguous, gate like x");
+  check(w.ne[0] == x.ne[0] * x.ne[1] && w.ne[2] == 1 && w.ne[3] == 1 && dst.ne[0] == w.ne[1] && dst.ne[1] == x.ne[2] &&
+            dst.ne[2] == 1 && dst.ne[3] == 1,
+        op, "dst [m, n] = w [d0 * d1, m] x [d0, d1, n]");
+  do_gated_matmul(dst, w, x, gate);
 }
 
 // ---- defaults ------------------------------------------------------------------------------
@@ -170,6 +205,17 @@ void Backend::do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tens
   matmul(dst, gate, x);
   matmul(scratch, up, x);
   swiglu(dst, dst, scratch);
+}
+
+void Backend::do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                              std::span<const MatmulProduct> products) {
+  rms_norm(scratch, x, &weight, eps);
+  matmuls(scratch, products);
+}
+
+void Backend::do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) {
+  mul_sigmoid(x, x, gate);
+  matmul(dst, w, x.reshape({x.ne[0] * x.ne[1], x.ne[2], 1, 1}));
 }
 
 void Backend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {

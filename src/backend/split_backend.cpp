@@ -234,6 +234,22 @@ class SplitBackend final : public Backend {
     primary_->matmuls(x, products);
   }
 
+  void do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                       std::span<const MatmulProduct> products) override {
+    for (const MatmulProduct& p : products) {
+      if (on_host(p.w)) return Backend::do_norm_matmuls(x, weight, eps, scratch, products);
+    }
+    primary_only({&x, &weight, &scratch});
+    for (const MatmulProduct& p : products) touch({&p.dst});
+    primary_->norm_matmuls(x, weight, eps, scratch, products);
+  }
+
+  void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) override {
+    if (on_host(w)) return Backend::do_gated_matmul(dst, w, x, gate);
+    primary_only({&dst, &x, &gate});
+    primary_->gated_matmul(dst, w, x, gate);
+  }
+
   void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                         const Tensor& scratch) override {
     if (on_host(gate) || on_host(up)) return Backend::do_matmul_swiglu(dst, gate, up, x, scratch);

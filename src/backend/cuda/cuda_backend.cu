@@ -9,6 +9,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
+#include "backend/cuda/cuda_matvec.h"
 #include "core/error.h"
 
 namespace moeserve {
@@ -282,6 +283,36 @@ void CudaBackend::do_matmuls(const Tensor& x, std::span<const MatmulProduct> pro
     profiler_->label("matmuls", str_cat("matmuls", shapes, " n=", x.ne[1]));
   }
   cuda::matmuls(stream_, x, products, workspace());
+}
+
+// One or two columns on the 8-bit path: the product kernels take the norm themselves; else the
+// norm into scratch, then matmuls.
+void CudaBackend::do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                                  std::span<const MatmulProduct> products) {
+  if (!q8_norm_matvecs_usable(x, products)) return Backend::do_norm_matmuls(x, weight, eps, scratch, products);
+  if (skip()) return;
+  if (profiler_) {
+    std::string shapes;
+    for (const MatmulProduct& p : products) {
+      shapes += str_cat(shapes.empty() ? " " : " + ", type_traits(p.w.type).name, " ", p.w.ne[0], "x", p.w.ne[1]);
+    }
+    profiler_->label("norm_matmuls", str_cat("norm_matmuls", shapes, " n=", x.ne[1]));
+  }
+  cuda::q8_norm_matvecs(stream_, x, weight, eps, products);
+  MOESERVE_CUDA_CHECK_LAUNCH();
+}
+
+// One or two columns on the 8-bit path: the gate applied as the product kernel quantizes x; else
+// mul_sigmoid, then the matmul.
+void CudaBackend::do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) {
+  if (!q8_gated_matvec_usable(w, x, gate)) return Backend::do_gated_matmul(dst, w, x, gate);
+  if (skip()) return;
+  if (profiler_) {
+    profiler_->label("gated_matmul", str_cat("gated_matmul ", type_traits(w.type).name, " ", w.ne[0], "x", w.ne[1],
+                                             " n=", x.ne[2]));
+  }
+  cuda::q8_gated_matvec(stream_, dst, w, x, gate);
+  MOESERVE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,

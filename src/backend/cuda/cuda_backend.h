@@ -76,6 +76,9 @@ class CudaBackend final : public Backend {
                          const Tensor& gate) override;
   void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override;
   void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) override;
+  void do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                       std::span<const MatmulProduct> products) override;
+  void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) override;
   void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                         const Tensor& scratch) override;
 

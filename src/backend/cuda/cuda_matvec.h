@@ -35,6 +35,18 @@ void q8_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Te
 // Products of one input x, each q8_matvec_usable (workspace: q8_matvec_workspace_bytes of x): x is
 // quantized once, and the products of each weight type run as one launch.
 void q8_matvecs(cudaStream_t stream, const Tensor& x, std::span<const MatmulProduct> products, void* workspace);
+// Backend::norm_matmuls without the scratch: the products of rms_norm(x) * weight, each block
+// taking the RMS of x's columns as it quantizes them. Usable when every product is
+// q8_matvec_usable and x is short enough (one or two columns) for the blocks to quantize; needs
+// no workspace.
+bool q8_norm_matvecs_usable(const Tensor& x, std::span<const MatmulProduct> products);
+void q8_norm_matvecs(cudaStream_t stream, const Tensor& x, const Tensor& weight, float eps,
+                     std::span<const MatmulProduct> products);
+// Backend::gated_matmul as one kernel: dst = w times x * sigmoid(gate) (x [d0, d1, n]
+// contiguous, gate of its shape with unit element stride), the gate applied as the blocks
+// quantize x. Usable when the product is q8_matvec_usable and x short enough; no workspace.
+bool q8_gated_matvec_usable(const Tensor& w, const Tensor& x, const Tensor& gate);
+void q8_gated_matvec(cudaStream_t stream, const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate);
 // dst = silu(gate x) * (up x) (both q8_matvec_usable, one type): one pass over both weights.
 void q8_matvec_swiglu(cudaStream_t stream, const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                       void* workspace);

@@ -479,11 +479,42 @@ static __global__ void __launch_bounds__(256) quantize_act(const float* x, int64
 // then the per-32 (d, s) pairs.
 inline size_t smem_act_bytes(int64_t k, int64_t n) { return size_t(k * n) + size_t(k / 32 * n) * 8; }
 
+// scale[c] = 1 / sqrt(mean(x_c^2) + eps) for the n <= kMaxCols columns of k values, bit for bit as
+// the rms_norm op (cuda_ops_norm.cu) computes it: its kernel sums the squares in vt threads (32
+// for rows up to 256 values, 256 up to 512, else 512), each over every vt-th value in order, then
+// per warp and across the warps by the same shuffle trees; the block's threads stand in for its
+// vt. Whole block; returns synced.
+template <int kMaxCols>
+__device__ __forceinline__ void rms_scales(const float* x, int64_t x_stride, int64_t k, int n, float eps,
+                                           float* scale) {
+  __shared__ float part[kMaxCols][16];
+  const int vt = k <= 256 ? 32 : k <= 512 ? 256 : 512;
+  const int lane = threadIdx.x % 32;
+  for (int c = 0; c < n; ++c) {
+    const float* col = x + c * x_stride;
+    for (int v0 = int(threadIdx.x) - lane; v0 < vt; v0 += int(blockDim.x)) {  // warp-uniform
+      float ss = 0.0f;
+      for (int64_t i = v0 + lane; i < k; i += vt) ss += col[i] * col[i];
+      ss = sum32(ss);
+      if (lane == 0) part[c][v0 / 32] = ss;
+    }
+  }
+  __syncthreads();
+  if (int(threadIdx.x) < 32 * n) {
+    const int c = int(threadIdx.x) / 32;
+    const float ss = sum32(lane < vt / 32 ? part[c][lane] : 0.0f);
+    if (lane == 0) scale[c] = 1.0f / sqrtf(ss / float(k) + eps);
+  }
+  __syncthreads();
+}
+
 // quantize_act into shared memory, by the whole block (blockDim.x a multiple of 32), values equal
-// bit for bit: 8 lanes per block of 32 values, 4 values each. qs: n * k bytes (16-byte aligned),
-// ds: n * k / 32 pairs. The caller syncs the block before reading them.
-__device__ __forceinline__ void quantize_to_smem(const float* x, int64_t x_stride, int64_t k, int n, int8_t* qs,
-                                                 float2* ds) {
+// bit for bit: 8 lanes per block of 32 values, 4 values each. value(c, i) is value i of column c
+// (an input, or what an op would have made of it: quantize_to_smem below reads x itself).
+// qs: n * k bytes (16-byte aligned), ds: n * k / 32 pairs. The caller syncs the block before
+// reading them.
+template <typename Value>
+__device__ __forceinline__ void quantize_values_to_smem(Value value, int64_t k, int n, int8_t* qs, float2* ds) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
   const int sub = lane / 8, l8 = lane % 8;
   const int64_t gpc = k / 32, groups = gpc * n;
@@ -491,11 +522,10 @@ __device__ __forceinline__ void quantize_to_smem(const float* x, int64_t x_strid
     const int64_t gid = g0 + sub;
     const bool valid = gid < groups;
     const int64_t c = valid ? gid / gpc : 0, g = valid ? gid % gpc : 0;
-    const float* p = x + c * x_stride + 32 * g + 4 * l8;
     float v[4], amax = 0.0f;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      v[i] = valid ? p[i] : 0.0f;
+      v[i] = valid ? value(c, 32 * g + 4 * l8 + i) : 0.0f;
       amax = fmaxf(amax, fabsf(v[i]));
     }
 #pragma unroll
@@ -517,6 +547,12 @@ __device__ __forceinline__ void quantize_to_smem(const float* x, int64_t x_strid
       if (l8 == 0) ds[gid] = make_float2(d, d * float(sum));
     }
   }
+}
+
+// quantize_act of the n columns of x (k values each, x_stride floats apart) into shared memory.
+__device__ __forceinline__ void quantize_to_smem(const float* x, int64_t x_stride, int64_t k, int n, int8_t* qs,
+                                                 float2* ds) {
+  quantize_values_to_smem([=](int64_t c, int64_t i) { return x[c * x_stride + i]; }, k, n, qs, ds);
 }
 
 inline ActQ8 quantize_columns(cudaStream_t stream, const Tensor& x, int64_t k, int64_t n, void* ws) {

@@ -24,9 +24,8 @@ Tensor output_logits(ForwardContext& ctx, const StepInputs& in, const Tensor& h,
   const int64_t n_out = in.out_rows.ne[0];
   Tensor rows = ctx.arena.f32(h.ne[0], n_out);
   ctx.be.get_rows(rows, h, in.out_rows);
-  ctx.be.rms_norm(rows, rows, &e.output_norm, eps);
   Tensor logits = ctx.arena.f32(e.output.ne[1], n_out);
-  ctx.be.matmul(logits, e.output, rows);
+  ctx.be.norm_matmuls(rows, e.output_norm, eps, rows, {{logits, e.output}});
   return logits;
 }
 

@@ -53,7 +53,7 @@ class Qwen3Next final : public Model {
     for (int64_t il = 0; il < hp.n_layer; ++il) {
       const Layer& l = layers_[size_t(il)];
       const size_t mark = ctx.arena.mark();
-      Tensor a = blocks::rms_norm(ctx, h, l.attn_norm, hp.norm_eps);
+      const blocks::NormedInput a{h, l.attn_norm, hp.norm_eps};
       const Tensor y = hp.layers[size_t(il)] == LayerKind::attention
                            ? blocks::attention(ctx, in, a, l.attn, attn_cfg_, ctx.caches.k[size_t(il)], ctx.caches.v[size_t(il)])
                            : blocks::delta_net(ctx, in, a, l.delta, delta_cfg_, ctx.caches.conv[size_t(il)],

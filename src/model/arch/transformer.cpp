@@ -33,7 +33,7 @@ Tensor Transformer::forward(ForwardContext& ctx, const StepInputs& in) const {
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     const Layer& l = layers_[size_t(il)];
     const size_t mark = ctx.arena.mark();
-    Tensor a = blocks::rms_norm(ctx, h, l.attn_norm, hp.norm_eps);
+    const blocks::NormedInput a{h, l.attn_norm, hp.norm_eps};
     const Tensor y = blocks::attention(ctx, in, a, l.attn, attn_cfg_, ctx.caches.k[size_t(il)], ctx.caches.v[size_t(il)]);
     Tensor m = ctx.arena.f32(hp.n_embd, h.ne[1]);
     ctx.be.add_rms_norm(m, h, y, l.ffn_norm, hp.norm_eps);  // h += y; m = norm(h)

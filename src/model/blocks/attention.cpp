@@ -4,16 +4,16 @@
 
 namespace moeserve::blocks {
 
-Tensor attention(ForwardContext& ctx, const StepInputs& in, const Tensor& x, const AttentionWeights& w,
+Tensor attention(ForwardContext& ctx, const StepInputs& in, const NormedInput& x, const AttentionWeights& w,
                  const AttentionConfig& cfg, const Tensor& k_cache, const Tensor& v_cache) {
   Backend& be = ctx.be;
-  const int64_t n = x.ne[1], hk = cfg.head_dim_k, hv = cfg.head_dim_v;
+  const int64_t n = x.h.ne[1], hk = cfg.head_dim_k, hv = cfg.head_dim_v;
   const int64_t q_width = cfg.n_head * hk * (cfg.output_gate ? 2 : 1);
 
   Tensor qg = ctx.arena.f32(q_width, n);
   Tensor k = ctx.arena.f32(cfg.n_head_kv * hk, n);
   Tensor v = ctx.arena.f32(cfg.n_head_kv * hv, n);
-  be.matmuls(x, {{qg, w.q}, {k, w.k}, {v, w.v}});
+  norm_matmuls(ctx, x, {{qg, w.q}, {k, w.k}, {v, w.v}});
 
   // Query heads: with the gate, head h is qg[h*2hk .. h*2hk + hk) and its gate the next hk.
   const size_t head_stride = size_t(cfg.output_gate ? 2 : 1) * size_t(hk) * sizeof(float);
@@ -38,13 +38,14 @@ Tensor attention(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
   Tensor o = ctx.arena.f32(hv, cfg.n_head, n);
   be.attention(o, q, k_cache, v_cache, in.batch, AttentionParams{float(1.0 / std::sqrt(double(hk))), ctx.flash_attention});
 
+  Tensor out = ctx.arena.f32(w.o.ne[1], n);
   if (cfg.output_gate) {
     const Tensor gate_view =
         qg.view({hk, cfg.n_head, n, 1}, {0, head_stride, qg.nb[1], qg.nb[1] * size_t(n)}, size_t(hk) * sizeof(float));
-    be.mul_sigmoid(o, o, gate_view);  // qg is scratch from here on
+    be.gated_matmul(out, w.o, o, gate_view);  // o * sigmoid(gate) into the product; qg is scratch from here on
+  } else {
+    be.matmul(out, w.o, o.reshape({hv * cfg.n_head, n, 1, 1}));
   }
-  Tensor out = ctx.arena.f32(w.o.ne[1], n);
-  be.matmul(out, w.o, o.reshape({hv * cfg.n_head, n, 1, 1}));
   return out;
 }
 

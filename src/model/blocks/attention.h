@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "model/blocks/norm.h"
 #include "model/model.h"
 
 namespace moeserve::blocks {
@@ -25,7 +26,7 @@ struct AttentionConfig {
 };
 
 // x [n_embd, n] -> [n_embd, n]; writes this step's K/V into the layer's caches.
-Tensor attention(ForwardContext& ctx, const StepInputs& in, const Tensor& x, const AttentionWeights& w,
+Tensor attention(ForwardContext& ctx, const StepInputs& in, const NormedInput& x, const AttentionWeights& w,
                  const AttentionConfig& cfg, const Tensor& k_cache, const Tensor& v_cache);
 
 // Loads blk.<il>.attn_{q,k,v,output}[,_q_norm,_k_norm] with the shapes cfg implies.

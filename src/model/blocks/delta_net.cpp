@@ -30,10 +30,10 @@ void regroup_legacy(ForwardContext& ctx, const Tensor& qkvz, const DeltaNetConfi
 
 }  // namespace
 
-Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const Tensor& x, const DeltaNetWeights& w,
+Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const NormedInput& x, const DeltaNetWeights& w,
                  const DeltaNetConfig& cfg, const Tensor& conv_state, const Tensor& ssm_state) {
   Backend& be = ctx.be;
-  const int64_t n = x.ne[1], nk = cfg.n_k_heads, nv = cfg.n_v_heads, dk = cfg.head_dim_k, dv = cfg.head_dim_v;
+  const int64_t n = x.h.ne[1], nk = cfg.n_k_heads, nv = cfg.n_v_heads, dk = cfg.head_dim_k, dv = cfg.head_dim_v;
   const int64_t ratio = cfg.ratio(), channels = cfg.conv_channels();
 
   // The input projections, one pass over x.
@@ -42,10 +42,10 @@ Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const Tensor& x, con
   Tensor ba = ctx.arena.f32(2 * nv, n);
   if (w.in) {
     Tensor qkvz = ctx.arena.f32(channels + cfg.value_dim(), n);
-    be.matmuls(x, {{qkvz, *w.in}, {ba, w.ba}});
+    norm_matmuls(ctx, x, {{qkvz, *w.in}, {ba, w.ba}});
     regroup_legacy(ctx, qkvz, cfg, qkv, z);
   } else {
-    be.matmuls(x, {{qkv, *w.qkv}, {z, *w.gate}, {ba, w.ba}});
+    norm_matmuls(ctx, x, {{qkv, *w.qkv}, {z, *w.gate}, {ba, w.ba}});
   }
 
   // Gates per value head j = kh*ratio + r, read from the grouped ba layout.

@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "model/blocks/norm.h"
 #include "model/model.h"
 
 namespace moeserve::blocks {
@@ -33,7 +34,7 @@ struct DeltaNetWeights {
 };
 
 // x [n_embd, n] -> [n_embd, n]; reads and updates the layer's conv and recurrent states.
-Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const Tensor& x, const DeltaNetWeights& w,
+Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const NormedInput& x, const DeltaNetWeights& w,
                  const DeltaNetConfig& cfg, const Tensor& conv_state, const Tensor& ssm_state);
 
 DeltaNetWeights load_delta_net(WeightLoader& loader, int64_t il, int64_t n_embd, const DeltaNetConfig& cfg);
