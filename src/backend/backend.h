@@ -68,6 +68,29 @@ struct MatmulProduct {
   Tensor w;
 };
 
+// The tensors of Backend::delta_net_step, the delta-net block between its input projections and
+// its output projection (qwen3next.md §4.3), for n tokens:
+//   u = ssm_conv(qkv) (conv_state updated); q, k = heads of u l2-normalized (q times q_scale);
+//   beta = sigmoid(b); g = a_coef * softplus(a + dt_bias);
+//   o = gated_delta_net(q, k, v heads of u, g, beta) (ssm_state updated); y = rms_norm_gated(o, norm, z).
+struct DeltaNetStep {
+  Tensor y;           // [d_v, n_v_heads, n] output
+  Tensor qkv;         // [C, n] conv input [q heads | k heads | v heads], C = 2*d_k*n_k_heads + d_v*n_v_heads
+  Tensor z;           // [d_v, n_v_heads, n] gate of the norm
+  Tensor b, a;        // [ratio, n_k_heads, n] (value head kh*ratio + r); ratio = n_v_heads / n_k_heads
+  Tensor dt_bias;     // [ratio, n_k_heads] F32
+  Tensor a_coef;      // [ratio, n_k_heads] F32
+  Tensor conv_w;      // [K, C] F32
+  Tensor conv_state;  // [(K-1)*C, n_seq], as ssm_conv's
+  Tensor ssm_state;   // [d_k*d_v*n_v_heads, n_seq], as gated_delta_net's
+  Tensor norm;        // [d_v] F32
+  float eps = 1e-6f;  // of both norms
+  float q_scale = 1.0f;
+  // Scratch (contiguous F32): u [C, n], q, k [d_k, n_k_heads, n], beta, g [ratio, n_k_heads, n],
+  // o [d_v, n_v_heads, n].
+  Tensor u, q, k, beta, g, o;
+};
+
 // Memory owned on a device; freed by its destructor.
 class Buffer {
  public:
@@ -233,6 +256,9 @@ class Backend {
   // dst [m, n] = w [d0 * d1, m] times x * sigmoid(gate), x [d0, d1, n] contiguous and gate of its
   // shape (any strides): mul_sigmoid(x, x, gate), then the matmul. x and gate are scratch.
   void gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate);
+  // The delta-net block's recurrent middle (DeltaNetStep): delta_gates, ssm_conv, qk_l2_norm,
+  // gated_delta_net and rms_norm_gated, in that order, by default.
+  void delta_net_step(const DeltaNetStep& s, const BatchInfo& batch);
 
  protected:
   // Marks one public op call for the profiling hooks below (ops a fused default composes count
@@ -302,6 +328,7 @@ class Backend {
   virtual void do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
                                std::span<const MatmulProduct> products);
   virtual void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate);
+  virtual void do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch);
   virtual void do_upload(const Tensor& dst, const void* host) = 0;
   virtual void do_download(void* host, const Tensor& src) = 0;
 

@@ -1,5 +1,7 @@
 // The fused ops of the op table: shape checks, and the default implementations that compose the
 // plain ops in the order the forward issued them before fusing (results identical bit for bit).
+#include <array>
+
 #include "backend/backend.h"
 #include "core/error.h"
 
@@ -155,6 +157,33 @@ void Backend::gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, 
   do_gated_matmul(dst, w, x, gate);
 }
 
+void Backend::delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) {
+  const char* op = "delta_net_step";
+  const OpScope scope(*this, op);
+  check(all_f32({&s.y, &s.qkv, &s.z, &s.b, &s.a, &s.dt_bias, &s.a_coef, &s.conv_w, &s.conv_state, &s.ssm_state,
+                 &s.norm, &s.u, &s.q, &s.k, &s.beta, &s.g, &s.o}),
+        op, "every tensor must be F32");
+  const int64_t dk = s.q.ne[0], nk = s.q.ne[1], n = s.qkv.ne[1], dv = s.y.ne[0], nv = s.y.ne[1], ratio = s.b.ne[0];
+  const int64_t channels = 2 * dk * nk + dv * nv, taps = s.conv_w.ne[0];
+  const std::array<int64_t, 4> heads_v{dv, nv, n, 1}, heads_k{dk, nk, n, 1}, gates{ratio, nk, n, 1};
+  check(s.y.ne == heads_v && s.z.ne == heads_v && s.o.ne == heads_v, op, "y, z and o must be [d_v, n_v_heads, n]");
+  check(s.q.ne == heads_k && s.k.ne == heads_k, op, "q and k must be [d_k, n_k_heads, n]");
+  check(nv == ratio * nk && s.b.ne == gates && s.a.ne == gates && s.beta.ne == gates && s.g.ne == gates, op,
+        "b, a, beta and g must be [n_v_heads / n_k_heads, n_k_heads, n]");
+  check(s.dt_bias.ne == std::array<int64_t, 4>{ratio, nk, 1, 1} && s.a_coef.ne == s.dt_bias.ne, op,
+        "dt_bias and a_coef must be [ratio, n_k_heads]");
+  const std::array<int64_t, 4> conv_in{channels, n, 1, 1};
+  check(s.qkv.ne == conv_in && s.u.ne == conv_in && s.conv_w.ne[1] == channels && taps >= 2 &&
+            s.conv_state.ne[0] == (taps - 1) * channels,
+        op, "qkv and u [C, n], conv_w [K, C], conv_state [(K-1)*C, n_seq] with C = 2*d_k*n_k_heads + d_v*n_v_heads");
+  check(s.ssm_state.ne[0] == dk * dv * nv && s.norm.ne[0] == dv && s.norm.n_rows() == 1, op,
+        "ssm_state must be [d_k*d_v*n_v_heads, n_seq] and norm [d_v]");
+  check(s.u.is_contiguous() && s.q.is_contiguous() && s.k.is_contiguous() && s.beta.is_contiguous() &&
+            s.g.is_contiguous() && s.o.is_contiguous(),
+        op, "the scratch tensors must be contiguous");
+  do_delta_net_step(s, batch);
+}
+
 // ---- defaults ------------------------------------------------------------------------------
 
 void Backend::do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a,
@@ -216,6 +245,20 @@ void Backend::do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, 
 void Backend::do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) {
   mul_sigmoid(x, x, gate);
   matmul(dst, w, x.reshape({x.ne[0] * x.ne[1], x.ne[2], 1, 1}));
+}
+
+void Backend::do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) {
+  constexpr size_t kF = sizeof(float);
+  const int64_t dk = s.q.ne[0], nk = s.q.ne[1], n = s.qkv.ne[1], dv = s.y.ne[0], nv = s.y.ne[1];
+  delta_gates(s.beta, s.g, s.b, s.a, s.dt_bias, s.a_coef);
+  ssm_conv(s.u, s.qkv, s.conv_state, s.conv_w, batch);
+  const Tensor& u = s.u;
+  const std::array<size_t, 4> k_nb{0, size_t(dk) * kF, u.nb[1], u.nb[1] * size_t(n)};
+  const Tensor q_src = u.view({dk, nk, n, 1}, k_nb), k_src = u.view({dk, nk, n, 1}, k_nb, size_t(nk * dk) * kF);
+  const Tensor v = u.view({dv, nv, n, 1}, {0, size_t(dv) * kF, u.nb[1], u.nb[1] * size_t(n)}, size_t(2 * nk * dk) * kF);
+  qk_l2_norm(s.q, s.k, q_src, k_src, s.eps, s.q_scale);
+  gated_delta_net(s.o, s.q, s.k, v, s.g.reshape({nv, n, 1, 1}), s.beta.reshape({nv, n, 1, 1}), s.ssm_state, batch);
+  rms_norm_gated(s.y, s.o, s.norm, s.z, s.eps);
 }
 
 void Backend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {

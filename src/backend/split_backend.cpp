@@ -375,6 +375,11 @@ class SplitBackend final : public Backend {
     primary_only({&q, &q_src, &q_norm, &k, &k_norm, &v, &k_cache, &v_cache});
     primary_->qk_norm_rope_store(q, q_src, q_norm, k, k_norm, v, k_cache, v_cache, eps, batch, rope);
   }
+  void do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) override {
+    primary_only({&s.y, &s.qkv, &s.z, &s.b, &s.a, &s.dt_bias, &s.a_coef, &s.conv_w, &s.conv_state, &s.ssm_state,
+                  &s.norm, &s.u, &s.q, &s.k, &s.beta, &s.g, &s.o});
+    primary_->delta_net_step(s, batch);
+  }
   void do_mul_sigmoid(const Tensor& dst, const Tensor& x, const Tensor& gate) override {
     primary_only({&dst, &x, &gate});
     primary_->mul_sigmoid(dst, x, gate);

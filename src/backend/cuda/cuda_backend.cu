@@ -47,6 +47,7 @@ CudaBackend::CudaBackend(int device) : Backend(DeviceId{DeviceKind::cuda, device
   MOESERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   name_ = str_cat("cuda (", prop.name, ")");
   sm_count_ = prop.multiProcessorCount;
+  cc_major_ = prop.major;
   MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&batch_copied_, cudaEventDisableTiming));
   MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));

@@ -81,6 +81,8 @@ class CudaBackend final : public Backend {
   void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) override;
   void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                         const Tensor& scratch) override;
+  // cuda_delta_step.cu: one kernel for decode batches.
+  void do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) override;
 
  private:
   // Device copies of a batch's positions, sequences and runs. Within a step they were staged by
@@ -94,6 +96,7 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   std::string name_;
   int sm_count_ = 0;
+  int cc_major_ = 0;  // compute capability
   cudaStream_t stream_ = nullptr;
 
   // Batch staging: pinned host memory -> device buffers, one async copy per step.

@@ -48,30 +48,32 @@ Tensor delta_net(ForwardContext& ctx, const StepInputs& in, const NormedInput& x
     norm_matmuls(ctx, x, {{qkv, *w.qkv}, {z, *w.gate}, {ba, w.ba}});
   }
 
-  // Gates per value head j = kh*ratio + r, read from the grouped ba layout.
+  // Gates per value head j = kh*ratio + r, read from the grouped ba layout; then the causal conv +
+  // SiLU over [q | k | v], the heads, the delta rule and the gated norm, as one op.
   const size_t ba_group = size_t(2 * ratio) * kF;
-  const Tensor b_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)});
-  const Tensor a_view = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)}, size_t(ratio) * kF);
-  Tensor beta = ctx.arena.f32(ratio, nk, n);
-  Tensor g = ctx.arena.f32(ratio, nk, n);  // A * softplus(a + dt_bias) <= 0
-  be.delta_gates(beta, g, b_view, a_view, w.dt_bias.reshape({ratio, nk, 1, 1}), w.a.reshape({ratio, nk, 1, 1}));
-
-  // Causal conv + SiLU over [q | k | v], then the heads.
-  Tensor u = ctx.arena.f32(channels, n);
-  be.ssm_conv(u, qkv, conv_state, w.conv, in.batch);
-  const Tensor q_view = u.view({dk, nk, n, 1}, {0, size_t(dk) * kF, u.nb[1], u.nb[1] * size_t(n)});
-  const Tensor k_view = u.view({dk, nk, n, 1}, {0, size_t(dk) * kF, u.nb[1], u.nb[1] * size_t(n)}, size_t(nk * dk) * kF);
-  const Tensor v_view =
-      u.view({dv, nv, n, 1}, {0, size_t(dv) * kF, u.nb[1], u.nb[1] * size_t(n)}, size_t(2 * nk * dk) * kF);
-  Tensor q = ctx.arena.f32(dk, nk, n);
-  Tensor k = ctx.arena.f32(dk, nk, n);
-  be.qk_l2_norm(q, k, q_view, k_view, cfg.norm_eps, float(1.0 / std::sqrt(double(dk))));
-
-  Tensor o = ctx.arena.f32(dv, nv, n);
-  be.gated_delta_net(o, q, k, v_view, g.reshape({nv, n, 1, 1}), beta.reshape({nv, n, 1, 1}), ssm_state, in.batch);
-
+  DeltaNetStep s;
+  s.b = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)});
+  s.a = ba.view({ratio, nk, n, 1}, {0, ba_group, ba.nb[1], ba.nb[1] * size_t(n)}, size_t(ratio) * kF);
+  s.dt_bias = w.dt_bias.reshape({ratio, nk, 1, 1});
+  s.a_coef = w.a.reshape({ratio, nk, 1, 1});
+  s.qkv = qkv;
+  s.z = z.reshape({dv, nv, n, 1});
+  s.conv_w = w.conv;
+  s.conv_state = conv_state;
+  s.ssm_state = ssm_state;
+  s.norm = w.norm;
+  s.eps = cfg.norm_eps;
+  s.q_scale = float(1.0 / std::sqrt(double(dk)));
+  s.beta = ctx.arena.f32(ratio, nk, n);
+  s.g = ctx.arena.f32(ratio, nk, n);  // A * softplus(a + dt_bias) <= 0
+  s.u = ctx.arena.f32(channels, n);
+  s.q = ctx.arena.f32(dk, nk, n);
+  s.k = ctx.arena.f32(dk, nk, n);
+  s.o = ctx.arena.f32(dv, nv, n);
   Tensor y = ctx.arena.f32(dv, nv, n);
-  be.rms_norm_gated(y, o, w.norm, z.reshape({dv, nv, n, 1}), cfg.norm_eps);
+  s.y = y;
+  be.delta_net_step(s, in.batch);
+
   Tensor out = ctx.arena.f32(w.out.ne[1], n);
   be.matmul(out, w.out, y.reshape({cfg.value_dim(), n, 1, 1}));
   return out;
