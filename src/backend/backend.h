@@ -62,6 +62,26 @@ struct ExpertWeights {
   Tensor down;
 };
 
+// The weights of one sparse MoE FFN (Backend::moe_ffn). Without a shared expert its three
+// matrices are absent (data null); shared_inp (its sigmoid gate) may be absent on its own.
+struct MoeFfnWeights {
+  Tensor router;  // [n_embd, n_expert]
+  ExpertWeights experts;
+  Tensor shared_gate, shared_up;  // [n_embd, n_ff_sh]
+  Tensor shared_down;             // [n_ff_sh, n_embd]
+  Tensor shared_inp;              // [n_embd, 1]
+  int64_t n_expert_used = 0;
+  bool normalize = true;  // moe_route's normalize
+};
+
+// Scratch of Backend::moe_ffn for n tokens: m, routed [n_embd, n], logits [n_expert, n], ids
+// [n_expert_used, n] I32, weights [n_expert_used, n]; with a shared expert shared [n_embd, n],
+// shared_h, shared_up [n_ff_sh, n], and with its gate gate [1, n]. Every one F32 unless noted.
+struct MoeFfnScratch {
+  Tensor m, logits, ids, weights, routed;
+  Tensor shared, shared_h, shared_up, gate;
+};
+
 // One product of Backend::matmuls: dst = w times the shared input.
 struct MatmulProduct {
   Tensor dst;
@@ -237,6 +257,13 @@ class Backend {
                       const Tensor& gate);
   // h = h + y; dst = rms_norm(h) * weight.
   void add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps);
+  // The MoE half of a layer: h = h + y; m = rms_norm(h) * norm; h = h + moe(m), where moe(m) is
+  // the router's softmax top-k (moe_route) over the routed experts (moe_experts) plus the shared
+  // expert, times sigmoid(shared_inp . m) where it has that gate. Ops in the order of that chain
+  // (add_rms_norm, matmuls, moe_route, moe_experts, matmul_swiglu, matmul, moe_shared_add); the
+  // scratch holds their intermediates (a backend's own version may leave some unwritten).
+  void moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+               const MoeFfnScratch& s);
   // Products of one input: p.dst = p.w times x for each of the (1 to kMaxMatmuls) products, as
   // that many matmul calls in order (a backend may run them as one pass: one quantization of x,
   // one launch).
@@ -329,6 +356,8 @@ class Backend {
                                std::span<const MatmulProduct> products);
   virtual void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate);
   virtual void do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch);
+  virtual void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                          const MoeFfnScratch& s);
   virtual void do_upload(const Tensor& dst, const void* host) = 0;
   virtual void do_download(void* host, const Tensor& src) = 0;
 

@@ -184,6 +184,27 @@ void Backend::delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) {
   do_delta_net_step(s, batch);
 }
 
+void Backend::moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                      const MoeFfnScratch& s) {
+  const char* op = "moe_ffn";
+  const OpScope scope(*this, op);
+  const int64_t n_embd = h.ne[0], n = h.ne[1], k = w.n_expert_used, n_expert = w.router.ne[1];
+  const bool shared = w.shared_gate.data != nullptr, gated = shared && w.shared_inp.data != nullptr;
+  check(h.type == GgmlType::F32 && h.ne[2] == 1 && h.ne[3] == 1 && y.ne == h.ne, op, "h and y must be F32 [n_embd, n]");
+  check(w.router.ne[0] == n_embd && w.experts.gate.ne[0] == n_embd && k >= 1 && k <= n_expert, op,
+        "router [n_embd, n_expert], experts over n_embd, 1 <= n_expert_used <= n_expert");
+  check(s.m.ne == h.ne && s.routed.ne == h.ne && s.logits.ne[0] == n_expert && s.logits.ne[1] == n &&
+            s.ids.ne[0] == k && s.ids.ne[1] == n && s.weights.ne == s.ids.ne,
+        op, "scratch m, routed [n_embd, n], logits [n_expert, n], ids and weights [n_expert_used, n]");
+  if (shared) {
+    check(w.shared_up.data && w.shared_down.data && s.shared.ne == h.ne && s.shared_h.ne[0] == w.shared_gate.ne[1] &&
+              s.shared_h.ne[1] == n && s.shared_up.ne == s.shared_h.ne,
+          op, "shared expert: gate, up, down; scratch shared [n_embd, n], shared_h and shared_up [n_ff_sh, n]");
+    check(!gated || (s.gate.ne[0] == 1 && s.gate.ne[1] == n), op, "scratch gate must be [1, n]");
+  }
+  do_moe_ffn(h, y, norm, eps, w, s);
+}
+
 // ---- defaults ------------------------------------------------------------------------------
 
 void Backend::do_delta_gates(const Tensor& beta, const Tensor& g, const Tensor& b, const Tensor& a,
@@ -264,6 +285,26 @@ void Backend::do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) {
 void Backend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {
   binary(h, h, y, BinaryOp::add);
   rms_norm(dst, h, &weight, eps);
+}
+
+void Backend::do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                         const MoeFfnScratch& s) {
+  const bool shared = w.shared_gate.data != nullptr, gated = shared && w.shared_inp.data != nullptr;
+  add_rms_norm(s.m, h, y, norm, eps);
+  if (gated) {
+    matmuls(s.m, {{s.logits, w.router}, {s.gate, w.shared_inp}});
+  } else {
+    matmul(s.logits, w.router, s.m);
+  }
+  moe_route(s.ids, s.weights, s.logits, w.normalize);
+  moe_experts(s.routed, s.m, w.experts, s.ids, s.weights);
+  if (shared) {
+    matmul_swiglu(s.shared_h, w.shared_gate, w.shared_up, s.m, s.shared_up);
+    matmul(s.shared, w.shared_down, s.shared_h);
+    if (gated) return moe_shared_add(h, h, s.routed, s.shared, s.gate);
+    binary(s.routed, s.routed, s.shared, BinaryOp::add);
+  }
+  binary(h, h, s.routed, BinaryOp::add);
 }
 
 }  // namespace moeserve

@@ -393,6 +393,21 @@ class SplitBackend final : public Backend {
     primary_only({&dst, &h, &y, &weight});
     primary_->add_rms_norm(dst, h, y, weight, eps);
   }
+  // Every weight on the primary: its own version (one chain of kernels there). Otherwise the chain
+  // op by op, each where its weight lives: the routed experts on the host while the primary runs
+  // the shared expert (moe_experts defers the host's work until its result is needed).
+  void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                  const MoeFfnScratch& s) override {
+    for (const Tensor* t : {&w.router, &w.experts.gate, &w.experts.up, &w.experts.down, &w.shared_gate, &w.shared_up,
+                            &w.shared_down, &w.shared_inp}) {
+      if (t->data && on_host(*t)) return Backend::do_moe_ffn(h, y, norm, eps, w, s);
+    }
+    for (const Tensor* t : {&h, &y, &norm, &s.m, &s.logits, &s.ids, &s.weights, &s.routed, &s.shared, &s.shared_h,
+                            &s.shared_up, &s.gate}) {
+      if (t->data) touch({t});
+    }
+    primary_->moe_ffn(h, y, norm, eps, w, s);
+  }
 
  private:
   // The activations of one synchronous host op crossing over: inputs copied to host staging now,

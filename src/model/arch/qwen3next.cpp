@@ -58,9 +58,7 @@ class Qwen3Next final : public Model {
                            ? blocks::attention(ctx, in, a, l.attn, attn_cfg_, ctx.caches.k[size_t(il)], ctx.caches.v[size_t(il)])
                            : blocks::delta_net(ctx, in, a, l.delta, delta_cfg_, ctx.caches.conv[size_t(il)],
                                                ctx.caches.ssm[size_t(il)]);
-      Tensor m = ctx.arena.f32(hp.n_embd, h.ne[1]);
-      ctx.be.add_rms_norm(m, h, y, l.post_attention_norm, hp.norm_eps);  // h += y; m = norm(h)
-      blocks::moe(ctx, m, l.moe, moe_cfg_, &h);                            // h += moe(m)
+      blocks::moe_ffn(ctx, h, y, l.post_attention_norm, hp.norm_eps, l.moe, moe_cfg_);  // h += y; h += moe(norm(h))
       ctx.arena.release(mark);
     }
     return output_logits(ctx, in, h, emb_, hp.norm_eps);

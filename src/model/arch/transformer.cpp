@@ -35,11 +35,11 @@ Tensor Transformer::forward(ForwardContext& ctx, const StepInputs& in) const {
     const size_t mark = ctx.arena.mark();
     const blocks::NormedInput a{h, l.attn_norm, hp.norm_eps};
     const Tensor y = blocks::attention(ctx, in, a, l.attn, attn_cfg_, ctx.caches.k[size_t(il)], ctx.caches.v[size_t(il)]);
-    Tensor m = ctx.arena.f32(hp.n_embd, h.ne[1]);
-    ctx.be.add_rms_norm(m, h, y, l.ffn_norm, hp.norm_eps);  // h += y; m = norm(h)
     if (hp.n_expert > 0) {
-      blocks::moe(ctx, m, l.moe, moe_cfg_, &h);  // h += moe(m)
+      blocks::moe_ffn(ctx, h, y, l.ffn_norm, hp.norm_eps, l.moe, moe_cfg_);  // h += y; h += moe(norm(h))
     } else {
+      Tensor m = ctx.arena.f32(hp.n_embd, h.ne[1]);
+      ctx.be.add_rms_norm(m, h, y, l.ffn_norm, hp.norm_eps);  // h += y; m = norm(h)
       ctx.be.binary(h, h, blocks::dense_ffn(ctx, m, l.ffn), BinaryOp::add);
     }
     ctx.arena.release(mark);

@@ -12,39 +12,34 @@ Tensor dense_ffn(ForwardContext& ctx, const Tensor& x, const DenseFfnWeights& w)
   return out;
 }
 
-Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeConfig& cfg, const Tensor* residual) {
-  const int64_t n = x.ne[1];
-  Tensor logits = ctx.arena.f32(cfg.n_expert, n);
-  // The shared expert's gate is a product of x too: one pass with the router.
-  const bool shared_gate = w.shared && w.shared_gate;
-  Tensor gate = shared_gate ? ctx.arena.f32(1, n) : Tensor{};
-  if (shared_gate) {
-    ctx.be.matmuls(x, {{logits, w.router}, {gate, *w.shared_gate}});
-  } else {
-    ctx.be.matmul(logits, w.router, x);
-  }
-  Tensor ids = ctx.arena.i32(cfg.n_expert_used, n);
-  Tensor weights = ctx.arena.f32(cfg.n_expert_used, n);
-  ctx.be.moe_route(ids, weights, logits, cfg.norm_topk);
-  Tensor out = ctx.arena.f32(x.ne[0], n);
-  ctx.be.moe_experts(out, x, w.experts, ids, weights);
+void moe_ffn(ForwardContext& ctx, const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeWeights& w,
+             const MoeConfig& cfg) {
+  const int64_t n = h.ne[1], n_embd = h.ne[0];
+  MoeFfnWeights mw;
+  mw.router = w.router;
+  mw.experts = w.experts;
+  mw.n_expert_used = cfg.n_expert_used;
+  mw.normalize = cfg.norm_topk;
+  MoeFfnScratch s;
+  s.m = ctx.arena.f32(n_embd, n);
+  s.logits = ctx.arena.f32(cfg.n_expert, n);
+  s.ids = ctx.arena.i32(cfg.n_expert_used, n);
+  s.weights = ctx.arena.f32(cfg.n_expert_used, n);
+  s.routed = ctx.arena.f32(n_embd, n);
   if (w.shared) {
-    Tensor s = dense_ffn(ctx, x, *w.shared);
-    if (shared_gate) {
-      if (residual) {
-        ctx.be.moe_shared_add(*residual, *residual, out, s, gate);
-        return *residual;
-      }
-      ctx.be.unary(gate, gate, UnaryOp::sigmoid);
-      ctx.be.binary(s, s, gate, BinaryOp::mul);
+    mw.shared_gate = w.shared->gate;
+    mw.shared_up = w.shared->up;
+    mw.shared_down = w.shared->down;
+    const int64_t n_ff = w.shared->gate.ne[1];
+    s.shared_h = ctx.arena.f32(n_ff, n);
+    s.shared_up = ctx.arena.f32(n_ff, n);
+    s.shared = ctx.arena.f32(n_embd, n);
+    if (w.shared_gate) {
+      mw.shared_inp = *w.shared_gate;
+      s.gate = ctx.arena.f32(1, n);
     }
-    ctx.be.binary(out, out, s, BinaryOp::add);
   }
-  if (residual) {
-    ctx.be.binary(*residual, *residual, out, BinaryOp::add);
-    return *residual;
-  }
-  return out;
+  ctx.be.moe_ffn(h, y, norm, eps, mw, s);
 }
 
 DenseFfnWeights load_dense_ffn(WeightLoader& loader, const std::string& prefix, const std::string& suffix,

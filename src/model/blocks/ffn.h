@@ -26,9 +26,9 @@ struct MoeConfig {
 };
 
 Tensor dense_ffn(ForwardContext& ctx, const Tensor& x, const DenseFfnWeights& w);
-// With a residual: residual += the FFN's output (fused where the backend can), returns *residual.
-Tensor moe(ForwardContext& ctx, const Tensor& x, const MoeWeights& w, const MoeConfig& cfg,
-           const Tensor* residual = nullptr);
+// The MoE half of a layer (Backend::moe_ffn): h += y; h += moe(rms_norm(h) * norm).
+void moe_ffn(ForwardContext& ctx, const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeWeights& w,
+             const MoeConfig& cfg);
 
 DenseFfnWeights load_dense_ffn(WeightLoader& loader, const std::string& prefix, const std::string& suffix,
                                int64_t n_embd, int64_t n_ff);
