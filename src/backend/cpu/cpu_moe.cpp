@@ -3,6 +3,7 @@
 // the threads in one job (each expert's weights stream through the cache once per step), and a
 // final weighted sum per token. The tokens routed to one expert go through its rows kMaxCols at a time
 // (Kernels::dot_cols: each weight row decoded once for all of them, results as one at a time).
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -131,7 +132,22 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
         a_u[c] = xu + size_t(sl / k) * xu_stride;
         h[c] = act + size_t(sl) * size_t(n_ff);
       }
-      float g[kMaxCols], u[kMaxCols];
+      float g[std::max(kMaxCols, kMaxRows)], u[std::max(kMaxCols, kMaxRows)];
+      if (nc == 1) {
+        // One token (every expert at decode, or the last of an expert's tokens): kMaxRows rows
+        // per kernel call.
+        for (int64_t f = f0; f < f1; f += kMaxRows) {
+          const int nr = int(std::min<int64_t>(kMaxRows, f1 - f));
+          for (int r = 0; r < nr && i0 == offsets[e]; ++r) {
+            pf_gate.at(f - f0 + r);
+            pf_up.at(f - f0 + r);
+          }
+          kernels_.dot_rows(ex.gate.type, n_embd, ex.gate.row(f, e), ex.gate.nb[1], a_g[0], nr, g);
+          kernels_.dot_rows(ex.up.type, n_embd, ex.up.row(f, e), ex.up.nb[1], a_u[0], nr, u);
+          for (int r = 0; r < nr; ++r) h[0][f + r] = g[r] / (1.0f + std::exp(-g[r])) * u[r];
+        }
+        continue;
+      }
       for (int64_t f = f0; f < f1; ++f) {
         if (i0 == offsets[e]) {
           pf_gate.at(f - f0);
@@ -164,7 +180,16 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
         in[c] = actq + size_t(sl) * ad_stride;
         o[c] = out + size_t(sl) * size_t(n_embd);
       }
-      float d[kMaxCols];
+      float d[std::max(kMaxCols, kMaxRows)];
+      if (nc == 1) {
+        for (int64_t r = r0; r < r1; r += kMaxRows) {
+          const int nr = int(std::min<int64_t>(kMaxRows, r1 - r));
+          for (int i = 0; i < nr && i0 == offsets[e]; ++i) pf.at(r - r0 + i);
+          kernels_.dot_rows(ex.down.type, n_ff, ex.down.row(r, e), ex.down.nb[1], in[0], nr, d);
+          for (int i = 0; i < nr; ++i) o[0][r + i] = d[i];
+        }
+        continue;
+      }
       for (int64_t r = r0; r < r1; ++r) {
         if (i0 == offsets[e]) pf.at(r - r0);
         kernels_.dot_cols(ex.down.type, n_ff, ex.down.row(r, e), in, nc, d);
