@@ -33,22 +33,27 @@ using namespace quant;
 using namespace avx2;
 
 // Sign fields of 8 elements each (7 bits in the low bits of every byte, higher bits zero) ->
-// the full 8-bit sign mask per byte: bit 7 set when the seven have odd parity.
+// the full 8-bit sign mask per byte: bit 7 set when the seven have odd parity (the rule ksigns64
+// tabulates). The parity of each nibble comes from a 16-entry byte shuffle: the low nibble's
+// directly (bit 7 of the field is clear, so vpshufb looks up bits 0-3), the high nibble's after
+// a shift.
 MOESERVE_AVX512 inline __m256i add_parity_bit(__m256i s) {
-  __m256i p = _mm256_xor_si256(s, _mm256_srli_epi32(s, 4));  // bits 0-3 of a byte: its bits b ^ b+4
-  p = _mm256_xor_si256(p, _mm256_srli_epi32(p, 2));
-  p = _mm256_xor_si256(p, _mm256_srli_epi32(p, 1));          // bit 0 of a byte: parity of the byte
-  return _mm256_or_si256(s, _mm256_slli_epi32(_mm256_and_si256(p, _mm256_set1_epi8(1)), 7));
+  const __m256i odd = _mm256_broadcastsi128_si256(
+      _mm_setr_epi8(0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0));
+  const __m256i lo = _mm256_shuffle_epi8(odd, s);
+  const __m256i hi = _mm256_shuffle_epi8(odd, _mm256_and_si256(_mm256_srli_epi16(s, 4), _mm256_set1_epi8(15)));
+  return _mm256_ternarylogic_epi32(s, lo, hi, 0xF6);  // s | (lo ^ hi)
 }
 
 // Eight u32 words of IQ2_XXS / IQ3_XXS (per 32 elements: four 7-bit sign fields, a 4-bit scale
 // on top) -> the 32 sign bytes in element order, stored as four 64-bit masks.
 MOESERVE_AVX512 inline void xxs_signs(__m256i aux, uint64_t* masks) {
-  const __m256i low7 = _mm256_set1_epi32(0x7F);
-  __m256i s = _mm256_and_si256(aux, low7);
-  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(aux, 1), _mm256_slli_epi32(low7, 8)));
-  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(aux, 2), _mm256_slli_epi32(low7, 16)));
-  s = _mm256_or_si256(s, _mm256_and_si256(_mm256_slli_epi32(aux, 3), _mm256_slli_epi32(low7, 24)));
+  // Field f (bits 7f..7f+6) moves up by f bits to byte f: bit selects (0xD8: b where c, else a)
+  // take bytes 1-3 from the shifted words, then bit 7 of every byte is cleared.
+  __m256i s = _mm256_ternarylogic_epi32(aux, _mm256_slli_epi32(aux, 1), _mm256_set1_epi32(0x0000FF00), 0xD8);
+  s = _mm256_ternarylogic_epi32(s, _mm256_slli_epi32(aux, 2), _mm256_set1_epi32(0x00FF0000), 0xD8);
+  s = _mm256_ternarylogic_epi32(s, _mm256_slli_epi32(aux, 3), _mm256_set1_epi32(int32_t(0xFF000000u)), 0xD8);
+  s = _mm256_and_si256(s, _mm256_set1_epi8(0x7F));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(masks), add_parity_bit(s));
 }
 
