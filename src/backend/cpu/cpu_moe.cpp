@@ -17,6 +17,14 @@ namespace {
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
+// Rows per kernel call for one token: several short rows (an expert's down rows, 2 super-blocks)
+// share the call and interleave their work, and together read one short contiguous span. Longer
+// rows stay one per call: interleaving several of them block by block reads as many streams at
+// once, which the hardware prefetchers follow badly (IQ2_XS rows of 2048 weights, 592 bytes,
+// from RAM: 5.8 GB/s one at a time, 4.0 two at a time, 2.9 four at a time on one Zen 4 thread;
+// rows of 296 bytes or less gain 15-30% in groups of four).
+int rows_per_call(size_t row_bytes) { return row_bytes <= 512 ? kMaxRows : 1; }
+
 // Waits for another thread's release store of a non-zero value. The setter is running (it
 // claimed its work before the waiter claimed its own), so this spins, yielding after a while in
 // case that thread has lost its core.
@@ -134,10 +142,10 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
       }
       float g[std::max(kMaxCols, kMaxRows)], u[std::max(kMaxCols, kMaxRows)];
       if (nc == 1) {
-        // One token (every expert at decode, or the last of an expert's tokens): kMaxRows rows
-        // per kernel call.
-        for (int64_t f = f0; f < f1; f += kMaxRows) {
-          const int nr = int(std::min<int64_t>(kMaxRows, f1 - f));
+        // One token (every expert at decode, or the last of an expert's tokens).
+        const int step = std::min(rows_per_call(ex.gate.row_size()), rows_per_call(ex.up.row_size()));
+        for (int64_t f = f0; f < f1; f += step) {
+          const int nr = int(std::min<int64_t>(step, f1 - f));
           for (int r = 0; r < nr && i0 == offsets[e]; ++r) {
             pf_gate.at(f - f0 + r);
             pf_up.at(f - f0 + r);
@@ -182,8 +190,9 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
       }
       float d[std::max(kMaxCols, kMaxRows)];
       if (nc == 1) {
-        for (int64_t r = r0; r < r1; r += kMaxRows) {
-          const int nr = int(std::min<int64_t>(kMaxRows, r1 - r));
+        const int step = rows_per_call(ex.down.row_size());
+        for (int64_t r = r0; r < r1; r += step) {
+          const int nr = int(std::min<int64_t>(step, r1 - r));
           for (int i = 0; i < nr && i0 == offsets[e]; ++i) pf.at(r - r0 + i);
           kernels_.dot_rows(ex.down.type, n_ff, ex.down.row(r, e), ex.down.nb[1], in[0], nr, d);
           for (int i = 0; i < nr; ++i) o[0][r + i] = d[i];
