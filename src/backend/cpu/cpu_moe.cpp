@@ -2,7 +2,8 @@
 // activations quantized once, then gate/up + SiLU and down as tiles of (expert, weight rows) over
 // the threads in one job (each expert's weights stream through the cache once per step), and a
 // final weighted sum per token. The tokens routed to one expert go through its rows kMaxCols at a time
-// (Kernels::dot_cols: each weight row decoded once for all of them, results as one at a time).
+// (Kernels::dot_cols: each weight row decoded once for all of them, results as one at a time);
+// a token alone on an expert (decode) takes short rows kMaxRows at a time (Kernels::dot_rows).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
