@@ -12,6 +12,8 @@
 // The int32 lanes are folded to the AVX2 kernels' 8 lanes (lane l and l + 8 hold the same
 // positions of two 32-element groups) before the float steps, which are the AVX2 kernels'
 // (kernels_avx2_iq.h), so results are bit-identical to the AVX2 table (CpuKernels.Avx512DotsEqualAvx2).
+// Each type's super-block decoding is one function, shared by the column kernels (one weight row,
+// 1..8 activation columns) and the row kernels (up to kMaxRows weight rows, one column: decode).
 #include "backend/cpu/kernels.h"
 
 #if defined(__x86_64__)
