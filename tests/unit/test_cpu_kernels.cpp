@@ -3,6 +3,7 @@
 // float summation-order error, on random rows of several lengths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -144,6 +145,53 @@ TEST(CpuKernels, MultiColumnDotsEqualSingleColumn) {
       }
     }
     EXPECT_GE(checked, 14) << level.name();  // Q8_0, Q4_0, Q2_K..Q6_K, 7 i-quants
+  }
+}
+
+// The multi-row kernels (one column, several weight rows a stride apart) against the same table's
+// one-row kernel: bit for bit, for every row count (dot_rows splits 9 rows into groups of
+// kMaxRows and a remainder), row lengths of 1, 2, 3 and 8 super-blocks (an expert's down row is
+// 2) and a stride with padding between rows. Types without a multi-row kernel go through the
+// one-row fallback of dot_rows, checked the same way.
+TEST(CpuKernels, MultiRowDotsEqualSingleRow) {
+  std::mt19937 gen(10);
+  std::vector<Level> levels = simd_levels();
+  levels.insert(levels.begin(), Level{Isa::scalar, GridLookup::inserts});
+  for (const Level& level : levels) {
+    const Kernels k = make_kernels(level.isa, level.lookup);
+    int with_kernel = 0;
+    for (size_t slot = 0; slot < kTypeSlots; ++slot) {
+      const TypeTraits* t = find_type(int32_t(slot));
+      // Quantized types only: random bits in float rows are NaNs.
+      if (!t || t->block_size == 1 || !k.vec_dot[slot] || !k.quantize[size_t(t->vec_dot_type)]) continue;
+      with_kernel += k.vec_dot_rows[slot] != nullptr;
+      const GgmlType act = t->vec_dot_type;
+      for (int64_t blocks : {1, 2, 3, 8}) {
+        const int64_t n = std::max(t->block_size, type_traits(act).block_size) * blocks;
+        constexpr int kRows = 9;
+        const size_t stride = row_bytes(t->type, n) + 16;
+        std::vector<uint8_t> w(stride * kRows, 0xA5);
+        for (int r = 0; r < kRows; ++r) {
+          const std::vector<uint8_t> row = test::random_blocks(t->type, n, uint32_t(gen()));
+          std::copy(row.begin(), row.end(), w.begin() + std::ptrdiff_t(stride * size_t(r)));
+        }
+        std::vector<uint8_t> x(row_bytes(act, n));
+        const std::vector<float> xf = random_row(n, gen, 2.0f);
+        k.quantize[size_t(act)](xf.data(), x.data(), n);
+        for (int nr = 1; nr <= kRows; ++nr) {
+          float out[kRows];
+          k.dot_rows(t->type, n, w.data(), stride, x.data(), nr, out);
+          for (int r = 0; r < nr; ++r) {
+            EXPECT_EQ(out[r], k.vec_dot[slot](n, w.data() + stride * size_t(r), x.data()))
+                << t->name << " " << level.name() << " n=" << n << " nrows=" << nr << " row " << r;
+          }
+        }
+      }
+    }
+    // IQ2_XXS, IQ2_XS, IQ3_XXS with both grid lookups.
+    if (level.isa == Isa::avx512) {
+      EXPECT_GE(with_kernel, 3) << level.name();
+    }
   }
 }
 

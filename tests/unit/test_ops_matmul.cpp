@@ -120,8 +120,10 @@ TEST(OpsMatmul, ColumnsIndependentOfThreadsAndBatch) {
 TEST(OpsMoe, TokensIndependentOfThreadsAndBatch) {
   auto cpu1 = cpu_backend(1), cpu3 = cpu_backend(3);
   // Types whose kernels take 4 and 8 columns at a time; 17 tokens over 2 experts puts more than 8
-  // on one of them.
-  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::IQ2_XXS, GgmlType::IQ4_XS}) {
+  // on one of them. A token alone on an expert (and the 17th, or the last of 9) goes through the
+  // multi-row kernels of the grid i-quants.
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ3_XXS,
+                        GgmlType::IQ4_XS}) {
     const int64_t n_embd = 256, n_ff = 256, n_expert = 2, k = 1, n = 17;
     HostTensor gate = random_typed(type, {n_embd, n_ff, n_expert, 1});
     HostTensor up = random_typed(type, {n_embd, n_ff, n_expert, 1});

@@ -33,6 +33,12 @@ inline constexpr size_t kTypeSlots = 40;  // ggml type ids are < 40
 // out[c] = vec_dot(n, w, a[c]) bit for bit, with each weight block decoded once for all columns.
 using VecDotColsFn = void (*)(int64_t n, const void* w, const void* const* a, int ncols, float* out);
 inline constexpr int kMaxCols = 8;
+// `nrows` (1..kMaxRows) weight rows, `stride` bytes apart, against one activation row:
+// out[r] = vec_dot(n, w + r * stride, a) bit for bit. A decode product's rows are short (an
+// expert's down row is two super-blocks) and its i-quant blocks slow to decode; several rows per
+// call share the call and setup costs and interleave their independent work.
+using VecDotRowsFn = void (*)(int64_t n, const void* w, size_t stride, const void* a, int nrows, float* out);
+inline constexpr int kMaxRows = 4;
 
 struct Kernels {
   Isa isa = Isa::scalar;
@@ -41,6 +47,8 @@ struct Kernels {
   std::array<VecDotFn, kTypeSlots> vec_dot{};
   // Multi-column form of vec_dot where a kernel has one (prefill, experts hit by several tokens).
   std::array<VecDotColsFn, kTypeSlots> vec_dot_cols{};
+  // Multi-row form of vec_dot for one column where a kernel has one (the i-quant experts at decode).
+  std::array<VecDotRowsFn, kTypeSlots> vec_dot_rows{};
   // F32 -> type, for activation types (and KV cache types).
   std::array<QuantizeRowFn, kTypeSlots> quantize{};
   // type -> F32.
@@ -59,6 +67,18 @@ struct Kernels {
     } else {
       const VecDotFn f1 = vec_dot[size_t(t)];
       for (int c = 0; c < ncols; ++c) out[c] = f1(n, w, a[c]);
+    }
+  }
+  // out[r] = weight row w + r * stride . a for any number of rows, through vec_dot_rows where installed.
+  void dot_rows(GgmlType t, int64_t n, const void* w, size_t stride, const void* a, int nrows, float* out) const {
+    const auto* wb = static_cast<const char*>(w);
+    if (const VecDotRowsFn f = vec_dot_rows[size_t(t)]) {
+      for (int r = 0; r < nrows; r += kMaxRows) {
+        f(n, wb + size_t(r) * stride, stride, a, nrows - r < kMaxRows ? nrows - r : kMaxRows, out + r);
+      }
+    } else {
+      const VecDotFn f1 = vec_dot[size_t(t)];
+      for (int r = 0; r < nrows; ++r) out[r] = f1(n, wb + size_t(r) * stride, a);
     }
   }
   QuantizeRowFn quantize_for(GgmlType t) const { return quantize[size_t(t)]; }
