@@ -117,27 +117,6 @@ TEST(OpsMatmul, ColumnsIndependentOfThreadsAndBatch) {
   }
 }
 
-// Decode cuts its tiles by bytes (long rows: fewer rows per tile, down to one), prefill by 16
-// rows: a column alone gives the bits it gets within a batch, for rows of 1 to 16 per tile.
-TEST(OpsMatmul, DecodeTilesOfLongRowsEqualBatchColumns) {
-  auto cpu3 = cpu_backend(3);
-  const std::pair<GgmlType, int64_t> cases[] = {
-      {GgmlType::Q8_0, 8192}, {GgmlType::Q8_0, 4096}, {GgmlType::F32, 2048}, {GgmlType::F32, 4352}, {GgmlType::Q4_K, 6144}};
-  for (const auto& [type, k] : cases) {
-    const int64_t m = 37, n = 9;
-    HostTensor w = random_typed(type, {k, m, 1, 1}, 0.5f);
-    HostTensor x = random_f32({k, n, 1, 1}, -2, 2);
-    HostTensor all = HostTensor::make(GgmlType::F32, {m, n, 1, 1});
-    cpu3->matmul(all.t, w.t, x.t);
-    for (int64_t c = 0; c < n; ++c) {
-      HostTensor one = HostTensor::make(GgmlType::F32, {m, 1, 1, 1});
-      cpu3->matmul(one.t, w.t, x.t.rows(c, 1));
-      EXPECT_EQ(0, std::memcmp(one.f(), all.f() + c * m, size_t(m) * sizeof(float)))
-          << type_name(type) << " k=" << k << " column " << c;
-    }
-  }
-}
-
 TEST(OpsMoe, TokensIndependentOfThreadsAndBatch) {
   auto cpu1 = cpu_backend(1), cpu3 = cpu_backend(3);
   // Types whose kernels take 4 and 8 columns at a time; 17 tokens over 2 experts puts more than 8

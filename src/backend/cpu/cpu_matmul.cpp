@@ -24,17 +24,12 @@ struct CpuBackend::WeightProduct {
   bool swiglu = false;
   const char* act = nullptr;  // x quantized to w's vec_dot_type
   size_t act_stride = 0;
-  int64_t tile_rows = 0, row_tiles = 0, first_tile = 0;
+  int64_t row_tiles = 0, first_tile = 0;
 };
 
 namespace {
 
 constexpr int64_t kTileRows = 16, kTileCols = 8;
-// With one column block (decode) no row is read twice, so tiles are cut by bytes instead: a
-// thread that finishes its span steals ~16 KB at a time, and the last tile of an op (whose
-// thread everyone waits for) is short whatever the row length (an F32 router row is 8 KB, a
-// 16-row tile of it 128 KB).
-constexpr size_t kDecodeTileBytes = 16384;
 
 // The same expression as the CPU backend's swiglu op (no fast-math: the same bits).
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
@@ -106,9 +101,7 @@ void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products
   const int64_t col_tiles = (n + kTileCols - 1) / kTileCols;
   int64_t n_tiles = 0;
   for (WeightProduct& p : products) {
-    p.tile_rows = col_tiles > 1 ? kTileRows
-                                : std::clamp<int64_t>(int64_t(kDecodeTileBytes / p.w.row_size()), 1, kTileRows);
-    p.row_tiles = (p.w.ne[1] + p.tile_rows - 1) / p.tile_rows;
+    p.row_tiles = (p.w.ne[1] + kTileRows - 1) / kTileRows;
     p.first_tile = n_tiles;
     n_tiles += p.row_tiles * col_tiles;
   }
@@ -117,8 +110,8 @@ void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products
     while (pi + 1 < products.size() && item >= products[pi + 1].first_tile) ++pi;
     const WeightProduct& p = products[pi];
     const int64_t tile = item - p.first_tile, m = p.w.ne[1];
-    const int64_t r0 = (tile % p.row_tiles) * p.tile_rows, c0 = (tile / p.row_tiles) * kTileCols;
-    const int64_t r1 = std::min(m, r0 + p.tile_rows), c1 = std::min(n, c0 + kTileCols);
+    const int64_t r0 = (tile % p.row_tiles) * kTileRows, c0 = (tile / p.row_tiles) * kTileCols;
+    const int64_t r1 = std::min(m, r0 + kTileRows), c1 = std::min(n, c0 + kTileCols);
     const void* a[kTileCols];
     float* y[kTileCols];
     for (int64_t c = c0; c < c1; ++c) {
@@ -127,9 +120,8 @@ void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products
     }
     const int nc = int(c1 - c0);
     float out[kTileCols];
-    // The prefetch runs on past the tile's last row into the next tile of the thread's span.
     if (!p.swiglu) {
-      const TilePrefetch pf(p.w.row(r0), p.w.nb[1], p.w.row_size(), m - r0);
+      const TilePrefetch pf(p.w.row(r0), p.w.nb[1], p.w.row_size(), r1 - r0);
       for (int64_t r = r0; r < r1; ++r) {
         pf.at(r - r0);
         kernels_.dot_cols(p.w.type, k, p.w.row(r), a, nc, out);
@@ -140,8 +132,8 @@ void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products
     // The gate rows of the tile, then the up rows; the up rows' first lines are requested with
     // the gate's.
     float gate[kTileRows][kTileCols];
-    const TilePrefetch pf(p.w.row(r0), p.w.nb[1], p.w.row_size(), m - r0);
-    const TilePrefetch pf_up(p.up.row(r0), p.up.nb[1], p.up.row_size(), m - r0);
+    const TilePrefetch pf(p.w.row(r0), p.w.nb[1], p.w.row_size(), r1 - r0);
+    const TilePrefetch pf_up(p.up.row(r0), p.up.nb[1], p.up.row_size(), r1 - r0);
     for (int64_t r = r0; r < r1; ++r) {
       pf.at(r - r0);
       kernels_.dot_cols(p.w.type, k, p.w.row(r), a, nc, gate[r - r0]);
