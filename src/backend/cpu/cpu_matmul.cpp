@@ -17,12 +17,13 @@
 
 namespace moeserve::cpu {
 
-// One weight product of a pool job. `up` set: a SwiGLU pair, `w` is the gate and dst gets
-// silu(w x) * (up x).
+// One weight product of a pool job. swiglu: a SwiGLU pair, `w` is the gate, `up` the up weight,
+// and dst gets silu(w x) * (up x).
 struct CpuBackend::WeightProduct {
   Tensor dst, w, up;
   bool swiglu = false;
-  const char* act = nullptr;  // x quantized to w's vec_dot_type
+  size_t act_offset = 0;      // of x quantized to w's vec_dot_type, in the workspace
+  const char* act = nullptr;  // the same, once the workspace is known
   size_t act_stride = 0;
   int64_t row_tiles = 0, first_tile = 0;
 };
@@ -82,11 +83,11 @@ void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products
       act_bytes += row_bytes(t, k) * size_t(n);
     }
     p.act_stride = row_bytes(t, k);
-    p.act = reinterpret_cast<const char*>(act_offsets[a]);  // relative until the workspace is known
+    p.act_offset = act_offsets[a];
   }
   if (skip(act_bytes)) return;
   char* const ws = static_cast<char*>(workspace());
-  for (WeightProduct& p : products) p.act = ws + reinterpret_cast<size_t>(p.act);
+  for (WeightProduct& p : products) p.act = ws + p.act_offset;
 
   // A few columns (decode) are quantized by the caller alone.
   auto quantize_all = [&](int ith, int nth) {
