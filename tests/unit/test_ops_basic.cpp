@@ -176,6 +176,21 @@ TEST_P(OpsBasic, RouterTopKSoftmax) {
   }
 }
 
+// The model's shape (512 experts, top 10) with logits on a few levels: ties everywhere, also
+// across the k-th place, where the lower indices must win as in the reference's k passes.
+TEST_P(OpsBasic, RouterTopKManyTies) {
+  HostTensor logits = random_f32({512, 6, 1, 1}, -3, 3);
+  for (int64_t i = 0; i < logits.size(); ++i) logits.f()[i] = std::round(logits.f()[i]);
+  for (int i = 0; i < 512; ++i) logits.f()[5 * 512 + i] = 1.0f;  // one token: all equal
+  HostTensor ia = HostTensor::make(GgmlType::I32, {10, 6, 1, 1}), ib = ia.clone();
+  HostTensor wa = HostTensor::make(GgmlType::F32, {10, 6, 1, 1}), wb = wa.clone();
+  ref->moe_route(ia.t, wa.t, logits.t, true);
+  cpu->moe_route(ib.t, wb.t, logits.t, true);
+  EXPECT_EQ(std::vector<int32_t>(ia.i(), ia.i() + 60), std::vector<int32_t>(ib.i(), ib.i() + 60));
+  EXPECT_LT(rel_error(to_floats(wb.t), to_floats(wa.t)), 1e-6);
+  for (int j = 0; j < 10; ++j) EXPECT_EQ(ib.i()[50 + j], j);
+}
+
 INSTANTIATE_TEST_SUITE_P(Threads, OpsBasic, ::testing::Values(1, 3));
 
 }  // namespace

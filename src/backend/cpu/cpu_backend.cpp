@@ -119,7 +119,9 @@ void CpuBackend::do_rms_norm_gated(const Tensor& dst, const Tensor& src, const T
   if (skip()) return;
   const int64_t d = src.ne[0];
   const float* w = weight.as<float>();
-  parallel_for(src.n_rows(), 4 * d, [&](int64_t b, int64_t e) {
+  // Cost per row: silu's exp is ~20 flops an element (a decode step's 32 heads of 128 then
+  // spread over the threads instead of taking the caller ~25 us alone).
+  parallel_for(src.n_rows(), 24 * d, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* x = frow(src, r);
       const float* zr = frow(z, r);
@@ -284,17 +286,19 @@ void CpuBackend::do_moe_route(const Tensor& ids, const Tensor& weights, const Te
       for (int64_t x = 0; x < n_expert; ++x) sum += std::exp(l[x] - mx);
       int32_t* id = ids.as<int32_t>() + t * k;
       float* w = weights.as<float>() + t * k;
-      // Selection by logit (softmax is monotonic): k passes over the row, ties to the lower index.
+      // Selection by logit (softmax is monotonic), ties to the lower index: one pass keeping the
+      // best k so far in order; a later expert enters only with a strictly larger logit than the
+      // last kept one, behind every kept one with an equal logit (those have lower indices).
+      int64_t kept = 0;
+      for (int64_t x = 0; x < n_expert; ++x) {
+        if (kept == k && !(l[x] > l[id[k - 1]])) continue;
+        int64_t at = kept < k ? kept++ : k - 1;
+        for (; at > 0 && l[x] > l[id[at - 1]]; --at) id[at] = id[at - 1];
+        id[at] = int32_t(x);
+      }
       float chosen = 0;
       for (int64_t j = 0; j < k; ++j) {
-        int64_t best = -1;
-        for (int64_t x = 0; x < n_expert; ++x) {
-          bool taken = false;
-          for (int64_t i = 0; i < j; ++i) taken |= id[i] == x;
-          if (!taken && (best < 0 || l[x] > l[best])) best = x;
-        }
-        id[j] = int32_t(best);
-        w[j] = std::exp(l[best] - mx) / sum;
+        w[j] = std::exp(l[id[j]] - mx) / sum;
         chosen += w[j];
       }
       if (normalize) {

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <span>
 #include <utility>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/op_times.h"
@@ -82,6 +84,9 @@ class CpuBackend final : public Backend {
                          float eps) override;
   void do_l2_norm(const Tensor& dst, const Tensor& src, float eps) override;
   void do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) override;
+  void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) override;
+  void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                        const Tensor& scratch) override;
   void do_unary(const Tensor& dst, const Tensor& src, UnaryOp op) override;
   void do_binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) override;
   void do_scale(const Tensor& dst, const Tensor& src, float factor) override;
@@ -115,6 +120,34 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // Like for_each_claimed, but [0, n) is first cut into one contiguous span per thread: each
+  // thread claims its own span's items in order, then helps with the other spans (claiming from
+  // their fronts), so a delayed thread still does not hold the op up. Weight products use it: a
+  // thread streams through one contiguous range of weight memory instead of every nth tile.
+  template <typename F>
+  void for_each_claimed_in_spans(int64_t n, F&& f) {
+    struct alignas(64) Span {
+      std::atomic<int64_t> next;
+      int64_t end;
+    };
+    const int nth = pool_.size();
+    std::vector<Span> spans(static_cast<size_t>(nth));
+    for (int t = 0; t < nth; ++t) {
+      const auto [b, e] = share(n, t, nth);
+      spans[size_t(t)].next.store(b, std::memory_order_relaxed);
+      spans[size_t(t)].end = e;
+    }
+    pool_.run_dynamic([&](int ith, int) {
+      for (int s = 0; s < nth; ++s) {
+        Span& span = spans[size_t((ith + s) % nth)];
+        for (int64_t item = span.next.fetch_add(1, std::memory_order_relaxed); item < span.end;
+             item = span.next.fetch_add(1, std::memory_order_relaxed)) {
+          f(ith, item);
+        }
+      }
+    });
+  }
+
   // Runs f(begin, end) over [0, n) in chunks (about four per thread) that the threads claim
   // dynamically (a delayed thread does not hold the op up), or on the caller alone when the work
   // (n * cost_per_item, roughly in flops) is too small to pay for waking the workers.
@@ -133,6 +166,10 @@ class CpuBackend final : public Backend {
   // Quantizes the rows of x [k, n] F32 to `type` into the workspace at `out` (row stride
   // row_bytes(type, k)), inside a pool job (all threads take part).
   void quantize_rows(const Tensor& x, GgmlType type, char* out, int ith, int nth) const;
+
+  // The weight products of matmul, matmuls and matmul_swiglu as one pool job (cpu_matmul.cpp).
+  struct WeightProduct;
+  void run_products(const Tensor& x, std::span<WeightProduct> products);
 
   // Delta-net helpers (cpu_delta_net.cpp), one value head of one run.
   void delta_net_recurrent(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,

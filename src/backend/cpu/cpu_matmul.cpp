@@ -4,50 +4,145 @@
 // column block, so each thread streams through contiguous weight memory. Within a tile each weight
 // row is decoded once for up to kMaxCols columns (Kernels::dot_cols), which gives every column the
 // same result as a one-column product, so the output does not depend on the tiling or threads.
-#include <atomic>
+//
+// The fused forms (matmuls: several weights times one input; matmul_swiglu: silu(gate x) * up x)
+// run as one pool job: the input is quantized once per activation type, and the tiles of every
+// product share one item space, so a decode step pays one fork/join per fused op instead of one
+// per product (plus one for the SwiGLU). Each tile runs the same kernels on the same rows as the
+// separate ops would, so the results are bit for bit those of the separate ops.
+#include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 
 namespace moeserve::cpu {
 
-void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) {
-  const int64_t k = w.ne[0], m = w.ne[1], n = x.ne[1];
-  const GgmlType act_type = type_traits(w.type).vec_dot_type;
-  const size_t act_stride = row_bytes(act_type, k);
-  if (skip(act_stride * size_t(n))) return;
-  if (times_) label_timed("matmul", matmul_label(w, x));
-  if (!kernels_.dot_for(w.type) || !kernels_.quantize_for(act_type)) {
-    fail("matmul: no dot product for ", type_name(w.type), " weights");
-  }
-  char* act = static_cast<char*>(workspace());
+// One weight product of a pool job. swiglu: a SwiGLU pair, `w` is the gate, `up` the up weight,
+// and dst gets silu(w x) * (up x).
+struct CpuBackend::WeightProduct {
+  Tensor dst, w, up;
+  bool swiglu = false;
+  size_t act_offset = 0;      // of x quantized to w's vec_dot_type, in the workspace
+  const char* act = nullptr;  // the same, once the workspace is known
+  size_t act_stride = 0;
+  int64_t row_tiles = 0, first_tile = 0;
+};
 
-  constexpr int64_t kTileRows = 16, kTileCols = 8;
-  const int64_t row_tiles = (m + kTileRows - 1) / kTileRows, col_tiles = (n + kTileCols - 1) / kTileCols;
-  const int64_t n_tiles = row_tiles * col_tiles;
-  // A few columns (decode) are quantized by the caller alone; the tiles are then handed out
-  // dynamically to whichever threads run (a thread the OS delays does not hold the product up).
-  if (n < pool_.size()) {
-    quantize_rows(x, act_type, act, 0, 1);
-  } else {
-    pool_.run([&](int ith, int nth) { quantize_rows(x, act_type, act, ith, nth); });
+namespace {
+
+constexpr int64_t kTileRows = 16, kTileCols = 8;
+
+// The same expression as the CPU backend's swiglu op (no fast-math: the same bits).
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+void CpuBackend::do_matmul(const Tensor& dst, const Tensor& w, const Tensor& x) {
+  if (times_) label_timed("matmul", matmul_label(w, x));
+  WeightProduct p;
+  p.dst = dst;
+  p.w = w;
+  run_products(x, std::span<WeightProduct>(&p, 1));
+}
+
+void CpuBackend::do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) {
+  WeightProduct ps[kMaxMatmuls];
+  for (size_t i = 0; i < products.size(); ++i) {
+    ps[i].dst = products[i].dst;
+    ps[i].w = products[i].w;
   }
-  for_each_claimed(n_tiles, [&](int, int64_t tile) {
-    const int64_t r0 = (tile % row_tiles) * kTileRows, c0 = (tile / row_tiles) * kTileCols;
+  run_products(x, std::span<WeightProduct>(ps, products.size()));
+}
+
+void CpuBackend::do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
+                                  const Tensor&) {
+  WeightProduct p;
+  p.dst = dst;
+  p.w = gate;
+  p.up = up;
+  p.swiglu = true;
+  run_products(x, std::span<WeightProduct>(&p, 1));
+}
+
+void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products) {
+  const int64_t k = x.ne[0], n = x.ne[1];
+  // The input once per distinct activation type (products of one type share it).
+  GgmlType act_types[kMaxMatmuls];
+  size_t act_offsets[kMaxMatmuls];
+  int n_act = 0;
+  size_t act_bytes = 0;
+  for (WeightProduct& p : products) {
+    if (!kernels_.dot_for(p.w.type)) fail("matmul: no dot product for ", type_name(p.w.type), " weights");
+    const GgmlType t = type_traits(p.w.type).vec_dot_type;
+    if (!kernels_.quantize_for(t)) fail("matmul: no conversion of activations to ", type_name(t));
+    int a = 0;
+    while (a < n_act && act_types[a] != t) ++a;
+    if (a == n_act) {
+      act_types[n_act] = t;
+      act_offsets[n_act++] = act_bytes;
+      act_bytes += row_bytes(t, k) * size_t(n);
+    }
+    p.act_stride = row_bytes(t, k);
+    p.act_offset = act_offsets[a];
+  }
+  if (skip(act_bytes)) return;
+  char* const ws = static_cast<char*>(workspace());
+  for (WeightProduct& p : products) p.act = ws + p.act_offset;
+
+  // A few columns (decode) are quantized by the caller alone.
+  auto quantize_all = [&](int ith, int nth) {
+    for (int a = 0; a < n_act; ++a) quantize_rows(x, act_types[a], ws + act_offsets[a], ith, nth);
+  };
+  if (n < pool_.size()) {
+    quantize_all(0, 1);
+  } else {
+    pool_.run(quantize_all);
+  }
+
+  const int64_t col_tiles = (n + kTileCols - 1) / kTileCols;
+  int64_t n_tiles = 0;
+  for (WeightProduct& p : products) {
+    p.row_tiles = (p.w.ne[1] + kTileRows - 1) / kTileRows;
+    p.first_tile = n_tiles;
+    n_tiles += p.row_tiles * col_tiles;
+  }
+  for_each_claimed_in_spans(n_tiles, [&](int, int64_t item) {
+    size_t pi = 0;
+    while (pi + 1 < products.size() && item >= products[pi + 1].first_tile) ++pi;
+    const WeightProduct& p = products[pi];
+    const int64_t tile = item - p.first_tile, m = p.w.ne[1];
+    const int64_t r0 = (tile % p.row_tiles) * kTileRows, c0 = (tile / p.row_tiles) * kTileCols;
     const int64_t r1 = std::min(m, r0 + kTileRows), c1 = std::min(n, c0 + kTileCols);
     const void* a[kTileCols];
     float* y[kTileCols];
     for (int64_t c = c0; c < c1; ++c) {
-      a[c - c0] = act + size_t(c) * act_stride;
-      y[c - c0] = reinterpret_cast<float*>(dst.row(c));
+      a[c - c0] = p.act + size_t(c) * p.act_stride;
+      y[c - c0] = reinterpret_cast<float*>(p.dst.row(c));
     }
     const int nc = int(c1 - c0);
     float out[kTileCols];
-    const TilePrefetch pf(w.row(r0), w.nb[1], w.row_size(), r1 - r0);
+    if (!p.swiglu) {
+      const TilePrefetch pf(p.w.row(r0), p.w.nb[1], p.w.row_size(), r1 - r0);
+      for (int64_t r = r0; r < r1; ++r) {
+        pf.at(r - r0);
+        kernels_.dot_cols(p.w.type, k, p.w.row(r), a, nc, out);
+        for (int c = 0; c < nc; ++c) y[c][r] = out[c];
+      }
+      return;
+    }
+    // The gate rows of the tile, then the up rows; the up rows' first lines are requested with
+    // the gate's.
+    float gate[kTileRows][kTileCols];
+    const TilePrefetch pf(p.w.row(r0), p.w.nb[1], p.w.row_size(), r1 - r0);
+    const TilePrefetch pf_up(p.up.row(r0), p.up.nb[1], p.up.row_size(), r1 - r0);
     for (int64_t r = r0; r < r1; ++r) {
       pf.at(r - r0);
-      kernels_.dot_cols(w.type, k, w.row(r), a, nc, out);
-      for (int c = 0; c < nc; ++c) y[c][r] = out[c];
+      kernels_.dot_cols(p.w.type, k, p.w.row(r), a, nc, gate[r - r0]);
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      pf_up.at(r - r0);
+      kernels_.dot_cols(p.up.type, k, p.up.row(r), a, nc, out);
+      for (int c = 0; c < nc; ++c) y[c][r] = silu(gate[r - r0][c]) * out[c];
     }
   });
 }
