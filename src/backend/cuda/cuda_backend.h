@@ -75,6 +75,8 @@ class CudaBackend final : public Backend {
   void do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
                          const Tensor& gate) override;
   void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override;
+  void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                  const MoeFfnScratch& s) override;
   void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) override;
   void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                         const Tensor& scratch) override;
