@@ -343,14 +343,5 @@ void CudaBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Exper
   cuda::moe_experts(stream_, dst, x, experts, ids, weights, workspace());
 }
 
-// Decode steps: three launches (cuda_moe_ffn.cu); otherwise the chain of ops.
-void CudaBackend::do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
-                             const MoeFfnScratch& s) {
-  const size_t bytes = cuda::moe_ffn_workspace_bytes(h, y, w, s);
-  if (bytes == 0) return Backend::do_moe_ffn(h, y, norm, eps, w, s);
-  if (skip(bytes)) return;
-  cuda::moe_ffn_decode(stream_, h, y, norm, eps, w, s, workspace());
-}
-
 }  // namespace cuda
 }  // namespace moeserve

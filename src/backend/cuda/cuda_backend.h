@@ -75,8 +75,6 @@ class CudaBackend final : public Backend {
   void do_moe_shared_add(const Tensor& dst, const Tensor& residual, const Tensor& routed, const Tensor& shared,
                          const Tensor& gate) override;
   void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override;
-  void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
-                  const MoeFfnScratch& s) override;
   void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) override;
   void do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
                        std::span<const MatmulProduct> products) override;

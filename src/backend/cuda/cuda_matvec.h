@@ -56,10 +56,4 @@ bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts);
 void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
                     const Tensor& ids, const Tensor& weights, void* workspace);
 
-// The MoE block of a decode step (Backend::moe_ffn) in three launches (cuda_moe_ffn.cu): its
-// workspace, 0 where these kernels do not take the call (the caller composes the ops then).
-size_t moe_ffn_workspace_bytes(const Tensor& h, const Tensor& y, const MoeFfnWeights& w, const MoeFfnScratch& s);
-void moe_ffn_decode(cudaStream_t stream, const Tensor& h, const Tensor& y, const Tensor& norm, float eps,
-                    const MoeFfnWeights& w, const MoeFfnScratch& s, void* workspace);
-
 }  // namespace moeserve::cuda

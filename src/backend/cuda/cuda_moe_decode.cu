@@ -18,7 +18,6 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/mmvq.cuh"
-#include "backend/cuda/moe_decode.cuh"
 #include "core/error.h"
 
 namespace moeserve::cuda {
@@ -26,9 +25,20 @@ namespace moeserve::cuda {
 namespace {
 
 using mmvq::ActQ8;
-using namespace moe_decode;
 
-// grid (n_ff / kGuRows, k, n), 32 * kGuWarps threads (gate_up_rows).
+struct Experts {
+  const uint8_t* data;
+  size_t nb1, nb2;
+};
+Experts experts_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data), t.nb[1], t.nb[2]}; }
+
+__device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
+
+constexpr int kGuWarps = 16;  // warps per gate/up block
+constexpr int kGuRows = 32;   // rows of h per block: one quantization block
+
+// grid (n_ff / kGuRows, k, n), 32 * kGuWarps threads; warp w takes rows f0 + w and f0 + w + kGuWarps
+// in one pass (the four weight rows' loads in flight together).
 // h of (token t, slot j) goes to hq + (t * k + j) * n_ff, its scales to hd + (t * k + j) * n_ff / 32.
 template <GgmlType T, int V>
 __global__ void __launch_bounds__(32 * kGuWarps)
@@ -40,10 +50,12 @@ __global__ void __launch_bounds__(32 * kGuWarps)
   mmvq::load_table<T>(smem);
   pdl_wait();  // before the ids
   pdl_trigger();
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t f0 = int64_t(blockIdx.x) * kGuRows;
   const int64_t t = blockIdx.z, p = t * k + blockIdx.y;
   const int32_t e = ids[p];
   const bool valid = e >= 0 && e < n_expert;
+  const int32_t ec = valid ? e : 0;
   // Token t's activations: quantized here into shared memory (x given) or by an earlier launch.
   const int8_t* xq = ax.qs + t * n_embd;
   const float2* xd = ax.ds + t * (n_embd / 32);
@@ -53,18 +65,46 @@ __global__ void __launch_bounds__(32 * kGuWarps)
     xq = qs;
     xd = ds;
   }
+  const int tile_bytes = tile_blk * Dq<T>::kBytes;
+  uint8_t* sm = smem + mmvq::table_bytes<T>() + x_smem + warp * 4 * tile_bytes;
+  auto rows_of = [&](int, const uint8_t* (&rows)[4]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t f = f0 + warp + kGuWarps * r;
+      rows[2 * r] = gate.data + size_t(ec) * gate.nb2 + size_t(f) * gate.nb1;
+      rows[2 * r + 1] = up.data + size_t(ec) * up.nb2 + size_t(f) * up.nb1;
+    }
+  };
+  auto act_of = [&](int, const int8_t*& aq, const float2*& ads) {
+    aq = xq;
+    ads = xd;
+  };
+  auto done = [&](int, float (&acc)[4][1]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float g = mmvq::sum32(acc[2 * r][0]), u = mmvq::sum32(acc[2 * r + 1][0]);
+      if (lane == 0) hs[warp + kGuWarps * r] = valid ? silu(g) * u : 0.0f;
+    }
+  };
+  // Every warp gets here once its first weight tile is on the way.
   auto ready = [&] {
     if (x) mmvq::quantize_to_smem(x + t * x_stride, 0, n_embd, 1, qs, ds);
     __syncthreads();
   };
-  gate_up_rows<T, V>(gate, up, valid ? e : 0, valid, f0, nblk, tile_blk, n_embd, xq, xd,
-                     smem + mmvq::table_bytes<T>() + x_smem, smem, hs, hq + p * n_ff + f0,
-                     hd + p * (n_ff / 32) + f0 / 32, ready);
+  mmvq::warp_passes<T, 4, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, ready);
+  __syncthreads();
+  if (warp == 0) mmvq::quantize_block32(hs[lane], hq + p * n_ff + f0, hd + p * (n_ff / 32) + f0 / 32);
 }
 
-// grid (ceil(n_embd / kDownRows), n), 32 * n_warps threads; warp w takes slots [w * spw, (w+1) * spw)
-// (down_rows); the slots' sums are added in warp order. h_smem (h_smem_bytes or 0): the token's h
-// columns are read from a copy in shared memory.
+constexpr int kDownRows = 4;  // output rows per block
+
+// Bytes of shared memory for the k quantized h columns of one token (quants, then scales).
+size_t h_smem_bytes(int64_t n_ff, int64_t k) {
+  return (size_t(k * n_ff) + 15) / 16 * 16 + (size_t(k * n_ff / 32) * 8 + 15) / 16 * 16;
+}
+
+// grid (ceil(n_embd / kDownRows), n), 32 * n_warps threads; warp w takes slots [w * spw, (w+1) * spw).
+// h_smem (h_smem_bytes or 0): the token's h columns are read from a copy in shared memory.
 template <GgmlType T, int V>
 __global__ void __launch_bounds__(mmvq::kThreads)
     q8_down(Experts down, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert, ActQ8 ah,
@@ -76,19 +116,50 @@ __global__ void __launch_bounds__(mmvq::kThreads)
   const int j0 = warp * spw, n_pass = max(0, min(k, j0 + spw) - j0);
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
   uint8_t* sm = smem + mmvq::table_bytes<T>() + h_smem + warp * kDownRows * tile_bytes;
+  // The token's k columns of h: at hq + j * n_ff, scales at hd + j * n_ff / 32.
   const int8_t* hq = ah.qs + t * k * n_ff;
   const float2* hd = ah.ds + t * k * (n_ff / 32);
+  int8_t* sq = reinterpret_cast<int8_t*>(smem + mmvq::table_bytes<T>());
+  float2* sd = reinterpret_cast<float2*>(smem + mmvq::table_bytes<T>() + (size_t(k * n_ff) + 15) / 16 * 16);
   float sum[kDownRows] = {};
+  auto rows_of = [&](int pass, const uint8_t* (&rows)[kDownRows]) {
+    const int32_t e = ids[t * k + j0 + pass];
+    const int32_t ec = e >= 0 && e < n_expert ? e : 0;
+#pragma unroll
+    for (int r = 0; r < kDownRows; ++r) {
+      const int64_t i = i0 + r < n_embd ? i0 + r : n_embd - 1;
+      rows[r] = down.data + size_t(ec) * down.nb2 + size_t(i) * down.nb1;
+    }
+  };
+  auto act_of = [&](int pass, const int8_t*& aq, const float2*& ads) {
+    aq = hq + (j0 + pass) * n_ff;
+    ads = hd + (j0 + pass) * (n_ff / 32);
+  };
+  auto done = [&](int pass, float (&acc)[kDownRows][1]) {
+    const int64_t p = t * k + j0 + pass;
+    const int32_t e = ids[p];
+    if (e < 0 || e >= n_expert) return;
+    const float wt = weights[p];
+#pragma unroll
+    for (int r = 0; r < kDownRows; ++r) sum[r] = fmaf(wt, mmvq::sum32(acc[r][0]), sum[r]);
+  };
   // Every warp gets here once its first weight tiles are on the way (each warp has a slot).
   auto ready = [&] {
-    if (h_smem) h_to_smem(hq, hd, smem + mmvq::table_bytes<T>(), n_ff, k);
+    if (h_smem) {
+      const int64_t n16 = k * n_ff / 16, nd = k * (n_ff / 32);
+      for (int64_t i = threadIdx.x; i < n16; i += blockDim.x) {
+        reinterpret_cast<int4*>(sq)[i] = reinterpret_cast<const int4*>(hq)[i];
+      }
+      for (int64_t i = threadIdx.x; i < nd; i += blockDim.x) sd[i] = hd[i];
+      hq = sq;
+      hd = sd;
+    }
     __syncthreads();
   };
   mmvq::load_table<T>(smem);
   pdl_wait();
   pdl_trigger();
-  down_rows<T, V>(down, nblk, tile_blk, n_embd, n_ff, n_expert, hq, hd, ids + t * k, weights + t * k, j0, n_pass, i0,
-                  sm, smem, sum, ready);
+  mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done, ready);
   if (lane < kDownRows) {
     float v = sum[0];
 #pragma unroll
@@ -123,6 +194,17 @@ bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts) {
          mmvq::row_vec(experts.gate) > 0 && mmvq::row_vec(experts.up) > 0 && mmvq::row_vec(experts.down) > 0;
 }
 
+namespace {
+
+// f(integral_constant<V>) for the staging width v (16, 4 or 2).
+template <typename F>
+void with_vec(int v, F&& f) {
+  if (v == 16) return f(std::integral_constant<int, 16>{});
+  if (v == 4) return f(std::integral_constant<int, 4>{});
+  f(std::integral_constant<int, 2>{});
+}
+
+}  // namespace
 
 void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
                     const Tensor& ids, const Tensor& weights, void* workspace) {
