@@ -174,8 +174,8 @@ TEST(CudaNormMatmuls, TallProducts) {
 // Backend::gated_matmul: the attention output times sigmoid of its gate (every head's gate next to
 // its query in one strided buffer, as attention.cpp lays it out) into the output product, against
 // mul_sigmoid + matmul on the same backend (the same arithmetic: held to 1e-5, differing elements
-// printed) and on the reference (activation rounding as above).
-void check_gated(GgmlType type, int64_t d0, int64_t d1, int64_t n, int64_t m) {
+// printed) and on the reference (activation rounding as above; tol > 0 replaces ref_tol).
+void check_gated(GgmlType type, int64_t d0, int64_t d1, int64_t n, int64_t m, double tol = 0) {
   auto ref = make_ref_backend();
   const int64_t k = d0 * d1;
   const HostTensor x = random_f32({d0, d1, n, 1}, -2.0f, 2.0f), qg = random_f32({2 * k, n, 1, 1}, -6.0f, 6.0f);
@@ -201,7 +201,7 @@ void check_gated(GgmlType type, int64_t d0, int64_t d1, int64_t n, int64_t m) {
   size_t diff = 0;
   for (size_t e = 0; e < a.size(); ++e) diff += !(a[e] == b[e]);
   if (diff > 0) std::printf("%s: %zu of %zu elements differ from mul_sigmoid + matmul\n", what.c_str(), diff, a.size());
-  expect_close(got, want, ref_tol(type, n), what + " vs reference");
+  expect_close(got, want, tol > 0 ? tol : ref_tol(type, n), what + " vs reference");
 }
 
 TEST(CudaGatedMatmul, EveryTypeFusedAndComposed) {
@@ -209,7 +209,9 @@ TEST(CudaGatedMatmul, EveryTypeFusedAndComposed) {
     for (int64_t n : {1, 2, 3, 9}) check_gated(t, 256, 8, n, 45);  // heads of 256 (Qwen3-Next)
   }
   for (int64_t n : {1, 2}) {
-    check_gated(GgmlType::Q8_0, 128, 3, n, 301);  // 3 heads of 128
+    // 3 heads of 128: 408-byte Q8_0 rows, not 16-byte aligned, take F32 activations while the
+    // reference rounds them to Q8_0 (as in OddShapes; measured 6.4e-3 of the largest output).
+    check_gated(GgmlType::Q8_0, 128, 3, n, 301, 3e-2);
     check_gated(GgmlType::Q4_K, 64, 16, n, 7);
   }
 }
