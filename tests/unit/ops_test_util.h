@@ -86,6 +86,11 @@ inline std::vector<float> to_floats(const Tensor& t) {
   return out;
 }
 
+// Whether two contiguous tensors of one shape hold the same bytes (bit-identical results).
+inline bool same_bits(const HostTensor& a, const HostTensor& b) {
+  return std::memcmp(a.t.data, b.t.data, row_bytes(a.t.type, a.t.ne[0]) * size_t(a.t.n_rows())) == 0;
+}
+
 // max |a - b| / max |b| (b is the reference).
 inline double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   double num = 0, den = 0;

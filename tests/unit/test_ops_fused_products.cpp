@@ -10,10 +10,6 @@
 namespace moeserve::test {
 namespace {
 
-bool same_bits(const HostTensor& a, const HostTensor& b) {
-  return std::memcmp(a.t.data, b.t.data, row_bytes(a.t.type, a.t.ne[0]) * size_t(a.t.n_rows())) == 0;
-}
-
 TEST(OpsFusedProducts, MatmulsEqualSeparateMatmuls) {
   auto ref = make_ref_backend();
   auto cpu = cpu_backend(3);
