@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,6 +19,10 @@
 #include "backend/cpu/thread_pool.h"
 
 namespace moeserve::cpu {
+
+// The SiLU of every CPU op that applies it (unary, swiglu, the fused products, the experts, the
+// conv, the gated norm): one expression, so fused and separate ops give the same bits.
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 // [begin, end) of thread ith's share of n items.
 inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {

@@ -14,7 +14,6 @@ namespace {
 constexpr int64_t kChunk = 64;
 constexpr int64_t kMaxHeadDim = 512;
 
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 inline const float* frow(const Tensor& t, int64_t i1, int64_t i2 = 0) {
   return reinterpret_cast<const float*>(t.row(i1, i2));
 }

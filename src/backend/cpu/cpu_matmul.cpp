@@ -10,7 +10,6 @@
 // product share one item space, so a decode step pays one fork/join per fused op instead of one
 // per product (plus one for the SwiGLU). Each tile runs the same kernels on the same rows as the
 // separate ops would, so the results are bit for bit those of the separate ops.
-#include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
@@ -31,9 +30,6 @@ struct CpuBackend::WeightProduct {
 namespace {
 
 constexpr int64_t kTileRows = 16, kTileCols = 8;
-
-// The same expression as the CPU backend's swiglu op (no fast-math: the same bits).
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 }  // namespace
 

@@ -6,7 +6,6 @@
 // a token alone on an expert (decode) takes short rows kMaxRows at a time (Kernels::dot_rows).
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -153,7 +152,7 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
           }
           kernels_.dot_rows(ex.gate.type, n_embd, ex.gate.row(f, e), ex.gate.nb[1], a_g[0], nr, g);
           kernels_.dot_rows(ex.up.type, n_embd, ex.up.row(f, e), ex.up.nb[1], a_u[0], nr, u);
-          for (int r = 0; r < nr; ++r) h[0][f + r] = g[r] / (1.0f + std::exp(-g[r])) * u[r];
+          for (int r = 0; r < nr; ++r) h[0][f + r] = silu(g[r]) * u[r];
         }
         continue;
       }
@@ -164,7 +163,7 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
         }
         kernels_.dot_cols(ex.gate.type, n_embd, ex.gate.row(f, e), a_g, nc, g);
         kernels_.dot_cols(ex.up.type, n_embd, ex.up.row(f, e), a_u, nc, u);
-        for (int c = 0; c < nc; ++c) h[c][f] = g[c] / (1.0f + std::exp(-g[c])) * u[c];
+        for (int c = 0; c < nc; ++c) h[c][f] = silu(g[c]) * u[c];
       }
     }
     if (std::atomic_ref<int32_t>(pending[a]).fetch_sub(1, std::memory_order_acq_rel) == 1) {
