@@ -3,9 +3,10 @@
 // (expert ids and weights stay on the device):
 //   (0. quantize the tokens' activations, only where a token's input does not fit: otherwise each
 //      gate/up block quantizes its token's column itself, while its first weight loads are in flight);
-//   1. per (32 rows f, slot j, token t) one block of 16 warps, two rows per warp in one pass:
-//      gate_e[f] . x_t and up_e[f] . x_t from the same activation loads, h = silu(gate) * up; the
-//      block's 32 values of h are one quantization block, so h leaves the kernel quantized;
+//   1. per (32 rows f, slot j, token t) one block of 8 warps, two rows per warp in each of two
+//      pipelined passes: gate_e[f] . x_t and up_e[f] . x_t from the same activation loads,
+//      h = silu(gate) * up; the block's 32 values of h are one quantization block, so h leaves the
+//      kernel quantized;
 //   2. per (4 output rows, token) one block: it copies the token's k quantized h columns into shared
 //      memory while its first weight loads are in flight; its warps share out the k slots, each
 //      slot's 4 down rows against h_j, scaled by the router weight; the slots' sums are added in slot
@@ -34,14 +35,19 @@ Experts experts_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data
 
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
 
-constexpr int kGuWarps = 16;  // warps per gate/up block
-constexpr int kGuRows = 32;   // rows of h per block: one quantization block
+// Rows of h per block: one quantization block. 8 warps of two passes, not 16 warps of one: at ~120
+// registers a thread one block of 16 warps fills an SM's register file, so the 160 blocks of a
+// token (16 row blocks x 10 slots) ran as 1.2 waves on 132 SMs; two blocks of 8 warps fit an SM.
+constexpr int kGuRows = 32;
+constexpr int kGuWarps = 8;
+constexpr int kGuPasses = kGuRows / (2 * kGuWarps);
 
-// grid (n_ff / kGuRows, k, n), 32 * kGuWarps threads; warp w takes rows f0 + w and f0 + w + kGuWarps
-// in one pass (the four weight rows' loads in flight together).
+// grid (n_ff / kGuRows, k, n), 32 * kGuWarps threads; in pass p warp w takes rows
+// f0 + w + kGuWarps * (2p + r), r = 0, 1 (the four weight rows' loads in flight together, the next
+// pass's loads issued before this pass is decoded).
 // h of (token t, slot j) goes to hq + (t * k + j) * n_ff, its scales to hd + (t * k + j) * n_ff / 32.
 template <GgmlType T, int V>
-__global__ void __launch_bounds__(32 * kGuWarps)
+__global__ void __launch_bounds__(32 * kGuWarps, 2)
     q8_gate_up(Experts gate, Experts up, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert,
                ActQ8 ax, const float* x, int64_t x_stride, int x_smem, const int32_t* ids, int k, int8_t* hq,
                float2* hd) {
@@ -67,10 +73,10 @@ __global__ void __launch_bounds__(32 * kGuWarps)
   }
   const int tile_bytes = tile_blk * Dq<T>::kBytes;
   uint8_t* sm = smem + mmvq::table_bytes<T>() + x_smem + warp * 4 * tile_bytes;
-  auto rows_of = [&](int, const uint8_t* (&rows)[4]) {
+  auto rows_of = [&](int pass, const uint8_t* (&rows)[4]) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int64_t f = f0 + warp + kGuWarps * r;
+      const int64_t f = f0 + warp + kGuWarps * (2 * pass + r);
       rows[2 * r] = gate.data + size_t(ec) * gate.nb2 + size_t(f) * gate.nb1;
       rows[2 * r + 1] = up.data + size_t(ec) * up.nb2 + size_t(f) * up.nb1;
     }
@@ -79,11 +85,11 @@ __global__ void __launch_bounds__(32 * kGuWarps)
     aq = xq;
     ads = xd;
   };
-  auto done = [&](int, float (&acc)[4][1]) {
+  auto done = [&](int pass, float (&acc)[4][1]) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float g = mmvq::sum32(acc[2 * r][0]), u = mmvq::sum32(acc[2 * r + 1][0]);
-      if (lane == 0) hs[warp + kGuWarps * r] = valid ? silu(g) * u : 0.0f;
+      if (lane == 0) hs[warp + kGuWarps * (2 * pass + r)] = valid ? silu(g) * u : 0.0f;
     }
   };
   // Every warp gets here once its first weight tile is on the way.
@@ -91,7 +97,7 @@ __global__ void __launch_bounds__(32 * kGuWarps)
     if (x) mmvq::quantize_to_smem(x + t * x_stride, 0, n_embd, 1, qs, ds);
     __syncthreads();
   };
-  mmvq::warp_passes<T, 4, 1, V>(1, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, ready);
+  mmvq::warp_passes<T, 4, 1, V>(kGuPasses, nblk, tile_blk, n_embd, sm, smem, lane, rows_of, act_of, done, ready);
   __syncthreads();
   if (warp == 0) mmvq::quantize_block32(hs[lane], hq + p * n_ff + f0, hd + p * (n_ff / 32) + f0 / 32);
 }
@@ -105,8 +111,10 @@ size_t h_smem_bytes(int64_t n_ff, int64_t k) {
 
 // grid (ceil(n_embd / kDownRows), n), 32 * n_warps threads; warp w takes slots [w * spw, (w+1) * spw).
 // h_smem (h_smem_bytes or 0): the token's h columns are read from a copy in shared memory.
+// At most 96 registers: four blocks of the usual 5 warps (k = 10) share an SM, so the 512 blocks
+// of one token's 2048 output rows run as one wave on 132 SMs.
 template <GgmlType T, int V>
-__global__ void __launch_bounds__(mmvq::kThreads)
+__global__ void __maxnreg__(96)
     q8_down(Experts down, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert, ActQ8 ah,
             int h_smem, const int32_t* ids, const float* weights, int k, int spw, float* dst, int64_t d_stride) {
   extern __shared__ __align__(16) uint8_t smem[];

@@ -60,8 +60,8 @@ __device__ __forceinline__ uint32_t sign_byte(uint32_t s7) { return s7 | ((__pop
 // Negates the bytes of g whose sign bit (bits 0..3 of s4) is set. Grid bytes are never 0, so the
 // two's complement (~g + 1) of a byte never carries into the next one.
 __device__ __forceinline__ int signed4(uint32_t g, uint32_t s4) {
-  const uint32_t m = ((s4 * 0x00204081u) & 0x01010101u) * 0xFFu;
-  return int((g ^ m) + (m & 0x01010101u));
+  const uint32_t ones = (s4 * 0x00204081u) & 0x01010101u;  // 1 in each byte to negate
+  return int((g ^ (ones * 0xFFu)) + ones);
 }
 
 template <>
@@ -323,38 +323,85 @@ struct Stager {
 // acc[r][c] += (this lane's groups of) the staged tile's R rows . activation columns c. The tile
 // holds n_blocks blocks per row (row r at sm + r * tile_bytes), starting at group g0 of the row;
 // column c's activations at aq + c * a_stride / ads + c * a_stride / 32.
+// The activations of group gi of each column: 32 int8 values and (d, d * sum q).
+template <int NC>
+__device__ __forceinline__ void group_act(const int8_t* aq, const float2* ads, int64_t a_stride, int64_t gi,
+                                          int (&a)[NC][8], float2 (&ds)[NC]) {
+#pragma unroll
+  for (int c = 0; c < NC; ++c) {
+    const int4* p = reinterpret_cast<const int4*>(aq + c * a_stride + 32 * gi);
+    const int4 lo = p[0], hi = p[1];  // global or shared memory (quantize_to_smem)
+    a[c][0] = lo.x, a[c][1] = lo.y, a[c][2] = lo.z, a[c][3] = lo.w;
+    a[c][4] = hi.x, a[c][5] = hi.y, a[c][6] = hi.z, a[c][7] = hi.w;
+    ds[c] = ads[c * (a_stride / 32) + gi];
+  }
+}
+
+// acc[c] += the decoded group w . the activations of column c.
+template <int NC>
+__device__ __forceinline__ void group_dot(const W32& w, const int (&a)[NC][8], const float2 (&ds)[NC],
+                                          float (&acc)[NC]) {
+#pragma unroll
+  for (int c = 0; c < NC; ++c) {
+    int s0 = 0, s1 = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      s0 = __dp4a(w.q[i], a[c][i], s0);
+      s1 = __dp4a(w.q[4 + i], a[c][4 + i], s1);
+    }
+    acc[c] += ds[c].x * (w.d0 * float(s0) + w.d1 * float(s1)) + w.m * ds[c].y;
+  }
+}
+
 template <GgmlType T, int R, int NC>
 __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int n_blocks, int64_t g0, const int8_t* aq,
                                          const float2* ads, int64_t a_stride, const void* tab, float (&acc)[R][NC],
                                          int lane) {
   constexpr int G = Dq<T>::kQk / 32;
   const int n_groups = n_blocks * G;
+  if constexpr (R % 2 == 0) {
+    // Short rows (at most 16 groups: 512-weight rows such as the experts' down rows): one lane per
+    // group would leave half the warp idle, so each half of the warp takes every other row (lane
+    // l < 16: rows 0, 2, ..., lane 16 + l: rows 1, 3, ..., both group l); a lane's other rows get
+    // nothing, and the warp's sum over lanes adds the halves.
+    if (n_groups <= 16) {
+      const int half = lane / 16, gi = lane % 16;
+      float part[R / 2][NC];
+#pragma unroll
+      for (int i = 0; i < R / 2; ++i)
+#pragma unroll
+        for (int c = 0; c < NC; ++c) part[i][c] = 0.0f;
+      if (gi < n_groups) {
+        const int blk = gi / G, g = gi % G;
+        int a[NC][8];
+        float2 ds[NC];
+        group_act<NC>(aq, ads, a_stride, g0 + gi, a, ds);
+#pragma unroll
+        for (int i = 0; i < R / 2; ++i) {
+          const W32 w = Mv<T>::decode(sm + (2 * i + half) * tile_bytes + blk * Dq<T>::kBytes, g, tab);
+          group_dot<NC>(w, a, ds, part[i]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < R / 2; ++i)
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+          acc[2 * i][c] += half ? 0.0f : part[i][c];
+          acc[2 * i + 1][c] += half ? part[i][c] : 0.0f;
+        }
+      return;
+    }
+  }
 #pragma unroll 2
   for (int gi = lane; gi < n_groups; gi += 32) {
     const int blk = gi / G, g = gi % G;
     int a[NC][8];
     float2 ds[NC];
-#pragma unroll
-    for (int c = 0; c < NC; ++c) {
-      const int4* p = reinterpret_cast<const int4*>(aq + c * a_stride + 32 * (g0 + gi));
-      const int4 lo = p[0], hi = p[1];  // global or shared memory (quantize_to_smem)
-      a[c][0] = lo.x, a[c][1] = lo.y, a[c][2] = lo.z, a[c][3] = lo.w;
-      a[c][4] = hi.x, a[c][5] = hi.y, a[c][6] = hi.z, a[c][7] = hi.w;
-      ds[c] = ads[c * (a_stride / 32) + g0 + gi];
-    }
+    group_act<NC>(aq, ads, a_stride, g0 + gi, a, ds);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const W32 w = Mv<T>::decode(sm + r * tile_bytes + blk * Dq<T>::kBytes, g, tab);
-#pragma unroll
-      for (int c = 0; c < NC; ++c) {
-        int s0 = 0, s1 = 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s0 = __dp4a(w.q[i], a[c][i], s0);
-          s1 = __dp4a(w.q[4 + i], a[c][4 + i], s1);
-        }
-        acc[r][c] += ds[c].x * (w.d0 * float(s0) + w.d1 * float(s1)) + w.m * ds[c].y;
-      }
+      group_dot<NC>(w, a, ds, acc[r]);
     }
   }
 }
