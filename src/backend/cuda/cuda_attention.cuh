@@ -165,7 +165,7 @@ __device__ __forceinline__ void load_lane(Fmt f, const char* row, int lane, floa
 void launch_attention_decode(const AttnArgs& a, dim3 grid, int gt, int copy_width, cudaStream_t stream);
 int decode_copy_width(const AttnArgs& a);
 
-// Flash decode with the scores on tensor cores (cuda_attention_decode_tc.cu): flash on, dk == dv of
+// Flash decode with the scores and p·V on tensor cores (cuda_attention_decode_tc.cu): flash on, dk == dv of
 // 64, 128 or 256, K of F16, BF16, Q8_0 or Q4_0 (V any cache type); blocks of up to 8 query heads,
 // ranges a multiple of kDecodeTcCells cells. The copy width as for the kernel above.
 constexpr int kDecodeTcCells = 64;
