@@ -26,6 +26,7 @@ constexpr int kStages = 2;
 constexpr int kHeads = kDecodeTcHeads;  // the mma's n: query heads of the block
 
 static_assert(kCells == 16 * kWarps, "a warp takes 16 cells of a tile");
+static_assert(kStages == 2, "the prologue fills the first stage only (the second holds the quantized query)");
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
@@ -176,7 +177,8 @@ __device__ __forceinline__ void copy_rows_w(char* dst, int pitch, const char* ba
     if constexpr (W == 16) {
       asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(from), "r"(bytes) : "memory");
     } else {
-      asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(d), "l"(from), "n"(W), "r"(bytes) : "memory");
+      asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(d), "l"(from), "n"(W), "r"(bytes)
+                   : "memory");
     }
     src += src_step;
     d += d_step;
@@ -236,10 +238,14 @@ __global__ void __launch_bounds__(32 * kWarps, 3) attention_decode_tc_kernel(Att
   uint32_t qb[INT8 ? 2 * NB : 4 * NB];
   float dq[2 * NB];  // INT8: the query scales of heads 2t and 2t + 1, per block
   if constexpr (INT8) {
-    // Dims 4t..4t+3 and 16+4t..16+4t+3 of each block: the lanes of a row group cover it, so the
-    // block's maximum is theirs; quantized as round_query does.
-#pragma unroll
-    for (int bl = 0; bl < NB; ++bl) {
+    // The query quantized once per block: warp w takes 32-blocks w, w + kWarps, ..., a lane dims
+    // 4t..4t+3 and 16+4t..16+4t+3 of head g (the lanes of a row group cover a block, so its
+    // maximum is theirs; quantized as round_query does). The packed quads and the f16-rounded
+    // scales go to the second stage buffer, which no tile fills before the loop's first barrier;
+    // every lane then reads its fragments: the quads of head g, the scales of heads 2t, 2t + 1.
+    uint2* sq = reinterpret_cast<uint2*>(stages + stage_bytes);  // [NB][kHeads][4]
+    float* sd = reinterpret_cast<float*>(sq + NB * kHeads * 4);  // [NB][kHeads]
+    for (int bl = warp; bl < NB; bl += kWarps) {
       float x[8];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -256,11 +262,18 @@ __global__ void __launch_bounds__(32 * kWarps, 3) attention_decode_tc_kernel(Att
       int qi[8];
 #pragma unroll
       for (int i = 0; i < 8; ++i) qi[i] = int(roundf(__fmul_rn(x[i], id)));
-      qb[2 * bl] = pack_s8(qi[0], qi[1], qi[2], qi[3]);
-      qb[2 * bl + 1] = pack_s8(qi[4], qi[5], qi[6], qi[7]);
-      const float ds = round_f16(d);
-      dq[2 * bl] = __shfl_sync(0xffffffffu, ds, (2 * t) * 4);
-      dq[2 * bl + 1] = __shfl_sync(0xffffffffu, ds, (2 * t + 1) * 4);
+      sq[(bl * kHeads + g) * 4 + t] =
+          make_uint2(pack_s8(qi[0], qi[1], qi[2], qi[3]), pack_s8(qi[4], qi[5], qi[6], qi[7]));
+      if (t == 0) sd[bl * kHeads + g] = round_f16(d);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int bl = 0; bl < NB; ++bl) {
+      const uint2 v = sq[(bl * kHeads + g) * 4 + t];
+      qb[2 * bl] = v.x;
+      qb[2 * bl + 1] = v.y;
+      dq[2 * bl] = sd[bl * kHeads + 2 * t];
+      dq[2 * bl + 1] = sd[bl * kHeads + 2 * t + 1];
     }
   } else {
     // Per 16-dim step: dims 2t, 2t+1 and 8+2t, 8+2t+1, rounded to K's type.
