@@ -201,7 +201,7 @@ __device__ __forceinline__ void copy_rows(int width, char* dst, int pitch, const
 }
 
 // INT8: K of Q8_0 or Q4_0 (integer mma); otherwise F16 or BF16. dk == dv == 32 * EP. V's format
-// is a template argument so that the loads of several cells' V rows are scheduled together.
+// is a template argument: its conversion into A fragments is straight-line code.
 // Copies in pieces of `width` bytes (decode_copy_width). At most 168 registers: three blocks per
 // SM for the widest heads.
 template <int EP, bool INT8, Fmt VF>
