@@ -101,7 +101,8 @@ __device__ __forceinline__ float tf32_rn(float x) {
 }
 
 // Dims 32b + 4j .. 32b + 4j + 3 of a shared V row of format VF as floats (the integers of a
-// Q8_0/Q4_0 block; their scale is v_scale): exact, and exact in tf32 except for F32.
+// Q8_0/Q4_0 block; their scale is v_scale): exact, and exact in tf32 except for F32. Shared V
+// rows start 16-byte aligned (v_pitch).
 template <Fmt VF>
 __device__ __forceinline__ void v_quad(const char* row, int b, int j, float (&x)[4]) {
   if constexpr (VF == Fmt::f32) {
@@ -126,14 +127,21 @@ __device__ __forceinline__ void v_quad(const char* row, int b, int j, float (&x)
       x[3] = __uint_as_float(v.y & 0xFFFF0000u);
     }
   } else if constexpr (VF == Fmt::q8_0) {
-    // 34-byte blocks: the quads start 2-byte aligned. Signed bytes biased by 128 (xor) for
-    // byte_as_float.
-    const uint16_t* qs = reinterpret_cast<const uint16_t*>(row + b * kQ8Bytes + 2 + 4 * j);
-    const uint32_t w0 = uint32_t(qs[0]) ^ 0x8080u, w1 = uint32_t(qs[1]) ^ 0x8080u;
-    x[0] = byte_as_float(w0, 0) - 8388736.0f;
-    x[1] = byte_as_float(w0, 1) - 8388736.0f;
-    x[2] = byte_as_float(w1, 0) - 8388736.0f;
-    x[3] = byte_as_float(w1, 1) - 8388736.0f;
+    // 34-byte blocks in 4-byte aligned rows: the quads of odd blocks are 4-byte aligned, those of
+    // even blocks 2-byte. Signed bytes biased by 128 (xor) for byte_as_float.
+    const char* p = row + b * kQ8Bytes + 2 + 4 * j;
+    if (b % 2 == 1) {
+      const uint32_t w = *reinterpret_cast<const uint32_t*>(p) ^ 0x80808080u;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) x[e] = byte_as_float(w, e) - 8388736.0f;
+    } else {
+      const uint16_t* qs = reinterpret_cast<const uint16_t*>(p);
+      const uint32_t w0 = uint32_t(qs[0]) ^ 0x8080u, w1 = uint32_t(qs[1]) ^ 0x8080u;
+      x[0] = byte_as_float(w0, 0) - 8388736.0f;
+      x[1] = byte_as_float(w0, 1) - 8388736.0f;
+      x[2] = byte_as_float(w1, 0) - 8388736.0f;
+      x[3] = byte_as_float(w1, 1) - 8388736.0f;
+    }
   } else {  // q4_0: element i < 16 is the low nibble of byte i, i >= 16 the high nibble of byte i - 16
     const uint16_t* qs = reinterpret_cast<const uint16_t*>(row + b * kQ4Bytes + 2 + 4 * (j % 4));
     const int shift = j < 4 ? 0 : 4;
