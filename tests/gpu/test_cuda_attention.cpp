@@ -18,12 +18,12 @@ struct Shape {
 
 // Caches filled by the reference: sequence s holds positions [0, len[s]).
 HostTensor filled_cache(Backend& ref, GgmlType type, int64_t width, const Shape& s, const std::vector<int32_t>& len,
-                        uint32_t seed) {
+                        uint32_t seed, float range = 2) {
   rng().seed(seed);
   HostTensor cache = HostTensor::make(type, {width, s.n_ctx, s.n_seq, 1});
   TestBatch b;
   for (int32_t q = 0; q < int32_t(len.size()); ++q) b.add_run(q, 0, len[size_t(q)]);
-  const HostTensor src = random_f32({width, int64_t(b.pos.size()), 1, 1}, -2, 2);
+  const HostTensor src = random_f32({width, int64_t(b.pos.size()), 1, 1}, -range, range);
   ref.kv_store(cache.t, src.t, b.info());
   return cache;
 }
@@ -56,15 +56,16 @@ TEST(CudaKv, StoreMatchesReferenceBytesForEveryType) {
   }
 }
 
-// q [dk, n_head, n] attends (batch); returns (gpu, ref) outputs.
+// q [dk, n_head, n] attends (batch); returns (gpu, ref) outputs. Queries in [-q_range, q_range],
+// K in [-2, 2], V in [-v_range, v_range].
 void check_attention(const Shape& s, GgmlType kt, GgmlType vt, const TestBatch& batch, const std::vector<int32_t>& len,
-                     bool flash, double tol, const std::string& what) {
+                     bool flash, double tol, const std::string& what, float q_range = 1, float v_range = 2) {
   auto ref = make_ref_backend();
   const HostTensor k = filled_cache(*ref, kt, s.dk * s.n_head_kv, s, len, 11);
-  const HostTensor v = filled_cache(*ref, vt, s.dv * s.n_head_kv, s, len, 12);
+  const HostTensor v = filled_cache(*ref, vt, s.dv * s.n_head_kv, s, len, 12, v_range);
   const int64_t n = int64_t(batch.pos.size());
   rng().seed(13);
-  const HostTensor q = random_f32({s.dk, s.n_head, n, 1}, -1, 1);
+  const HostTensor q = random_f32({s.dk, s.n_head, n, 1}, -q_range, q_range);
   HostTensor want = poisoned(GgmlType::F32, {s.dv, s.n_head, n, 1});
   const float scale = float(1.0 / std::sqrt(double(s.dk)));
   ref->attention(want.t, q.t, k.t, v.t, batch.info(), AttentionParams{scale, flash});
@@ -81,6 +82,9 @@ void check_attention(const Shape& s, GgmlType kt, GgmlType vt, const TestBatch& 
 // Flash decode scores on tensor cores add nothing beyond that: Q8_0/Q4_0 K give exact integer
 // block sums that meet the two scales in float as in the reference's block dot, and products of
 // F16/BF16 K with the rounded query are exact in the f32 accumulators (summed in another order).
+// Their p·V on tensor cores (tf32) neither: V's elements are exact in tf32 (Q8_0/Q4_0 as their
+// integers), the weight times V's block scale is split into two tf32 parts (2^-22 relative), F32
+// V into two as well.
 constexpr double kTol = 1e-5;
 
 // Flash prefill on tensor cores (every cache pair without F32, head dims 64/128/256, more than 64
@@ -260,6 +264,28 @@ TEST(CudaAttention, DecodeHeadTilesAndMultiTileRanges) {
       const std::string what = str_cat("dk ", c.s.dk, " heads ", c.s.n_head, "/", c.s.n_head_kv, " ctx ", n, " ",
                                        type_name(c.kt), "/", type_name(c.vt), " flash ", flash);
       check_attention(c.s, c.kt, c.vt, b, len, flash, kTol, what);
+    }
+  }
+}
+
+TEST(CudaAttention, DecodePeakyWeightsAndWideValues) {
+  // Queries 8 times as large (scores spread over about +-18: most weights far below 2^-24 of the
+  // maximum, and the maxima move often within a range), V of large magnitude (Q8_0 block scales
+  // near 16: a weight times a scale spans many binades) and of small magnitude (scales below
+  // 2^-14, F16 subnormals). Every V type under a Q8_0 and an F16 K (the tensor-core p·V carries
+  // V's block scale with the weight), flash on, depths off the 64-cell tiles; the same 1e-5 of the
+  // output range.
+  const Shape s{256, 256, 16, 2, 3000, 2};
+  const std::vector<int32_t> len{3000, 1234};
+  TestBatch b;
+  b.add_run(1, 1233, 1);
+  b.add_run(0, 2999, 1);
+  for (GgmlType kt : {GgmlType::Q8_0, GgmlType::F16}) {
+    for (GgmlType vt : kTypes) {
+      for (float v_range : {2000.0f, 2e-3f}) {
+        check_attention(s, kt, vt, b, len, true, kTol,
+                        str_cat(type_name(kt), "/", type_name(vt), " V range ", v_range), 8.0f, v_range);
+      }
     }
   }
 }

@@ -46,6 +46,51 @@ __device__ __forceinline__ bool block_range(const AttnArgs& a, int gt, BlockRang
   return true;
 }
 
+// The end of a decode block: each of its W warps ran the online softmax over its share of the
+// block's cells for heads [r.g0, r.g0 + r.ng) (G at most) and left its maxima and sums in sm_m /
+// sm_l and its unnormalized outputs in acc ([W][G][DV] floats), all visible to the block. Writes
+// the block's state: its range's partial (max, sum, output) for the merge kernel, or the output
+// itself when the context is one range. The warps' weights are computed once per head (a warp
+// that saw no cells has max -inf and weight 0; warp 0 always sees one).
+template <int W, int G, int DV>
+__device__ __forceinline__ void write_block_state(const AttnArgs& a, const BlockRange& r, const float (&sm_m)[W][G],
+                                                  const float (&sm_l)[W][G], const float* acc) {
+  __shared__ float wt[W][G], tot_m[G], tot_l[G];
+  if (threadIdx.x < G) {
+    const int g = threadIdx.x;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < W; ++w) mx = fmaxf(mx, sm_m[w][g]);
+    float l = 0;
+#pragma unroll
+    for (int w = 0; w < W; ++w) {
+      const float x = sm_m[w][g] == -INFINITY ? 0.0f : expf(sm_m[w][g] - mx);
+      wt[w][g] = x;
+      l += sm_l[w][g] * x;
+    }
+    tot_m[g] = mx;
+    tot_l[g] = l;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < r.ng * DV; i += blockDim.x) {
+    const int g = i / DV, dd = i % DV;
+    float o = 0;
+#pragma unroll
+    for (int w = 0; w < W; ++w) o += acc[(w * G + g) * DV + dd] * wt[w][g];
+    const int h = r.kvh * a.group + r.g0 + g;
+    if (a.partials) {
+      float* pp = a.partials + ((int64_t(r.t) * a.n_head + h) * a.n_splits + r.split) * (2 + DV);
+      if (dd == 0) {
+        pp[0] = tot_m[g];
+        pp[1] = tot_l[g];
+      }
+      pp[2 + dd] = o;
+    } else {
+      reinterpret_cast<float*>(row_ptr(a.dst, h, r.t))[dd] = o / tot_l[g];
+    }
+  }
+}
+
 // The query element as the reference's flash path sees it after converting q to K's dot type.
 // For the block formats the whole warp holds one 32-block (lane = element).
 __device__ __forceinline__ float round_query(Fmt kf, float x) {
@@ -120,7 +165,7 @@ __device__ __forceinline__ void load_lane(Fmt f, const char* row, int lane, floa
 void launch_attention_decode(const AttnArgs& a, dim3 grid, int gt, int copy_width, cudaStream_t stream);
 int decode_copy_width(const AttnArgs& a);
 
-// Flash decode with the scores on tensor cores (cuda_attention_decode_tc.cu): flash on, dk == dv of
+// Flash decode with the scores and p·V on tensor cores (cuda_attention_decode_tc.cu): flash on, dk == dv of
 // 64, 128 or 256, K of F16, BF16, Q8_0 or Q4_0 (V any cache type); blocks of up to 8 query heads,
 // ranges a multiple of kDecodeTcCells cells. The copy width as for the kernel above.
 constexpr int kDecodeTcCells = 64;

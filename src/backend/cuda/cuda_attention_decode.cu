@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_kernel(AttnArgs 
   pdl_trigger();
   BlockRange r;
   if (!block_range(a, GT, r)) return;
-  const int split = r.split, t = r.t, kvh = r.kvh, g0 = r.g0, ng = r.ng, c_begin = r.c_begin, c_end = r.c_end;
+  const int t = r.t, kvh = r.kvh, g0 = r.g0, ng = r.ng, c_begin = r.c_begin, c_end = r.c_end;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int stage_bytes = kStageCells * int(a.k_head_bytes + a.v_head_bytes);
   const char *k_base = r.k_base, *v_base = r.v_base;
@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_kernel(AttnArgs 
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
   __syncthreads();  // the stages are reused below for the warps' accumulators
 
-  // The warps' states meet in shared memory; threads then take (head, dim) pairs.
+  // The warps' states meet in shared memory.
   constexpr int dv = 32 * EP;
   float* sm_acc = reinterpret_cast<float*>(stages);  // [kWarps][GT][dv]
 #pragma unroll
@@ -217,30 +217,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_kernel(AttnArgs 
     for (int e = 0; e < EP; ++e) sm_acc[(warp * GT + g) * dv + lane * EP + e] = acc[g][e];
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < ng * dv; i += blockDim.x) {
-    const int g = i / dv, dd = i % dv;
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w][g]);
-    float l = 0, o = 0;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float wt = sm_m[w][g] == -INFINITY ? 0.0f : expf(sm_m[w][g] - mx);
-      l += sm_l[w][g] * wt;
-      o += sm_acc[(w * GT + g) * dv + dd] * wt;
-    }
-    const int h = kvh * a.group + g0 + g;
-    if (a.partials) {
-      float* pp = a.partials + ((int64_t(t) * a.n_head + h) * a.n_splits + split) * (2 + dv);
-      if (dd == 0) {
-        pp[0] = mx;
-        pp[1] = l;
-      }
-      pp[2 + dd] = o;
-    } else {
-      reinterpret_cast<float*>(row_ptr(a.dst, h, t))[dd] = o / l;
-    }
-  }
+  write_block_state<kWarps, GT, dv>(a, r, sm_m, sm_l, sm_acc);
 }
 
 template <int EP, int GT, int W>
