@@ -4,8 +4,9 @@
 // same backend. The forked op runs the same kernels on the same tensors, only on two streams, so
 // every result is held to the chain's bits: a missing fork or join, or two branches sharing
 // scratch, shows as differing (or NaN: scratch and outputs start poisoned) elements. Decode sizes
-// (1, 2 and 8 tokens) fork; a prefill size takes the chain itself. The same comparison runs inside
-// a recorded and replayed decode step.
+// (1, 2 and 8 tokens) fork, and with the shared expert's gate the final add is folded into the
+// routed down kernel (moe_shared_add's arithmetic, so still the chain's bits); a prefill size
+// takes the chain itself. The same comparison runs inside a recorded and replayed decode step.
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -135,8 +136,9 @@ void expect_same(const Tensor& got, const Tensor& want, const std::string& what)
   EXPECT_EQ(differing, 0u) << what;
 }
 
-// The outputs and the scratch both forms write alike: h, m, the logits, ids, weights and the
-// routed sum (the shared expert's scratch may be left as the fused add leaves it).
+// The outputs and the scratch both forms write alike: h, m, the logits, ids, weights and, without
+// the shared expert's gate, the routed sum (with it, the folded add leaves that scratch unwritten,
+// and the shared expert's scratch may be left as the fused add leaves it).
 void expect_same_call(const MoeCall& got, const MoeCall& want, const std::string& what) {
   expect_same(got.h.t, want.h.t, what + ": h");
   expect_same(got.s.m, want.s.m, what + ": m");
