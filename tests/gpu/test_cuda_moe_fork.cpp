@@ -2,8 +2,8 @@
 // second stream, against the chain of ops backend.h defines it as (add_rms_norm, the router
 // products, moe_route, moe_experts, matmul_swiglu, matmul, moe_shared_add), issued op by op on the
 // same backend. The forked op runs the same kernels on the same tensors, only on two streams, so
-// every result is held to the chain's bits: a missing fork or join, or two branches sharing
-// scratch, shows as differing (or NaN: scratch and outputs start poisoned) elements. Decode sizes
+// every result is held to the chain's bits: a missing join, or two branches sharing scratch, can
+// show as differing (or NaN: scratch and outputs start poisoned) elements. Decode sizes
 // (1, 2 and 8 tokens) fork, and with the shared expert's gate the final add is folded into the
 // routed down kernel (moe_shared_add's arithmetic, so still the chain's bits); a prefill size
 // takes the chain itself. The same comparison runs inside a recorded and replayed decode step.
