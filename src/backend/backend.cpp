@@ -89,15 +89,30 @@ void Backend::end_measure() {
 }
 
 bool Backend::skip(size_t workspace_bytes) {
+  if (workspace_bytes > workspace_limit_) {
+    fail("internal: an op needs ", workspace_bytes, " bytes of workspace in a region of ", workspace_limit_);
+  }
+  const size_t end = workspace_bytes ? workspace_offset_ + workspace_bytes : 0;
   if (measuring_) {
-    if (workspace_bytes > workspace_needed_) workspace_needed_ = workspace_bytes;
+    if (end > workspace_needed_) workspace_needed_ = end;
     return true;
   }
-  if (workspace_bytes > workspace_.size()) {
+  if (end > workspace_.size()) {
     // Ops outside a planned step (tests, one-off calls) get their workspace here, once.
-    workspace_ = alloc(workspace_bytes);
+    workspace_ = alloc(end);
   }
   return false;
+}
+
+Backend::WorkspaceRegion::WorkspaceRegion(Backend& b, size_t offset, size_t limit)
+    : b_(b), offset_(b.workspace_offset_), limit_(b.workspace_limit_) {
+  b.workspace_offset_ = offset;
+  b.workspace_limit_ = limit;
+}
+
+Backend::WorkspaceRegion::~WorkspaceRegion() {
+  b_.workspace_offset_ = offset_;
+  b_.workspace_limit_ = limit_;
 }
 
 void Backend::upload(const Tensor& dst, const void* host) {

@@ -311,8 +311,22 @@ class Backend {
   // needs and returns true (do nothing); otherwise it returns false and workspace() holds bytes.
   bool skip(size_t workspace_bytes = 0);
   bool measuring() const { return measuring_; }
-  void* workspace() const { return workspace_.data(); }
-  size_t workspace_size() const { return workspace_.size(); }
+  void* workspace() const { return static_cast<char*>(workspace_.data()) + workspace_offset_; }
+  size_t workspace_size() const { return workspace_.size() > workspace_offset_ ? workspace_.size() - workspace_offset_ : 0; }
+  // While one is open, ops use the workspace from `offset` bytes on (skip plans offset + bytes)
+  // and may need at most `limit` bytes (more is an internal error): ops of two branches that run
+  // at once (the CUDA backend's forked MoE FFN) get disjoint regions.
+  class WorkspaceRegion {
+   public:
+    WorkspaceRegion(Backend& b, size_t offset, size_t limit);
+    ~WorkspaceRegion();
+    WorkspaceRegion(const WorkspaceRegion&) = delete;
+    WorkspaceRegion& operator=(const WorkspaceRegion&) = delete;
+
+   private:
+    Backend& b_;
+    size_t offset_, limit_;
+  };
 
   virtual void do_get_rows(const Tensor& dst, const Tensor& src, const Tensor& ids) = 0;
   virtual void do_rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps) = 0;
@@ -366,6 +380,8 @@ class Backend {
   bool measuring_ = false;
   int op_depth_ = 0;
   size_t workspace_needed_ = 0;
+  size_t workspace_offset_ = 0;
+  size_t workspace_limit_ = SIZE_MAX;
   Buffer workspace_;
 };
 

@@ -54,6 +54,9 @@ CudaBackend::CudaBackend(int device) : Backend(DeviceId{DeviceKind::cuda, device
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&downloaded_, cudaEventDisableTiming));
   for (cudaEvent_t& e : uploaded_) MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
+  MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&moe_fork_, cudaEventDisableTiming));
+  MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&moe_join_, cudaEventDisableTiming));
   if (OpTimes::requested()) profiler_ = std::make_unique<OpProfiler>(stream_);
 }
 
@@ -70,6 +73,10 @@ CudaBackend::~CudaBackend() {
   cudaEventDestroy(fork_);
   cudaEventDestroy(downloaded_);
   for (cudaEvent_t e : uploaded_) cudaEventDestroy(e);
+  cudaStreamSynchronize(side_stream_);
+  cudaEventDestroy(moe_fork_);
+  cudaEventDestroy(moe_join_);
+  cudaStreamDestroy(side_stream_);
   cudaStreamDestroy(copy_stream_);
   cudaStreamDestroy(stream_);
 }

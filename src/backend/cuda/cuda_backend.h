@@ -1,4 +1,5 @@
-// The CUDA backend: every op on one stream of one device. Internal to src/backend/cuda (the rest of
+// The CUDA backend: every op on one stream of one device (a decode MoE FFN forks its shared expert
+// onto a second, cuda_moe_fork.cu). Internal to src/backend/cuda (the rest of
 // the code sees Backend and make_cuda_backend). The weight-side kernels live behind
 // cuda_matmul.h; the other ops in cuda_ops_*.cu, one file per family.
 #pragma once
@@ -83,6 +84,10 @@ class CudaBackend final : public Backend {
                         const Tensor& scratch) override;
   // cuda_delta_step.cu: one kernel for decode batches.
   void do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) override;
+  // cuda_moe_fork.cu: decode batches run the shared expert on a second stream, beside the router
+  // and the routed experts.
+  void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                  const MoeFfnScratch& s) override;
 
  private:
   // Device copies of a batch's positions, sequences and runs. Within a step they were staged by
@@ -118,6 +123,13 @@ class CudaBackend final : public Backend {
   cudaEvent_t uploaded_[kUploadEvents] = {};
   cudaEvent_t downloaded_ = nullptr;
   uint64_t n_uploads_ = 0;
+
+  // The forked MoE FFN (cuda_moe_fork.cu): its branch stream, forked from and joined to the
+  // compute stream by these events; ops issue on it while a SideStream is open.
+  class SideStream;
+  cudaStream_t side_stream_ = nullptr;
+  cudaEvent_t moe_fork_ = nullptr;
+  cudaEvent_t moe_join_ = nullptr;
 
   std::unique_ptr<OpProfiler> profiler_;  // MOESERVE_PROFILE=1
 

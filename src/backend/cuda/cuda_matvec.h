@@ -53,7 +53,15 @@ void q8_matvec_swiglu(cudaStream_t stream, const Tensor& dst, const Tensor& gate
 
 size_t q8_moe_workspace_bytes(const Tensor& x, const ExpertWeights& experts, const Tensor& ids);
 bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts);
+// Backend::moe_shared_add folded into q8_moe_experts' down kernel: h = h + (routed + shared *
+// sigmoid(gate)) (h, shared [n_embd, n], gate [1, n], F32) instead of dst = routed, bit for bit as
+// moe_shared_add; `join`, when set, is waited for on the stream just before that kernel (the forked
+// MoE FFN's shared-expert branch: the routed gate/up kernel does not wait for it).
+struct MoeSharedAdd {
+  Tensor h, shared, gate;
+  cudaEvent_t join = nullptr;
+};
 void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
-                    const Tensor& ids, const Tensor& weights, void* workspace);
+                    const Tensor& ids, const Tensor& weights, void* workspace, const MoeSharedAdd* add = nullptr);
 
 }  // namespace moeserve::cuda

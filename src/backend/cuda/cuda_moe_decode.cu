@@ -10,7 +10,8 @@
 //   2. per (4 output rows, token) one block: it copies the token's k quantized h columns into shared
 //      memory while its first weight loads are in flight; its warps share out the k slots, each
 //      slot's 4 down rows against h_j, scaled by the router weight; the slots' sums are added in slot
-//      order, so results repeat bit for bit (no atomics).
+//      order, so results repeat bit for bit (no atomics). With a MoeSharedAdd, the sum goes into the
+//      residual with the shared expert's gated output instead (moe_shared_add's arithmetic).
 // An id outside [0, n_expert) contributes nothing (h = 0, the slot is skipped). Every launch is
 // PDL (pdl.cuh); the expert kernels wait before their first row, which depends on the ids.
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/mmvq.cuh"
+#include "backend/cuda/moe_shared_sum.cuh"
 #include "core/error.h"
 
 namespace moeserve::cuda {
@@ -104,6 +106,14 @@ __global__ void __launch_bounds__(32 * kGuWarps, 2)
 
 constexpr int kDownRows = 4;  // output rows per block
 
+// The down kernel's MoeSharedAdd, strides in floats; h null: dst = the routed sum.
+struct SharedAddArgs {
+  float* h;
+  const float* shared;
+  const float* gate;
+  int64_t h_stride, shared_stride, gate_stride;
+};
+
 // Bytes of shared memory for the k quantized h columns of one token (quants, then scales).
 size_t h_smem_bytes(int64_t n_ff, int64_t k) {
   return (size_t(k * n_ff) + 15) / 16 * 16 + (size_t(k * n_ff / 32) * 8 + 15) / 16 * 16;
@@ -116,7 +126,8 @@ size_t h_smem_bytes(int64_t n_ff, int64_t k) {
 template <GgmlType T, int V>
 __global__ void __maxnreg__(96)
     q8_down(Experts down, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert, ActQ8 ah,
-            int h_smem, const int32_t* ids, const float* weights, int k, int spw, float* dst, int64_t d_stride) {
+            int h_smem, const int32_t* ids, const float* weights, int k, int spw, float* dst, int64_t d_stride,
+            SharedAddArgs add) {
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ float part[mmvq::kWarps][kDownRows];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
@@ -178,7 +189,13 @@ __global__ void __maxnreg__(96)
   if (threadIdx.x < kDownRows && i0 + threadIdx.x < n_embd) {
     float s = 0.0f;
     for (int w = 0; w < n_warps; ++w) s += part[w][threadIdx.x];
-    dst[t * d_stride + i0 + threadIdx.x] = s;
+    const int64_t i = i0 + threadIdx.x;
+    if (add.h) {
+      float& out = add.h[t * add.h_stride + i];
+      out = moe_shared_sum(out, s, add.shared[t * add.shared_stride + i], add.gate[t * add.gate_stride]);
+    } else {
+      dst[t * d_stride + i] = s;
+    }
   }
 }
 
@@ -215,10 +232,19 @@ void with_vec(int v, F&& f) {
 }  // namespace
 
 void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, const ExpertWeights& experts,
-                    const Tensor& ids, const Tensor& weights, void* workspace) {
+                    const Tensor& ids, const Tensor& weights, void* workspace, const MoeSharedAdd* add) {
   const int64_t n = x.ne[1], k = ids.ne[0], n_embd = x.ne[0], n_ff = experts.gate.ne[1];
   const int32_t n_expert = int32_t(experts.gate.ne[2]);
   if (dst.nb[1] % sizeof(float) != 0) fail("internal: cuda moe dst row stride is not a multiple of 4");
+  SharedAddArgs add_args{};
+  if (add) {
+    for (const Tensor* t : {&add->h, &add->shared, &add->gate}) {
+      if (t->nb[1] % sizeof(float) != 0) fail("internal: cuda moe shared add row stride is not a multiple of 4");
+    }
+    add_args = SharedAddArgs{add->h.as<float>(), add->shared.as<const float>(), add->gate.as<const float>(),
+                             int64_t(add->h.nb[1] / sizeof(float)), int64_t(add->shared.nb[1] / sizeof(float)),
+                             int64_t(add->gate.nb[1] / sizeof(float))};
+  }
   char* ax_ws = static_cast<char*>(workspace);
   const ActQ8 ah = mmvq::act_at(ax_ws + mmvq::act_bytes(n_embd, n), n_ff, n * k);
   // A token's input fits each gate/up block's shared memory: no launch of its own for it.
@@ -245,6 +271,7 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
     });
   });
   MOESERVE_CUDA_CHECK_LAUNCH();
+  if (add && add->join) MOESERVE_CUDA_CHECK(cudaStreamWaitEvent(stream, add->join, 0));
   // A token's k columns of h fit each down block's shared memory next to the weight tiles.
   const size_t h_smem = h_smem_bytes(n_ff, k) <= 24 * 1024 ? h_smem_bytes(n_ff, k) : 0;
   ok = ok && mmvq::dispatch_q8(experts.down.type, [&]<GgmlType T>() {
@@ -261,7 +288,7 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
       const dim3 grid(unsigned((n_embd + kDownRows - 1) / kDownRows), unsigned(n));
       launch_pdl(q8_down<T, V>, grid, 32 * n_warps, smem, stream, experts_of(experts.down), nblk, tile_blk, n_embd,
                  n_ff, n_expert, ah, int(h_smem), id, weights.as<const float>(), int(k), spw, dst.as<float>(),
-                 int64_t(dst.nb[1] / sizeof(float)));
+                 int64_t(dst.nb[1] / sizeof(float)), add_args);
     });
   });
   MOESERVE_CUDA_CHECK_LAUNCH();

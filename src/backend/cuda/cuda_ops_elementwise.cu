@@ -4,6 +4,7 @@
 // op's tensors).
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/moe_shared_sum.cuh"
 #include "core/error.h"
 
 namespace moeserve::cuda {
@@ -114,9 +115,7 @@ __global__ void moe_shared_add_kernel(View dst, View residual, View routed, View
   pdl_trigger();
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
     const Index4 e = index_of<N32>(idx, dst.ne);
-    const float s = at(shared, e) * sigmoid_f(at(gate, e));
-    const float r = at(routed, e) + s;
-    at(dst, e) = at(residual, e) + r;
+    at(dst, e) = moe_shared_sum(at(residual, e), at(routed, e), at(shared, e), at(gate, e));
   }
 }
 
