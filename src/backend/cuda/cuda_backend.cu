@@ -48,6 +48,7 @@ CudaBackend::CudaBackend(int device) : Backend(DeviceId{DeviceKind::cuda, device
   name_ = str_cat("cuda (", prop.name, ")");
   sm_count_ = prop.multiProcessorCount;
   cc_major_ = prop.major;
+  reads_host_memory_ = prop.unifiedAddressing != 0 && prop.canMapHostMemory != 0;
   MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&batch_copied_, cudaEventDisableTiming));
   MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
