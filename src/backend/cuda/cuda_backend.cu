@@ -339,7 +339,13 @@ void CudaBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Exper
   for (const Tensor* t : {&experts.gate, &experts.up, &experts.down}) check_weight_type("moe_experts", t->type);
   if (skip(moe_experts_workspace_bytes(dst, x, experts, ids))) return;
   if (profiler_) {
-    profiler_->label("moe_experts", moe_experts_label(experts, x));
+    std::string label = moe_experts_label(experts, x);
+    // The split backend's share of a layer whose experts stay in RAM: read over the bus.
+    cudaPointerAttributes where{};
+    if (cudaPointerGetAttributes(&where, experts.gate.data) == cudaSuccess && where.type == cudaMemoryTypeHost) {
+      label += str_cat(" k=", ids.ne[0], " read from host memory");
+    }
+    profiler_->label("moe_experts", label);
   }
   cuda::moe_experts(stream_, dst, x, experts, ids, weights, workspace());
 }
