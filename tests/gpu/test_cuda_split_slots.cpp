@@ -4,11 +4,14 @@
 // CPU the others, and the GPU adds the two sums.
 // * op level (Q8_0 and IQ2_XS experts, 1 or 3 tokens, kg = 0, 1, k/2, k): the result is, bit for
 //   bit, the CUDA backend's own op over those kg slots with the experts in device memory (the same
-//   kernels on the same bytes) plus the CPU backend's op over the other slots (one f32 add), and
-//   within a few percent of the CPU backend's op over all slots: the GPU rounds activations to
-//   8 bits in blocks of 32, the CPU in the blocks of the weight type's dot (32 for Q8_0, 256 for
-//   IQ2_XS), so the two are different approximations of one product (test_cuda_matvec.cpp bounds
-//   the GPU's alone against exact products);
+//   kernels on the same bytes) plus the CPU backend's op over the other slots (one f32 add); and
+//   near the CPU backend's op over all slots: for Q8_0 both round x and h to the same 8-bit
+//   blocks of 32, so they differ by f32 summation order and the odd h value whose rounding flips
+//   (2e-2 of the largest output); for IQ2_XS the CPU rounds x and h in blocks of 256 with one
+//   scale (Q8_K) where the GPU uses blocks of 32, and h of random blocks is heavy-tailed, so a
+//   256-block's step is coarse for its small values: 1e-1, a sanity bound only (the exact
+//   decomposition above is the test; test_cuda_matvec.cpp bounds the GPU's op against exact
+//   products);
 // * whole models (Hugging Face fixtures, F32, every expert in RAM): logits of decode steps of one
 //   and three sequences against the all-CPU run within test_cuda_model.cpp's F32 bound, for each
 //   kg, with the counters showing the expert ops ran the way kg says.
@@ -139,7 +142,7 @@ TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
           for (size_t i = 0; i < g.size(); ++i) want.push_back(g[i] + h[i]);
         }
         EXPECT_EQ(to_floats(got.t), want);
-        EXPECT_LT(rel_error(to_floats(got.t), all_cpu), type == GgmlType::Q8_0 ? 2e-2 : 5e-2);
+        EXPECT_LT(rel_error(to_floats(got.t), all_cpu), type == GgmlType::Q8_0 ? 2e-2 : 1e-1);
 
         const SplitExpertCounts c = split_expert_counts(*be);
         EXPECT_EQ(c.shared, kg > 0 && kg < k ? 1 : 0);
