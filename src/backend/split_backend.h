@@ -31,7 +31,7 @@
 //
 // MOESERVE_SPLIT_PROFILE=1 prints where the host time of those ops went when the backend closes.
 // MOESERVE_SPLIT_GPU_SLOTS=N sets how many of a token's routed slots the primary runs in a decode
-// step (0: all on the host, today's path before the split; k or more: all on the primary); unset:
+// step (0: all on the host, as before this option; k or more: all on the primary); unset:
 // half of them.
 //
 // Not done yet: record the device work between host ops as graph segments (decode launches
