@@ -241,8 +241,10 @@ void Backend::copy(const Tensor& dst, const Tensor& src) {
   c.same_shape(dst, src);
   c(dst.type == src.type || dst.type == GgmlType::F32 || src.type == GgmlType::F32,
     "conversions go through F32 (same type, to F32 or from F32)");
-  c(dst.type == GgmlType::F32 || type_traits(dst.type).quantize != nullptr, "no quantizer for the destination type");
-  c(src.type == GgmlType::F32 || type_traits(src.type).dequantize != nullptr, "no dequantizer for the source type");
+  // Same type: bytes (the split backend packs strided I32 ids so).
+  const bool same = dst.type == src.type;
+  c(same || dst.type == GgmlType::F32 || type_traits(dst.type).quantize != nullptr, "no quantizer for the destination type");
+  c(same || src.type == GgmlType::F32 || type_traits(src.type).dequantize != nullptr, "no dequantizer for the source type");
   do_copy(dst, src);
 }
 

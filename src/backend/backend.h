@@ -146,6 +146,11 @@ class Backend {
   // Host memory for staging copies to and from the device, zero-filled: page-locked where the
   // device can copy from it directly (CUDA), plain 64-byte aligned memory by default.
   virtual Buffer alloc_host(size_t bytes);
+  // Whether this backend's ops can take tensors in memory from alloc_host() where they read,
+  // given by its host pointer (the split backend lets the accelerator read part of a layer's
+  // experts in RAM that way). Backends over host memory can; CUDA where the device shares one
+  // address space with the host.
+  virtual bool reads_host_memory() const { return true; }
   // Where this backend keeps the weight named `name` (a GGUF tensor name). A one-device backend
   // keeps them all on device(); a backend over several devices (SplitBackend) answers from its
   // placement plan. The weight loader maps weights whose home is the CPU from the file (zero copy)

@@ -32,6 +32,29 @@ double now_us() {
 
 double gib(size_t bytes) { return double(bytes) / double(size_t(1) << 30); }
 
+// MOESERVE_SPLIT_GPU_SLOTS=N: the primary runs the first N routed slots of every token of a decode
+// step's RAM-resident experts (0: all on the host); unset: -1, the default share.
+int64_t primary_slots_setting() {
+  const char* v = std::getenv("MOESERVE_SPLIT_GPU_SLOTS");
+  if (!v) return -1;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || n < 0) {
+    fail("MOESERVE_SPLIT_GPU_SLOTS must be a number of routed slots per token (0 = all on the CPU), not '", v, "'");
+  }
+  return int64_t(n);
+}
+
+// Slots [first, first + count) of every token of an ids or weights tensor [k, n].
+Tensor slot_view(const Tensor& t, int64_t first, int64_t count) {
+  return t.view({count, t.ne[1], t.ne[2], t.ne[3]}, t.nb, size_t(first) * t.nb[0]);
+}
+
+// Host memory: the rows of src into dst (contiguous, src's shape).
+void pack_rows(const Tensor& dst, const Tensor& src) {
+  for (int64_t r = 0; r < src.n_rows(); ++r) std::memcpy(dst.flat_row(r), src.flat_row(r), src.row_size());
+}
+
 // The bytes a tensor (view) covers.
 struct Range {
   const char* begin = nullptr;
@@ -112,6 +135,11 @@ struct Profile {
   size_t copied_bytes = 0;
   size_t locked_bytes = 0, not_locked = 0;
   double lock_s = 0;
+  // Decode expert ops split between the primary (reading the page-locked experts) and the host:
+  // the slots each side ran and the host's compute time of them (also in cpu_us).
+  SplitExpertCounts counts;
+  int64_t primary_slots = 0, host_slots = 0;
+  double split_cpu_us = 0;
 
   void print() const {
     if (!on) return;
@@ -125,6 +153,15 @@ struct Profile {
                  "%.2f GiB of experts copied to page-locked memory in %.2f s (%.2f GiB left in the mapping)\n",
                  static_cast<long long>(streamed_ops), static_cast<long long>(copies), gib(copied_bytes),
                  gib(locked_bytes), lock_s, gib(not_locked));
+    if (counts.shared + counts.primary_only == 0) return;
+    const double m = double(std::max<int64_t>(counts.shared, 1));
+    std::fprintf(stderr,
+                 "split profile: %lld expert ops split, per op %.1f slots on the device (read from page-locked "
+                 "memory, issued before the host starts) and %.1f on the host, %.1f us of host compute (%.1f us "
+                 "per slot); %lld ops on the device alone\n",
+                 static_cast<long long>(counts.shared), double(primary_slots) / m, double(host_slots) / m,
+                 split_cpu_us / m, split_cpu_us / double(std::max<int64_t>(host_slots, 1)),
+                 static_cast<long long>(counts.primary_only));
   }
 };
 
@@ -133,7 +170,7 @@ class SplitBackend final : public Backend {
   SplitBackend(std::unique_ptr<Backend> primary, std::unique_ptr<Backend> host,
                std::function<DeviceId(const std::string&)> weight_home)
       : Backend(primary->device()), primary_(std::move(primary)), host_(std::move(host)),
-        weight_home_(std::move(weight_home)) {
+        weight_home_(std::move(weight_home)), slots_setting_(primary_slots_setting()) {
     if (primary_->device() == host_->device()) {
       fail("internal: split backend over one device (", device_name(primary_->device()), ")");
     }
@@ -147,6 +184,8 @@ class SplitBackend final : public Backend {
 
   Buffer alloc(size_t bytes) override { return primary_->alloc(bytes); }
   Buffer alloc_host(size_t bytes) override { return primary_->alloc_host(bytes); }
+  bool reads_host_memory() const override { return primary_->reads_host_memory(); }
+  const SplitExpertCounts& expert_counts() const { return profile_.counts; }
 
   DeviceId weight_device(const std::string& name) const override {
     const DeviceId d = weight_home_(name);
@@ -183,10 +222,9 @@ class SplitBackend final : public Backend {
     primary_->end_measure();
     host_->end_measure();
     reserve(need_host_, need_device_);
-    if (need_stream_ > 0) {
-      reserve_stream(need_stream_);
-      lock_layers();
-    }
+    if (need_stream_ > 0) reserve_stream(need_stream_);
+    // The streaming copies and the primary's share of a decode step read the page-locked copy.
+    if (need_stream_ > 0 || (primary_->reads_host_memory() && slots_setting_ != 0)) lock_layers();
   }
 
   uint64_t upload_async(const Tensor& dst, const void* host) override {
@@ -287,8 +325,9 @@ class SplitBackend final : public Backend {
       stream_experts(layer, dst, x, ids, weights);
     } else {
       const HostLayer& l = *layers_[layer];
-      cross_experts(dst, x, l.locked.data() ? placed(l, static_cast<char*>(l.locked.data()), host_->device()) : experts,
-                    ids, weights);
+      char* locked = static_cast<char*>(l.locked.data());
+      cross_experts(dst, x, locked ? placed(l, locked, host_->device()) : experts, ids, weights,
+                    primary_slots(ids.ne[0], l), placed(l, locked, primary_->device()));
     }
   }
 
@@ -457,10 +496,15 @@ class SplitBackend final : public Backend {
 
   // A host expert op whose inputs are on their way to the host: the host runs it when a later op
   // touches its result (flush), so the primary works on in between.
+  // Split (the primary runs the first slots of every token, dst holds its sum): the host's slots
+  // are views of the downloaded ids and weights (packed into hids_packed / hweights_packed first
+  // when strided), and its sum is uploaded into `partial` and added to dst.
   struct Pending {
     Tensor dst, hdst, hx, hids, hweights;
     ExpertWeights experts;
     double issued_us = 0;
+    Tensor partial, hids_packed, hweights_packed;
+    int64_t primary_slots = 0;
   };
 
   bool on_host(const Tensor& w) const { return w.device == host_->device(); }
@@ -526,9 +570,27 @@ class SplitBackend final : public Backend {
     }
   }
 
-  // ---- experts in RAM, small batches: on the host, overlapped -----------------------------------
+  // ---- experts in RAM, small batches: on the host, overlapped ---------------------------------
+  // The share of a decode step's routed slots (per token) the primary runs on layer l's experts,
+  // reading its page-locked copy in place while the host runs the others: only where the copy
+  // exists (while measuring it does not yet) and the primary can read host memory. Half by
+  // default: the H100 host's 16 threads and the PCIe link each move a layer's expert bytes at
+  // roughly the same rate (docs/perf.md "ram-split").
+  int64_t primary_slots(int64_t k, const HostLayer& l) const {
+    if (!primary_->reads_host_memory() || (!measuring() && !l.locked.data())) return 0;
+    return std::min(k, slots_setting_ < 0 ? k / 2 : slots_setting_);
+  }
+
+  // experts: where the host reads them; on_primary: the page-locked copy as the primary reads it,
+  // for its first kg slots of every token.
   void cross_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& experts, const Tensor& ids,
-                     const Tensor& weights) {
+                     const Tensor& weights, int64_t kg, const ExpertWeights& on_primary) {
+    const int64_t k = ids.ne[0], kh = k - kg;
+    if (kg == k && !measuring()) {
+      primary_->moe_experts(dst, x, on_primary, ids, weights);
+      ++profile_.counts.primary_only;
+      return;
+    }
     const std::array<const Tensor*, 3> ins = {&x, &ids, &weights};
     size_t in_bytes = 0, device = 0;
     bool contiguous = true;
@@ -536,9 +598,20 @@ class SplitBackend final : public Backend {
       in_bytes += aligned(packed_bytes(*t));
       if (!t->is_contiguous()) device += aligned(packed_bytes(*t)), contiguous = false;
     }
-    // Room for the inputs' covering range (one transfer) or for the three of them, then dst.
+    // Host staging: room for the inputs' covering range (one transfer) or for the three of them,
+    // then dst, then (split) the host's slots of ids and weights packed. Device staging: the
+    // strided inputs packed, then dst packed (strided dst) or, split, the primary's slots of ids
+    // and weights packed and the host's sum.
     const size_t in_room = aligned(2 * in_bytes + kOneTransferSlack);
-    need(in_room + aligned(packed_bytes(dst)), dst.is_contiguous() ? device : std::max(device, aligned(packed_bytes(dst))));
+    const size_t out_bytes = aligned(packed_bytes(dst));
+    const size_t host_slot_bytes = aligned(packed_bytes(slot_view(ids, 0, kh)));
+    const size_t primary_slot_bytes = aligned(packed_bytes(slot_view(ids, 0, kg)));
+    size_t need_host = in_room + out_bytes, need_device = dst.is_contiguous() ? device : std::max(device, out_bytes);
+    if (kg > 0) {
+      need_host += 2 * host_slot_bytes;
+      need_device = std::max(need_device, device + 2 * primary_slot_bytes + out_bytes);
+    }
+    need(need_host, need_device);
     char* base = static_cast<char*>(host_staging_.data());
     Pending p;
     p.dst = dst;
@@ -547,7 +620,13 @@ class SplitBackend final : public Backend {
     std::array<Tensor, 3> h;
     for (size_t i = 0; i < ins.size(); ++i) h[i] = Tensor::contiguous(ins[i]->type, ins[i]->ne, nullptr, host_->device());
     if (measuring()) {
+      // Both ways: a layer whose experts could not be page-locked runs all its slots on the host.
       host_->moe_experts(p.hdst, h[0], experts, h[1], h[2]);
+      if (kg > 0) {
+        const Tensor gids = Tensor::contiguous(GgmlType::I32, slot_view(ids, 0, kg).ne, nullptr, primary_->device());
+        const Tensor gweights = Tensor::contiguous(GgmlType::F32, gids.ne, nullptr, primary_->device());
+        primary_->moe_experts(dst, x, on_primary, gids, gweights);
+      }
       return;
     }
 
@@ -578,6 +657,30 @@ class SplitBackend final : public Backend {
     p.hx = h[0];
     p.hids = h[1];
     p.hweights = h[2];
+    if (kg > 0) {
+      // The primary's share, queued after the downloads (which then need not wait for it): its
+      // sum lands in dst while the host computes the rest.
+      char* dev = static_cast<char*>(device_staging_.data()) + device;
+      Tensor gids = slot_view(ids, 0, kg), gweights = slot_view(weights, 0, kg);
+      if (!gids.is_contiguous()) {
+        const Tensor pi = Tensor::contiguous(GgmlType::I32, gids.ne, dev, primary_->device());
+        const Tensor pw = Tensor::contiguous(GgmlType::F32, gids.ne, dev + primary_slot_bytes, primary_->device());
+        primary_->copy(pi, gids);
+        primary_->copy(pw, gweights);
+        gids = pi;
+        gweights = pw;
+      }
+      primary_->moe_experts(dst, x, on_primary, gids, gweights);
+      p.partial = Tensor::contiguous(dst.type, dst.ne, dev + 2 * primary_slot_bytes, primary_->device());
+      p.hids = slot_view(h[1], kg, kh);
+      p.hweights = slot_view(h[2], kg, kh);
+      if (!p.hids.is_contiguous()) {
+        char* at = base + in_room + out_bytes;
+        p.hids_packed = Tensor::contiguous(GgmlType::I32, p.hids.ne, at, host_->device());
+        p.hweights_packed = Tensor::contiguous(GgmlType::F32, p.hids.ne, at + host_slot_bytes, host_->device());
+      }
+      p.primary_slots = kg;
+    }
     if (profile_.on) p.issued_us = now_us();
     pending_ = std::move(p);
   }
@@ -590,11 +693,28 @@ class SplitBackend final : public Backend {
     const double t0 = profile_.on ? now_us() : 0;
     primary_->sync_downloads();
     const double t1 = profile_.on ? now_us() : 0;
-    host_->moe_experts(p.hdst, p.hx, p.experts, p.hids, p.hweights);
+    if (p.hids_packed.data) {
+      pack_rows(p.hids_packed, p.hids);
+      pack_rows(p.hweights_packed, p.hweights);
+    }
+    host_->moe_experts(p.hdst, p.hx, p.experts, p.hids_packed.data ? p.hids_packed : p.hids,
+                       p.hweights_packed.data ? p.hweights_packed : p.hweights);
     const double t2 = profile_.on ? now_us() : 0;
-    upload_result(p.dst, p.hdst);
+    if (p.partial.data) {
+      // dst holds the primary's slots: the sum over the slots is theirs plus these.
+      primary_->upload(p.partial, p.hdst.data);
+      primary_->binary(p.dst, p.dst, p.partial, BinaryOp::add);
+    } else {
+      upload_result(p.dst, p.hdst);
+    }
+    ++(p.primary_slots > 0 ? profile_.counts.shared : profile_.counts.host_only);
     if (profile_.on) {
       ++profile_.host_ops;
+      if (p.primary_slots > 0) {
+        profile_.primary_slots += p.primary_slots;
+        profile_.host_slots += p.hids.ne[0];
+        profile_.split_cpu_us += t2 - t1;
+      }
       profile_.overlap_us += t0 - p.issued_us;
       profile_.wait_us += t1 - t0;
       profile_.cpu_us += t2 - t1;
@@ -684,6 +804,7 @@ class SplitBackend final : public Backend {
   Buffer host_staging_, device_staging_;
   size_t need_host_ = 0, need_device_ = 0, need_stream_ = 0;
   bool host_ops_seen_ = false;
+  int64_t slots_setting_ = -1;  // MOESERVE_SPLIT_GPU_SLOTS, -1: the default
   std::optional<Pending> pending_;
   // RAM-resident expert layers in the order the steps reach them, and the two stream buffers.
   std::vector<std::unique_ptr<HostLayer>> layers_;
@@ -694,6 +815,11 @@ class SplitBackend final : public Backend {
 };
 
 }  // namespace
+
+SplitExpertCounts split_expert_counts(const Backend& backend) {
+  const auto* split = dynamic_cast<const SplitBackend*>(&backend);
+  return split ? split->expert_counts() : SplitExpertCounts{};
+}
 
 std::unique_ptr<Backend> make_split_backend(std::unique_ptr<Backend> primary, std::unique_ptr<Backend> host,
                                             std::function<DeviceId(const std::string&)> weight_home) {

@@ -20,11 +20,19 @@
 // * smaller batches (decode): x, ids and weights cross to the host in one transfer when they lie
 //   close together (else one per tensor), queued without waiting; the host runs the experts only
 //   when a later op touches the result (or at the end of the step), so the device runs the ops in
-//   between (the shared expert) meanwhile; the sum goes back in one upload.
+//   between (the shared expert) meanwhile; the sum goes back in one upload. Where the primary
+//   can read host memory in place (Backend::reads_host_memory: CUDA with unified addressing) and
+//   the layer's experts are in page-locked memory, the primary runs the first slots of every
+//   token's routed experts itself, reading that memory over the bus, while the host runs the
+//   others; its sum lands in dst and the host's is added after the upload. The result differs
+//   from the host's alone only as two backends' sums over the slots do (order and rounding).
 // Steps with host ops are not handed to the primary as replayable steps (graph key 0): a
 // recorded graph would not contain the host's work.
 //
 // MOESERVE_SPLIT_PROFILE=1 prints where the host time of those ops went when the backend closes.
+// MOESERVE_SPLIT_GPU_SLOTS=N sets how many of a token's routed slots the primary runs in a decode
+// step (0: all on the host, as before this option; k or more: all on the primary); unset:
+// half of them.
 //
 // Not done yet: record the device work between host ops as graph segments (decode launches
 // eagerly today); copy only the experts a streamed batch routes to; gather the embedding rows on
@@ -42,6 +50,14 @@ namespace moeserve {
 // weight_home: the device of each weight by name (the primary's or the host's device).
 // Batches of at least this many tokens run RAM-resident experts on the primary, streamed.
 constexpr int64_t kStreamMinTokens = 32;
+
+// What a split backend's decode expert ops with experts in RAM did so far: ops whose slots the
+// primary and the host shared, ops the primary ran alone, ops the host ran alone.
+struct SplitExpertCounts {
+  int64_t shared = 0, primary_only = 0, host_only = 0;
+};
+// Zeros for a backend that is not a split backend.
+SplitExpertCounts split_expert_counts(const Backend& backend);
 
 std::unique_ptr<Backend> make_split_backend(std::unique_ptr<Backend> primary, std::unique_ptr<Backend> host,
                                             std::function<DeviceId(const std::string&)> weight_home);

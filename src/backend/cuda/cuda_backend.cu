@@ -48,6 +48,7 @@ CudaBackend::CudaBackend(int device) : Backend(DeviceId{DeviceKind::cuda, device
   name_ = str_cat("cuda (", prop.name, ")");
   sm_count_ = prop.multiProcessorCount;
   cc_major_ = prop.major;
+  reads_host_memory_ = prop.unifiedAddressing != 0 && prop.canMapHostMemory != 0;
   MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MOESERVE_CUDA_CHECK(cudaEventCreateWithFlags(&batch_copied_, cudaEventDisableTiming));
   MOESERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
@@ -345,7 +346,13 @@ void CudaBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Exper
   for (const Tensor* t : {&experts.gate, &experts.up, &experts.down}) check_weight_type("moe_experts", t->type);
   if (skip(moe_experts_workspace_bytes(dst, x, experts, ids))) return;
   if (profiler_) {
-    profiler_->label("moe_experts", moe_experts_label(experts, x));
+    std::string label = moe_experts_label(experts, x);
+    // The split backend's share of a layer whose experts stay in RAM: read over the bus.
+    cudaPointerAttributes where{};
+    if (cudaPointerGetAttributes(&where, experts.gate.data) == cudaSuccess && where.type == cudaMemoryTypeHost) {
+      label += str_cat(" k=", ids.ne[0], " read from host memory");
+    }
+    profiler_->label("moe_experts", label);
   }
   cuda::moe_experts(stream_, dst, x, experts, ids, weights, workspace());
 }

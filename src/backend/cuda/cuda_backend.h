@@ -26,6 +26,8 @@ class CudaBackend final : public Backend {
   Buffer alloc(size_t bytes) override;
   // Page-locked, so copies from and to it run asynchronously at full speed.
   Buffer alloc_host(size_t bytes) override;
+  // With unified addressing a kernel reads cudaHostAlloc memory through its host pointer.
+  bool reads_host_memory() const override { return reads_host_memory_; }
   void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue) override;
   // Uploads on a second (copy) stream, forked from and joined to the compute stream by events;
   // downloads on the compute stream, waited for through an event.
@@ -102,6 +104,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   int sm_count_ = 0;
   int cc_major_ = 0;  // compute capability
+  bool reads_host_memory_ = false;
   cudaStream_t stream_ = nullptr;
 
   // Batch staging: pinned host memory -> device buffers, one async copy per step.

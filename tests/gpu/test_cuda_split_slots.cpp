@@ -1,0 +1,228 @@
+// The split backend over the CUDA backend and the CPU backend sharing a decode step's routed
+// experts in RAM (MOESERVE_SPLIT_GPU_SLOTS): the GPU runs the first kg slots of every token,
+// reading the page-locked copy of the experts through its host pointer (unified addressing), the
+// CPU the others, and the GPU adds the two sums.
+// * op level (Q8_0 and IQ2_XS experts, 1 or 3 tokens, kg = 0, 1, k/2, k): the result is, bit for
+//   bit, the CUDA backend's own op over those kg slots with the experts in device memory (the same
+//   kernels on the same bytes) plus the CPU backend's op over the other slots (one f32 add); and
+//   near the CPU backend's op over all slots: for Q8_0 both round x and h to the same 8-bit
+//   blocks of 32, so they differ by f32 summation order and the odd h value whose rounding flips
+//   (2e-2 of the largest output); for IQ2_XS the CPU rounds x and h in blocks of 256 with one
+//   scale (Q8_K) where the GPU uses blocks of 32, and h of random blocks is heavy-tailed, so a
+//   256-block's step is coarse for its small values: 1e-1, a sanity bound only (the exact
+//   decomposition above is the test; test_cuda_matvec.cpp bounds the GPU's op against exact
+//   products);
+// * whole models (Hugging Face fixtures, F32, every expert in RAM): logits of decode steps of one
+//   and three sequences against the all-CPU run within test_cuda_model.cpp's F32 bound, for each
+//   kg, with the counters showing the expert ops ran the way kg says.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <random>
+
+#include "../unit/convert_test_util.h"
+#include "backend/gpu_devices.h"
+#include "backend/split_backend.h"
+#include "gpu_test_util.h"
+#include "model/model.h"
+#include "runtime/device_setup.h"
+#include "runtime/engine.h"
+
+namespace moeserve::test {
+namespace {
+
+const DeviceId kCpu{DeviceKind::cpu, 0};
+
+class SlotsSetting {
+ public:
+  explicit SlotsSetting(const std::string& value) { setenv("MOESERVE_SPLIT_GPU_SLOTS", value.c_str(), 1); }
+  ~SlotsSetting() { unsetenv("MOESERVE_SPLIT_GPU_SLOTS"); }
+  SlotsSetting(const SlotsSetting&) = delete;
+  SlotsSetting& operator=(const SlotsSetting&) = delete;
+};
+
+// A device copy of h's buffer made by backend b (on b's stream), with h's view into it.
+DevTensor on_device(Backend& b, const HostTensor& h) {
+  DevTensor d;
+  d.size = h.bytes->size();
+  d.buf = std::make_shared<Buffer>(b.alloc(d.size));
+  b.upload(byte_tensor(d.buf->data(), d.size), h.bytes->data());
+  d.offset = size_t(static_cast<const uint8_t*>(h.t.data) - h.bytes->data());
+  d.t = h.t;
+  d.t.data = static_cast<char*>(d.buf->data()) + d.offset;
+  d.t.device = b.device();
+  return d;
+}
+
+HostTensor random_experts(GgmlType type, std::array<int64_t, 4> ne, uint32_t seed) {
+  HostTensor h = HostTensor::make(type, ne);
+  const std::vector<uint8_t> blocks = random_blocks(type, h.t.n_elements(), seed);
+  std::memcpy(h.t.data, blocks.data(), blocks.size());
+  h.t.device = kCpu;
+  return h;
+}
+
+// Slots [first, first + count) of every token of ids or weights [k, n], contiguous.
+HostTensor slots(const HostTensor& t, int64_t first, int64_t count) {
+  HostTensor s = HostTensor::make(t.t.type, {count, t.t.ne[1], 1, 1});
+  for (int64_t r = 0; r < t.t.ne[1]; ++r) std::memcpy(s.t.row(r), t.t.row(r) + first * 4, size_t(count) * 4);
+  return s;
+}
+
+TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
+  if (list_gpu_devices().devices.empty()) GTEST_SKIP() << "no GPU: " << list_gpu_devices().why_none;
+  const int64_t n_embd = 256, n_ff = 256, n_expert = 32, k = 10;
+  std::mt19937 rng(7);
+  auto cpu = make_cpu_backend(0);
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::IQ2_XS}) {
+    const HostTensor gate = random_experts(type, {n_embd, n_ff, n_expert, 1}, uint32_t(rng()));
+    const HostTensor up = random_experts(type, {n_embd, n_ff, n_expert, 1}, uint32_t(rng()));
+    const HostTensor down = random_experts(type, {n_ff, n_embd, n_expert, 1}, uint32_t(rng()));
+    const ExpertWeights in_ram{gate.t, up.t, down.t};
+    const DevTensor dgate = to_gpu(gate), dup = to_gpu(up), ddown = to_gpu(down);
+    const ExpertWeights in_vram{dgate.t, dup.t, ddown.t};
+    for (int64_t n : {1, 3}) {
+      // x: every other row of a [n_embd, 2n] tensor for three tokens (a strided download).
+      const HostTensor x_all = random_f32({n_embd, 2 * n, 1, 1});
+      HostTensor x = x_all;
+      if (n > 1) x.t = x_all.t.view({n_embd, n, 1, 1}, {x_all.t.nb[0], 2 * x_all.t.nb[1], 0, 0});
+      else x.t = x_all.t.rows(0, 1);
+      HostTensor hx = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+      for (int64_t r = 0; r < n; ++r) std::memcpy(hx.t.row(r), x.t.row(r), x.t.row_size());
+      HostTensor ids = HostTensor::make(GgmlType::I32, {k, n, 1, 1});
+      HostTensor w = HostTensor::make(GgmlType::F32, {k, n, 1, 1});
+      for (int64_t t = 0; t < n; ++t) {
+        std::vector<int32_t> pool(static_cast<size_t>(n_expert));
+        for (int32_t e = 0; e < int32_t(n_expert); ++e) pool[size_t(e)] = e;
+        std::shuffle(pool.begin(), pool.end(), rng);
+        for (int64_t j = 0; j < k; ++j) {
+          ids.i()[t * k + j] = pool[size_t(j)];
+          w.f()[t * k + j] = std::uniform_real_distribution<float>(0.05f, 0.6f)(rng);
+        }
+      }
+      // The CPU's op over slots [first, first + count), and the CUDA backend's with the experts
+      // in device memory.
+      auto on_cpu = [&](int64_t first, int64_t count) {
+        HostTensor out = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+        cpu->moe_experts(out.t, hx.t, in_ram, slots(ids, first, count).t, slots(w, first, count).t);
+        return to_floats(out.t);
+      };
+      auto on_gpu = [&](int64_t first, int64_t count) {
+        const HostTensor like = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+        const DevTensor out = to_gpu(poisoned(GgmlType::F32, {n_embd, n, 1, 1}));
+        const DevTensor dx = to_gpu(hx), dids = to_gpu(slots(ids, first, count)), dw = to_gpu(slots(w, first, count));
+        gpu().moe_experts(out.t, dx.t, in_vram, dids.t, dw.t);
+        return to_floats(from_gpu(out, like).t);
+      };
+      const std::vector<float> all_cpu = on_cpu(0, k);
+
+      for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k}) {
+        SCOPED_TRACE(std::string(type_name(type)) + ", " + std::to_string(n) + " tokens, kg " + std::to_string(kg));
+        const SlotsSetting setting(std::to_string(kg));
+        auto be = make_split_backend(make_cuda_backend(0), make_cpu_backend(0),
+                                     [](const std::string&) { return kCpu; });
+        ASSERT_TRUE(be->reads_host_memory());
+        const DevTensor dx = on_device(*be, x), dids = on_device(*be, ids), dw = on_device(*be, w);
+        const DevTensor dy = on_device(*be, poisoned(GgmlType::F32, {n_embd, n, 1, 1}));
+        // The dry run plans the staging and, ending, copies the experts to page-locked memory.
+        be->begin_measure();
+        be->moe_experts(dy.t, dx.t, in_ram, dids.t, dw.t);
+        be->end_measure();
+        be->moe_experts(dy.t, dx.t, in_ram, dids.t, dw.t);
+        HostTensor got = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+        be->download(got.t.data, dy.t);
+
+        std::vector<float> want;
+        if (kg == 0) {
+          want = all_cpu;
+        } else if (kg == k) {
+          want = on_gpu(0, k);
+        } else {
+          const std::vector<float> g = on_gpu(0, kg), h = on_cpu(kg, k - kg);
+          for (size_t i = 0; i < g.size(); ++i) want.push_back(g[i] + h[i]);
+        }
+        EXPECT_EQ(to_floats(got.t), want);
+        EXPECT_LT(rel_error(to_floats(got.t), all_cpu), type == GgmlType::Q8_0 ? 2e-2 : 1e-1);
+
+        const SplitExpertCounts c = split_expert_counts(*be);
+        EXPECT_EQ(c.shared, kg > 0 && kg < k ? 1 : 0);
+        EXPECT_EQ(c.primary_only, kg == k ? 1 : 0);
+        EXPECT_EQ(c.host_only, kg == 0 ? 1 : 0);
+      }
+    }
+  }
+}
+
+// max |a - b| / max |b| (b the reference), as test_cuda_model.cpp's.
+double logit_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    num = std::max(num, double(std::fabs(a[i] - b[i])));
+    den = std::max(den, double(std::fabs(b[i])));
+  }
+  return a.size() == b.size() ? num / std::max(den, 1e-30) : INFINITY;
+}
+
+// Token by token, n_seq sequences with the same prompt in the same steps: the logits of every
+// step, sequence after sequence.
+std::vector<std::vector<float>> decode_logits(const Model& model, Backend& be, const std::vector<int32_t>& ids,
+                                              int n_seq) {
+  EngineOptions o;
+  o.n_ctx = 128;
+  o.n_seq = n_seq;
+  o.n_batch = 128 * n_seq;
+  o.type_k = o.type_v = GgmlType::F32;
+  Engine e(model, be, o);
+  std::vector<std::vector<std::vector<float>>> per_seq(static_cast<size_t>(n_seq));
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    batch.clear();
+    for (int s = 0; s < n_seq; ++s) batch.push_back({ids[i], int32_t(i), s, true});
+    e.decode(batch);
+    for (int s = 0; s < n_seq; ++s) per_seq[size_t(s)].emplace_back(e.logits(s), e.logits(s) + e.n_vocab());
+  }
+  std::vector<std::vector<float>> out;
+  for (auto& seq : per_seq) {
+    for (auto& l : seq) out.push_back(std::move(l));
+  }
+  return out;
+}
+
+class CudaSplitSlotsModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaSplitSlotsModel, LogitsMatchTheCpuForEveryShare) {
+  if (list_gpu_devices().devices.empty()) GTEST_SKIP() << "no GPU: " << list_gpu_devices().why_none;
+  const convert_test::RefArray ids = convert_test::reference(GetParam(), "prompt", "input_ids");
+  const auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(convert_test::converted(GetParam())));
+  auto cpu = make_cpu_backend(0);
+  auto cpu_model = load_model(file, *cpu);
+  const int64_t k = cpu_model->hparams().n_expert_used, n_layer = cpu_model->hparams().n_layer;
+  ASSERT_GE(k, 2);
+  const std::vector<std::vector<float>> expect = decode_logits(*cpu_model, *cpu, ids.i32, 1);
+  PlacementFlags flags;
+  flags.cpu_moe = true;
+  for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k}) {
+    for (int n_seq : {1, 3}) {
+      SCOPED_TRACE("kg " + std::to_string(kg) + ", sequences " + std::to_string(n_seq));
+      const SlotsSetting setting(std::to_string(kg));
+      DeviceSetup setup = make_device_setup(*file, flags, 0);
+      ASSERT_TRUE(setup.gpu);
+      auto model = load_model(file, *setup.backend);
+      const std::vector<std::vector<float>> got = decode_logits(*model, *setup.backend, ids.i32, n_seq);
+      ASSERT_EQ(got.size(), expect.size() * size_t(n_seq));
+      double worst = 0;
+      for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, logit_error(got[i], expect[i % expect.size()]));
+      EXPECT_LT(worst, 1e-4) << setup.backend->name();
+      const SplitExpertCounts c = split_expert_counts(*setup.backend);
+      const int64_t ops = n_layer * int64_t(ids.i32.size());
+      EXPECT_EQ(c.shared, kg > 0 && kg < k ? ops : 0);
+      EXPECT_EQ(c.primary_only, kg == k ? ops : 0);
+      EXPECT_EQ(c.host_only, kg == 0 ? ops : 0);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Hf, CudaSplitSlotsModel, ::testing::Values("qwen3next", "qwen3moe"));
+
+}  // namespace
+}  // namespace moeserve::test
