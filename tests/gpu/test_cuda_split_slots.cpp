@@ -41,17 +41,30 @@ class SlotsSetting {
   SlotsSetting& operator=(const SlotsSetting&) = delete;
 };
 
-// A device copy of h's buffer made by backend b (on b's stream), with h's view into it.
-DevTensor on_device(Backend& b, const HostTensor& h) {
-  DevTensor d;
-  d.size = h.bytes->size();
-  d.buf = std::make_shared<Buffer>(b.alloc(d.size));
-  b.upload(byte_tensor(d.buf->data(), d.size), h.bytes->data());
-  d.offset = size_t(static_cast<const uint8_t*>(h.t.data) - h.bytes->data());
-  d.t = h.t;
-  d.t.data = static_cast<char*>(d.buf->data()) + d.offset;
-  d.t.device = b.device();
-  return d;
+// Device copies of the hs' buffers, one after the other in one allocation of backend b (as a
+// step's activations share the engine's scratch: the split backend fetches a step's x, ids and
+// weights in one transfer when they lie close together, which needs them in one allocation),
+// each with its h's view into it.
+std::vector<DevTensor> on_device(Backend& b, std::initializer_list<const HostTensor*> hs) {
+  size_t total = 0;
+  for (const HostTensor* h : hs) total += (h->bytes->size() + 255) / 256 * 256;
+  const auto buf = std::make_shared<Buffer>(b.alloc(total));
+  std::vector<DevTensor> out;
+  size_t at = 0;
+  for (const HostTensor* h : hs) {
+    DevTensor d;
+    d.buf = buf;
+    d.size = h->bytes->size();
+    char* base = static_cast<char*>(buf->data()) + at;
+    b.upload(byte_tensor(base, d.size), h->bytes->data());
+    d.offset = at + size_t(static_cast<const uint8_t*>(h->t.data) - h->bytes->data());
+    d.t = h->t;
+    d.t.data = static_cast<char*>(buf->data()) + d.offset;
+    d.t.device = b.device();
+    out.push_back(d);
+    at += (d.size + 255) / 256 * 256;
+  }
+  return out;
 }
 
 HostTensor random_experts(GgmlType type, std::array<int64_t, 4> ne, uint32_t seed) {
@@ -122,8 +135,9 @@ TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
         auto be = make_split_backend(make_cuda_backend(0), make_cpu_backend(0),
                                      [](const std::string&) { return kCpu; });
         ASSERT_TRUE(be->reads_host_memory());
-        const DevTensor dx = on_device(*be, x), dids = on_device(*be, ids), dw = on_device(*be, w);
-        const DevTensor dy = on_device(*be, poisoned(GgmlType::F32, {n_embd, n, 1, 1}));
+        const HostTensor y0 = poisoned(GgmlType::F32, {n_embd, n, 1, 1});
+        const std::vector<DevTensor> d = on_device(*be, {&x, &ids, &w, &y0});
+        const DevTensor &dx = d[0], &dids = d[1], &dw = d[2], &dy = d[3];
         // The dry run plans the staging and, ending, copies the experts to page-locked memory.
         be->begin_measure();
         be->moe_experts(dy.t, dx.t, in_ram, dids.t, dw.t);
