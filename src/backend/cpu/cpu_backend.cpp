@@ -15,9 +15,6 @@
 namespace moeserve::cpu {
 namespace {
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
-
 inline float* frow(const Tensor& t, int64_t r) { return reinterpret_cast<float*>(t.flat_row(r)); }
 
 int default_threads() {
@@ -95,20 +92,46 @@ void CpuBackend::do_get_rows(const Tensor& dst, const Tensor& src, const Tensor&
   });
 }
 
+void CpuBackend::rms_norm_row(int64_t d, const float* x, const float* weight, float* y, float eps) const {
+  const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
+  if (weight) {
+    for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * weight[i];
+  } else {
+    for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
+  }
+}
+
+void CpuBackend::rms_norm_gated_row(int64_t d, const float* x, const float* weight, const float* z, float* y,
+                                    float eps) const {
+  const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
+  for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * weight[i] * silu(z[i]);
+}
+
+void CpuBackend::l2_norm_row(int64_t d, const float* x, float* y, float eps) const {
+  const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) + eps);
+  for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
+}
+
 void CpuBackend::do_rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps) {
   if (skip()) return;
   const int64_t d = src.ne[0];
+  const float* w = weight ? weight->as<float>() : nullptr;
   parallel_for(src.n_rows(), d, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) rms_norm_row(d, frow(src, r), w, frow(dst, r), eps);
+  });
+}
+
+// h = h + y, then the norm of h, row by row in one pass (binary's add, then rms_norm_row).
+void CpuBackend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {
+  if (skip()) return;
+  const int64_t d = h.ne[0];
+  const float* w = weight.as<float>();
+  parallel_for(h.n_rows(), 2 * d, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
-      const float* x = frow(src, r);
-      float* y = frow(dst, r);
-      const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
-      if (weight) {
-        const float* w = weight->as<float>();
-        for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * w[i];
-      } else {
-        for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
-      }
+      float* x = frow(h, r);
+      const float* yr = frow(y, r);
+      for (int64_t i = 0; i < d; ++i) x[i] = x[i] + yr[i];
+      rms_norm_row(d, x, w, frow(dst, r), eps);
     }
   });
 }
@@ -121,13 +144,7 @@ void CpuBackend::do_rms_norm_gated(const Tensor& dst, const Tensor& src, const T
   // Cost per row: silu's exp is ~20 flops an element (a decode step's 32 heads of 128 then
   // spread over the threads instead of taking the caller ~25 us alone).
   parallel_for(src.n_rows(), 24 * d, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const float* x = frow(src, r);
-      const float* zr = frow(z, r);
-      float* y = frow(dst, r);
-      const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
-      for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * w[i] * silu(zr[i]);
-    }
+    for (int64_t r = b; r < e; ++r) rms_norm_gated_row(d, frow(src, r), w, frow(z, r), frow(dst, r), eps);
   });
 }
 
@@ -135,12 +152,7 @@ void CpuBackend::do_l2_norm(const Tensor& dst, const Tensor& src, float eps) {
   if (skip()) return;
   const int64_t d = src.ne[0];
   parallel_for(src.n_rows(), d, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const float* x = frow(src, r);
-      float* y = frow(dst, r);
-      const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) + eps);
-      for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
-    }
+    for (int64_t r = b; r < e; ++r) l2_norm_row(d, frow(src, r), frow(dst, r), eps);
   });
 }
 

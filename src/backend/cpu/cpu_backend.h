@@ -23,6 +23,9 @@ namespace moeserve::cpu {
 // The SiLU of every CPU op that applies it (unary, swiglu, the fused products, the experts, the
 // conv, the gated norm): one expression, so fused and separate ops give the same bits.
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+// Likewise for the gates (unary, the fused delta-net step, the MoE shared-expert gate).
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
 // [begin, end) of thread ith's share of n items.
 inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
@@ -109,6 +112,12 @@ class CpuBackend final : public Backend {
                    const BatchInfo& batch) override;
   void do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                           const Tensor& beta, const Tensor& state, const BatchInfo& batch) override;
+  // Fused ops: one pool job where the default composition runs several (add_rms_norm in
+  // cpu_backend.cpp, delta_net_step in cpu_delta_net.cpp, moe_ffn in cpu_moe.cpp).
+  void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override;
+  void do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) override;
+  void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                  const MoeFfnScratch& s) override;
 
  private:
   // Runs f(ith, item) for every item in [0, n), items claimed one at a time by the threads that
@@ -175,6 +184,20 @@ class CpuBackend final : public Backend {
   // The weight products of matmul, matmuls and matmul_swiglu as one pool job (cpu_matmul.cpp).
   struct WeightProduct;
   void run_products(const Tensor& x, std::span<WeightProduct> products);
+
+  // Row and channel helpers shared by the basic ops and the fused ops built from them, so both
+  // compute every value with the same code (cpu_backend.cpp, cpu_delta_net.cpp).
+  void rms_norm_row(int64_t d, const float* x, const float* weight, float* y, float eps) const;
+  void rms_norm_gated_row(int64_t d, const float* x, const float* weight, const float* z, float* y, float eps) const;
+  void l2_norm_row(int64_t d, const float* x, float* y, float eps) const;
+  // Causal conv + SiLU of channels [cb, ce) over the tokens of one run (ssm_conv).
+  void conv_run(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w, const SeqRun& run,
+                int64_t cb, int64_t ce) const;
+
+  // The routed experts (plus, for moe_ffn, the shared expert and the residual) as one job
+  // (cpu_moe.cpp).
+  struct MoeJob;
+  void run_moe(const MoeJob& job);
 
   // Delta-net helpers (cpu_delta_net.cpp), one value head of one run.
   void delta_net_recurrent(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,

@@ -39,41 +39,124 @@ void wait_until_set(int32_t& flag) {
 
 }  // namespace
 
+// What run_moe computes: the routed experts' weighted sum of x [n_embd, n] into dst, or, for
+// moe_ffn, dst += that sum plus the shared expert's output (times sigmoid of its gate logit).
+struct CpuBackend::MoeJob {
+  Tensor dst;
+  bool accumulate = false;  // dst += the result instead of dst = it
+  Tensor x;
+  ExpertWeights experts;
+  Tensor ids, weights;
+  // The shared expert (data null: none; gate and up of one type) and its gate logits [1, n]
+  // (data null: ungated).
+  Tensor shared_gate, shared_up, shared_down, shared_logit;
+};
+
 void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const ExpertWeights& ex, const Tensor& ids,
                                 const Tensor& weights) {
+  if (times_) label_timed("moe_experts", moe_experts_label(ex, x));
+  MoeJob job;
+  job.dst = dst;
+  job.x = x;
+  job.experts = ex;
+  job.ids = ids;
+  job.weights = weights;
+  run_moe(job);
+}
+
+// Decode batches (at most kMaxCols tokens) as two pool jobs instead of the chain's four and its
+// serial passes: the router (and shared gate) products, then run_moe, whose job takes the shared
+// expert's gate/up rows as items beside the routed experts' gate/up tiles and its down rows beside
+// theirs, and adds routed + shared * sigmoid(gate) to h row tile by row tile as the last down
+// tile of each finishes. Every value is computed as the chain computes it (the products through
+// dot_cols as matmul does, the sums through the same axpy calls on tiles that start at multiples
+// of 128 elements, the adds in moe_shared_add's order), so h ends bit for bit as the chain's.
+// Unlike the chain, scratch routed, shared, shared_h and shared_up stay unwritten.
+void CpuBackend::do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                            const MoeFfnScratch& s) {
+  const bool shared = w.shared_gate.data != nullptr, gated = shared && w.shared_inp.data != nullptr;
+  const bool shared_ok = !shared || (w.shared_up.type == w.shared_gate.type && w.shared_up.ne == w.shared_gate.ne &&
+                                     w.shared_down.ne[0] == w.shared_gate.ne[1] && w.shared_down.ne[1] == h.ne[0] &&
+                                     w.shared_gate.ne[2] == 1 && w.shared_down.ne[2] == 1);
+  // Larger batches, and shapes the chain's ops reject with their own messages, take the chain.
+  if (h.ne[1] > kMaxCols || !shared_ok) return Backend::do_moe_ffn(h, y, norm, eps, w, s);
+  add_rms_norm(s.m, h, y, norm, eps);
+  if (gated) {
+    matmuls(s.m, {{s.logits, w.router}, {s.gate, w.shared_inp}});
+  } else {
+    matmul(s.logits, w.router, s.m);
+  }
+  moe_route(s.ids, s.weights, s.logits, w.normalize);
+  MoeJob job;
+  job.dst = h;
+  job.accumulate = true;
+  job.x = s.m;
+  job.experts = w.experts;
+  job.ids = s.ids;
+  job.weights = s.weights;
+  if (shared) {
+    job.shared_gate = w.shared_gate;
+    job.shared_up = w.shared_up;
+    job.shared_down = w.shared_down;
+    if (gated) job.shared_logit = s.gate;
+  }
+  run_moe(job);
+}
+
+void CpuBackend::run_moe(const MoeJob& job) {
+  const Tensor &x = job.x, &dst = job.dst;
+  const ExpertWeights& ex = job.experts;
+  const bool shared = job.shared_gate.data != nullptr;
   const int64_t n_embd = x.ne[0], n_ff = ex.gate.ne[1], n_expert = ex.gate.ne[2];
-  const int64_t n_tokens = x.ne[1], k = ids.ne[0], n_slots = n_tokens * k;
+  const int64_t n_tokens = x.ne[1], k = job.ids.ne[0], n_slots = n_tokens * k;
+  const int64_t sh_ff = shared ? job.shared_gate.ne[1] : 0;
   const GgmlType gate_act = type_traits(ex.gate.type).vec_dot_type, up_act = type_traits(ex.up.type).vec_dot_type;
   const GgmlType down_act = type_traits(ex.down.type).vec_dot_type;
+  const GgmlType sh_act = shared ? type_traits(job.shared_gate.type).vec_dot_type : gate_act;
+  const GgmlType sh_down_act = shared ? type_traits(job.shared_down.type).vec_dot_type : down_act;
   const size_t xg_stride = row_bytes(gate_act, n_embd), xu_stride = row_bytes(up_act, n_embd);
-  const size_t ad_stride = row_bytes(down_act, n_ff);
+  const size_t xs_stride = row_bytes(sh_act, n_embd);
+  const size_t ad_stride = row_bytes(down_act, n_ff), sd_stride = row_bytes(sh_down_act, sh_ff);
   const bool same_act = gate_act == up_act;
+  const bool sh_own_act = shared && sh_act != gate_act && sh_act != up_act;
 
-  // Workspace: sorted slots, quantized inputs, expert activations (F32 and quantized), outputs.
+  // Workspace: sorted slots, quantized inputs, expert activations (F32 and quantized), outputs;
+  // then the shared expert's activations and output, and the per-row-tile countdowns.
+  constexpr int64_t kFfRows = 32, kEmbdRows = 128;
+  const int64_t ff_tiles = (n_ff + kFfRows - 1) / kFfRows, embd_tiles = (n_embd + kEmbdRows - 1) / kEmbdRows;
+  const int64_t sh_tiles = (sh_ff + kFfRows - 1) / kFfRows;
   const size_t off_offsets = 0;
   const size_t off_slots = off_offsets + align64(sizeof(int32_t) * size_t(n_expert + 1));
   const size_t off_active = off_slots + align64(sizeof(int32_t) * size_t(n_slots));
   const size_t off_cursor = off_active + align64(sizeof(int32_t) * size_t(n_expert));
   const size_t off_pending = off_cursor + align64(sizeof(int32_t) * size_t(n_expert));
-  const size_t off_ready = off_pending + align64(sizeof(int32_t) * size_t(n_expert));
-  const size_t off_xg = off_ready + align64(sizeof(int32_t) * size_t(n_expert));
+  const size_t off_ready = off_pending + align64(sizeof(int32_t) * size_t(n_expert + 1));
+  const size_t off_xg = off_ready + align64(sizeof(int32_t) * size_t(n_expert + 1));
   const size_t off_xu = off_xg + align64(xg_stride * size_t(n_tokens));
   const size_t off_act = off_xu + (same_act ? 0 : align64(xu_stride * size_t(n_tokens)));
   const size_t off_actq = off_act + align64(sizeof(float) * size_t(n_slots * n_ff));
   const size_t off_out = off_actq + align64(ad_stride * size_t(n_slots));
-  const size_t total = off_out + align64(sizeof(float) * size_t(n_slots * n_embd));
+  const size_t off_xs = off_out + align64(sizeof(float) * size_t(n_slots * n_embd));
+  const size_t off_sh = off_xs + (sh_own_act ? align64(xs_stride * size_t(n_tokens)) : 0);
+  const size_t off_shq = off_sh + align64(sizeof(float) * size_t(n_tokens * sh_ff));
+  const size_t off_sh_out = off_shq + align64(sd_stride * size_t(shared ? n_tokens : 0));
+  const size_t off_left = off_sh_out + align64(sizeof(float) * size_t(shared ? n_tokens * n_embd : 0));
+  const size_t total = off_left + align64(sizeof(int32_t) * size_t(embd_tiles));
   if (skip(total)) return;
-  if (times_) label_timed("moe_experts", moe_experts_label(ex, x));
 
   if (!kernels_.dot_for(ex.gate.type) || !kernels_.dot_for(ex.up.type) || !kernels_.dot_for(ex.down.type)) {
     fail("moe_experts: no dot product for the expert weight types");
+  }
+  if (shared && (!kernels_.dot_for(job.shared_gate.type) || !kernels_.dot_for(job.shared_down.type))) {
+    fail("moe_ffn: no dot product for the shared expert's weight types");
   }
 
   char* ws = static_cast<char*>(workspace());
   auto* offsets = reinterpret_cast<int32_t*>(ws + off_offsets);
   auto* slots = reinterpret_cast<int32_t*>(ws + off_slots);
   auto* active = reinterpret_cast<int32_t*>(ws + off_active);
-  // Per active expert: gate/up tiles not yet done, and whether its activations are quantized.
+  // Per active expert (the shared expert last): gate/up tiles not yet done, and whether its
+  // activations are quantized.
   auto* pending = reinterpret_cast<int32_t*>(ws + off_pending);
   auto* ready = reinterpret_cast<int32_t*>(ws + off_ready);
   char* xg = ws + off_xg;
@@ -81,9 +164,15 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   auto* act = reinterpret_cast<float*>(ws + off_act);
   char* actq = ws + off_actq;
   auto* out = reinterpret_cast<float*>(ws + off_out);
+  char* xs = sh_own_act ? ws + off_xs : sh_act == gate_act ? xg : xu;
+  auto* sh = reinterpret_cast<float*>(ws + off_sh);
+  char* shq = ws + off_shq;
+  auto* sh_out = reinterpret_cast<float*>(ws + off_sh_out);
+  // Per row tile of the output: down tiles not yet done (routed experts and the shared one).
+  auto* left = reinterpret_cast<int32_t*>(ws + off_left);
 
   // Counting sort of the slots by expert (slot = t * k + j).
-  const int32_t* id = ids.as<int32_t>();
+  const int32_t* id = job.ids.as<int32_t>();
   std::memset(offsets, 0, sizeof(int32_t) * size_t(n_expert + 1));
   for (int64_t sl = 0; sl < n_slots; ++sl) {
     if (id[sl] < 0 || id[sl] >= n_expert) fail("internal: moe_experts id ", id[sl], " outside ", n_expert, " experts");
@@ -98,33 +187,39 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
   std::memcpy(cursor, offsets, sizeof(int32_t) * size_t(n_expert));
   for (int64_t sl = 0; sl < n_slots; ++sl) slots[cursor[id[sl]]++] = int32_t(sl);
 
-  // One job for both products: the gate/up tiles of every expert come first in claiming order,
-  // then the down tiles. The thread that finishes an expert's last gate/up tile quantizes that
-  // expert's activations and marks it ready; a thread whose down tile finds its expert not ready
-  // yet waits (every gate/up tile has been claimed by then, by a thread that is running it). So
-  // the down product of the first experts overlaps the gate/up tiles of the last ones, and there
-  // is no pool-wide barrier and no single-threaded quantization between the two products.
-  constexpr int64_t kFfRows = 32, kEmbdRows = 128;
-  const int64_t ff_tiles = (n_ff + kFfRows - 1) / kFfRows, embd_tiles = (n_embd + kEmbdRows - 1) / kEmbdRows;
-  const int64_t n_up_tasks = n_active * ff_tiles;
-  const float* wts = weights.as<float>();
+  // One job for both products: the gate/up tiles of every expert come first in claiming order
+  // (the shared expert's rows after the routed ones), then the down tiles. The thread that
+  // finishes an expert's last gate/up tile quantizes that expert's activations and marks it
+  // ready; a thread whose down tile finds its expert not ready yet waits (every gate/up tile has
+  // been claimed by then, by a thread that is running it). So the down product of the first
+  // experts overlaps the gate/up tiles of the last ones, and there is no pool-wide barrier and no
+  // single-threaded quantization between the two products. The thread that finishes the last
+  // down tile of a row tile writes that tile's rows of the result.
+  const int64_t n_up_tasks = n_active * ff_tiles + sh_tiles;
+  const int64_t n_down_tasks = n_active * embd_tiles + (shared ? embd_tiles : 0);
+  const float* wts = job.weights.as<float>();
   const QuantizeRowFn quantize_act = kernels_.quantize_for(down_act);
+  const QuantizeRowFn quantize_sh = kernels_.quantize_for(sh_down_act);
 
   const bool few = n_tokens < pool_.size();
+  const auto quantize_inputs = [&](int ith, int nth) {
+    quantize_rows(x, gate_act, xg, ith, nth);
+    if (!same_act) quantize_rows(x, up_act, xu, ith, nth);
+    if (sh_own_act) quantize_rows(x, sh_act, xs, ith, nth);
+  };
   if (few) {
-    quantize_rows(x, gate_act, xg, 0, 1);
-    if (!same_act) quantize_rows(x, up_act, xu, 0, 1);
+    quantize_inputs(0, 1);
   } else {
-    pool_.run([&](int ith, int nth) {
-      quantize_rows(x, gate_act, xg, ith, nth);
-      if (!same_act) quantize_rows(x, up_act, xu, ith, nth);
-    });
+    pool_.run(quantize_inputs);
   }
   // Plain stores: the pool's job start publishes them to the workers.
   for (int64_t a = 0; a < n_active; ++a) {
     pending[a] = int32_t(ff_tiles);
     ready[a] = 0;
   }
+  pending[n_active] = int32_t(sh_tiles);
+  ready[n_active] = 0;
+  for (int64_t t = 0; t < embd_tiles; ++t) left[t] = int32_t(n_active + (shared ? 1 : 0));
 
   const auto gate_up_tile = [&](int64_t a, int64_t f0, int64_t f1) {
     const int32_t e = active[a];
@@ -175,6 +270,63 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
     }
   };
 
+  // The shared expert's rows [f0, f1) for every token, through dot_cols like matmul_swiglu.
+  const auto shared_gate_up_tile = [&](int64_t f0, int64_t f1) {
+    const Tensor &wg = job.shared_gate, &wu = job.shared_up;
+    const TilePrefetch pf_gate(wg.row(f0), wg.nb[1], wg.row_size(), f1 - f0);
+    const TilePrefetch pf_up(wu.row(f0), wu.nb[1], wu.row_size(), f1 - f0);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxCols) {
+      const int nc = int(std::min<int64_t>(kMaxCols, n_tokens - t0));
+      const void* a_s[kMaxCols];
+      for (int c = 0; c < nc; ++c) a_s[c] = xs + size_t(t0 + c) * xs_stride;
+      float g[kMaxCols], u[kMaxCols];
+      for (int64_t f = f0; f < f1; ++f) {
+        if (t0 == 0) {
+          pf_gate.at(f - f0);
+          pf_up.at(f - f0);
+        }
+        kernels_.dot_cols(wg.type, n_embd, wg.row(f), a_s, nc, g);
+        kernels_.dot_cols(wu.type, n_embd, wu.row(f), a_s, nc, u);
+        for (int c = 0; c < nc; ++c) sh[size_t(t0 + c) * size_t(sh_ff) + size_t(f)] = silu(g[c]) * u[c];
+      }
+    }
+    if (std::atomic_ref<int32_t>(pending[n_active]).fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      for (int64_t t = 0; t < n_tokens; ++t) quantize_sh(sh + size_t(t) * size_t(sh_ff), shq + size_t(t) * sd_stride, sh_ff);
+      std::atomic_ref<int32_t>(ready[n_active]).store(1, std::memory_order_release);
+    }
+  };
+
+  // Rows [r0, r1) of every token's result: the weighted sum as moe_experts' axpy calls make it
+  // (tiles start at multiples of 128, so each element takes the same path through the kernel as
+  // in a whole-row call), then moe_shared_add's arithmetic.
+  const auto finish_rows = [&](int64_t r0, int64_t r1) {
+    const int64_t nr = r1 - r0;
+    float sum[kEmbdRows];
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      std::memset(sum, 0, size_t(nr) * sizeof(float));
+      for (int64_t j = 0; j < k; ++j) {
+        kernels_.axpy_f32(nr, wts[t * k + j], out + size_t(t * k + j) * size_t(n_embd) + size_t(r0), sum);
+      }
+      float* y = reinterpret_cast<float*>(dst.row(t)) + r0;
+      if (!job.accumulate) {
+        std::memcpy(y, sum, size_t(nr) * sizeof(float));
+      } else if (!shared) {
+        for (int64_t i = 0; i < nr; ++i) y[i] = y[i] + sum[i];
+      } else {
+        const float* s = sh_out + size_t(t) * size_t(n_embd) + size_t(r0);
+        if (job.shared_logit.data) {
+          const float gate = sigmoid(reinterpret_cast<const float*>(job.shared_logit.row(t))[0]);
+          for (int64_t i = 0; i < nr; ++i) y[i] = y[i] + (sum[i] + s[i] * gate);
+        } else {
+          for (int64_t i = 0; i < nr; ++i) y[i] = y[i] + (sum[i] + s[i]);
+        }
+      }
+    }
+  };
+  const auto down_done = [&](int64_t tile, int64_t r0, int64_t r1) {
+    if (std::atomic_ref<int32_t>(left[tile]).fetch_sub(1, std::memory_order_acq_rel) == 1) finish_rows(r0, r1);
+  };
+
   const auto down_tile = [&](int64_t a, int64_t r0, int64_t r1) {
     const int32_t e = active[a];
     const TilePrefetch pf(ex.down.row(r0, e), ex.down.nb[1], ex.down.row_size(), r1 - r0);
@@ -207,33 +359,41 @@ void CpuBackend::do_moe_experts(const Tensor& dst, const Tensor& x, const Expert
     }
   };
 
-  for_each_claimed(n_up_tasks + n_active * embd_tiles, [&](int, int64_t task) {
-    if (task < n_up_tasks) {
-      const int64_t f0 = (task % ff_tiles) * kFfRows;
-      gate_up_tile(task / ff_tiles, f0, std::min(n_ff, f0 + kFfRows));
-    } else {
-      const int64_t t = task - n_up_tasks, r0 = (t % embd_tiles) * kEmbdRows;
-      down_tile(t / embd_tiles, r0, std::min(n_embd, r0 + kEmbdRows));
-    }
-  });
-
-  const auto weighted_sum = [&](int64_t tb, int64_t te) {
-    for (int64_t t = tb; t < te; ++t) {
-      float* y = reinterpret_cast<float*>(dst.row(t));
-      std::memset(y, 0, size_t(n_embd) * sizeof(float));
-      for (int64_t j = 0; j < k; ++j) {
-        kernels_.axpy_f32(n_embd, wts[t * k + j], out + size_t(t * k + j) * size_t(n_embd), y);
+  const auto shared_down_tile = [&](int64_t r0, int64_t r1) {
+    const Tensor& wd = job.shared_down;
+    const TilePrefetch pf(wd.row(r0), wd.nb[1], wd.row_size(), r1 - r0);
+    wait_until_set(ready[n_active]);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxCols) {
+      const int nc = int(std::min<int64_t>(kMaxCols, n_tokens - t0));
+      const void* in[kMaxCols];
+      for (int c = 0; c < nc; ++c) in[c] = shq + size_t(t0 + c) * sd_stride;
+      float d[kMaxCols];
+      for (int64_t r = r0; r < r1; ++r) {
+        if (t0 == 0) pf.at(r - r0);
+        kernels_.dot_cols(wd.type, sh_ff, wd.row(r), in, nc, d);
+        for (int c = 0; c < nc; ++c) sh_out[size_t(t0 + c) * size_t(n_embd) + size_t(r)] = d[c];
       }
     }
   };
-  if (few) {
-    weighted_sum(0, n_tokens);
-  } else {
-    pool_.run([&](int ith, int nth) {
-      const auto [b, e] = share(n_tokens, ith, nth);
-      weighted_sum(b, e);
-    });
-  }
+
+  for_each_claimed(n_up_tasks + n_down_tasks, [&](int, int64_t task) {
+    if (task < n_active * ff_tiles) {
+      const int64_t f0 = (task % ff_tiles) * kFfRows;
+      gate_up_tile(task / ff_tiles, f0, std::min(n_ff, f0 + kFfRows));
+    } else if (task < n_up_tasks) {
+      const int64_t f0 = (task - n_active * ff_tiles) * kFfRows;
+      shared_gate_up_tile(f0, std::min(sh_ff, f0 + kFfRows));
+    } else {
+      const int64_t t = task - n_up_tasks, tile = t % embd_tiles, r0 = tile * kEmbdRows;
+      const int64_t r1 = std::min(n_embd, r0 + kEmbdRows);
+      if (t / embd_tiles < n_active) {
+        down_tile(t / embd_tiles, r0, r1);
+      } else {
+        shared_down_tile(r0, r1);
+      }
+      down_done(tile, r0, r1);
+    }
+  });
 }
 
 }  // namespace moeserve::cpu
