@@ -274,6 +274,36 @@ TEST(OpsFusedLayer, MoeExpertsUnchangedByRowTileSums) {
   EXPECT_LT(rel_error(to_floats(one.t), to_floats(want.t)), 1e-5);
 }
 
+// ---- gated_matmul ----------------------------------------------------------------------------
+
+TEST(OpsFusedLayer, GatedMatmulEqualsTheChainOnAnyThreads) {
+  // x * sigmoid(gate) is applied in the product's job, in chunks of 256 elements at decode: odd
+  // row lengths (F32), several chunks (Q8_0, 4096), super-block activations (IQ2_XS: Q8_K).
+  struct Case {
+    GgmlType type;
+    int64_t d0, d1, m;
+  };
+  const Case cases[] = {{GgmlType::F32, 37, 3, 11}, {GgmlType::Q8_0, 128, 32, 40}, {GgmlType::IQ2_XS, 128, 6, 9}};
+  for (const Case& c : cases) {
+    const HostTensor w = random_typed(c.type, {c.d0 * c.d1, c.m, 1, 1}, 0.5f);
+    for (int64_t n : {1, 2, 4, 7}) {
+      const HostTensor x = random_f32({c.d0, c.d1, n, 1}, -2, 2), qg = random_f32({2 * c.d0 * c.d1, n, 1, 1}, -6, 6);
+      // The gate is every other head of a wider tensor (the attention output gate's layout).
+      const std::array<size_t, 4> gnb = {4, size_t(2 * c.d0) * 4, qg.t.nb[1], qg.t.nb[1] * size_t(n)};
+      for (int threads : {1, 2, 3, 5}) {
+        auto cpu = cpu_backend(threads);
+        const HostTensor xa = x.clone(), qa = qg.clone(), xb = x.clone(), qb = qg.clone();
+        HostTensor a = HostTensor::make(GgmlType::F32, {c.m, n, 1, 1}), b = a.clone();
+        cpu->gated_matmul(a.t, w.t, xa.t, qa.t.view(x.t.ne, gnb, size_t(c.d0) * 4));
+        cpu->mul_sigmoid(xb.t, xb.t, qb.t.view(x.t.ne, gnb, size_t(c.d0) * 4));
+        cpu->matmul(b.t, w.t, xb.t.reshape({c.d0 * c.d1, n, 1, 1}));
+        EXPECT_TRUE(same_bits(a, b)) << type_name(c.type) << " n=" << n << " threads " << threads;
+        EXPECT_TRUE(same_bits(xa, xb)) << type_name(c.type) << " n=" << n << " threads " << threads;
+      }
+    }
+  }
+}
+
 // ---- add_rms_norm ----------------------------------------------------------------------------
 
 TEST(OpsFusedLayer, AddRmsNormEqualsTheChain) {

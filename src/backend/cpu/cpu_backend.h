@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <span>
@@ -95,6 +96,7 @@ class CpuBackend final : public Backend {
   void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) override;
   void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                         const Tensor& scratch) override;
+  void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) override;
   void do_unary(const Tensor& dst, const Tensor& src, UnaryOp op) override;
   void do_binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) override;
   void do_scale(const Tensor& dst, const Tensor& src, float factor) override;
@@ -140,6 +142,11 @@ class CpuBackend final : public Backend {
   // thread streams through one contiguous range of weight memory instead of every nth tile.
   template <typename F>
   void for_each_claimed_in_spans(int64_t n, F&& f) {
+    for_each_claimed_in_spans(n, f, [](int) {});
+  }
+  // The same, each thread that takes part calling start(ith) first.
+  template <typename F, typename S>
+  void for_each_claimed_in_spans(int64_t n, F&& f, S&& start) {
     struct alignas(64) Span {
       std::atomic<int64_t> next;
       int64_t end;
@@ -152,6 +159,7 @@ class CpuBackend final : public Backend {
       spans[size_t(t)].end = e;
     }
     pool_.run_dynamic([&](int ith, int) {
+      start(ith);
       for (int s = 0; s < nth; ++s) {
         Span& span = spans[size_t((ith + s) % nth)];
         for (int64_t item = span.next.fetch_add(1, std::memory_order_relaxed); item < span.end;
@@ -181,9 +189,12 @@ class CpuBackend final : public Backend {
   // row_bytes(type, k)), inside a pool job (all threads take part).
   void quantize_rows(const Tensor& x, GgmlType type, char* out, int ith, int nth) const;
 
-  // The weight products of matmul, matmuls and matmul_swiglu as one pool job (cpu_matmul.cpp).
+  // The weight products of matmul, matmuls, matmul_swiglu and gated_matmul as one pool job
+  // (cpu_matmul.cpp). A prologue is element-wise work on x done in the job before x is quantized:
+  // prologue(row, begin, end) rewrites elements [begin, end) of that row of x in place.
   struct WeightProduct;
-  void run_products(const Tensor& x, std::span<WeightProduct> products);
+  using ActPrologue = std::function<void(int64_t row, int64_t begin, int64_t end)>;
+  void run_products(const Tensor& x, std::span<WeightProduct> products, const ActPrologue* prologue = nullptr);
 
   // Row and channel helpers shared by the basic ops and the fused ops built from them, so both
   // compute every value with the same code (cpu_backend.cpp, cpu_delta_net.cpp).
