@@ -10,6 +10,14 @@
 namespace moeserve::test {
 namespace {
 
+// The fused forms on, whatever MOESERVE_CPU_FUSE says.
+std::unique_ptr<cpu::CpuBackend> fused_cpu(int threads) {
+  cpu::CpuOptions o;
+  o.n_threads = threads;
+  o.fused_layer_ops = true;
+  return std::make_unique<cpu::CpuBackend>(o);
+}
+
 // ---- delta_net_step --------------------------------------------------------------------------
 
 struct DeltaShape {
@@ -112,7 +120,7 @@ TEST(OpsFusedLayer, DeltaNetStepEqualsTheChain) {
       const DeltaStepInputs in = make_step_inputs(sh, n, 3, 4);
       DeltaStepOutputs want = run_step(*ref, sh, in, *batch, false);
       for (int threads : {1, 2, 3, 5}) {
-        auto cpu = cpu_backend(threads);
+        auto cpu = fused_cpu(threads);
         DeltaStepOutputs chain = run_step(*cpu, sh, in, *batch, true);
         DeltaStepOutputs fused = run_step(*cpu, sh, in, *batch, false);
         const std::string at = "dk " + std::to_string(sh.dk) + " dv " + std::to_string(sh.dv) + " nk " +
@@ -131,7 +139,7 @@ TEST(OpsFusedLayer, DeltaNetStepEqualsTheChain) {
 TEST(OpsFusedLayer, DeltaNetStepCarriesStateAcrossDecodeSteps) {
   // Three decode steps of two sequences: the states the fused op leaves are the chain's.
   const DeltaShape sh{32, 32, 2, 2};
-  auto cpu = cpu_backend(3);
+  auto cpu = fused_cpu(3);
   TestBatch batch;
   batch.add_run(1, 5, 1);
   batch.add_run(0, 9, 1);
@@ -245,7 +253,7 @@ TEST(OpsFusedLayer, MoeFfnEqualsTheChain) {
       const HostTensor h0 = random_f32({c.n_embd, n, 1, 1}, -2, 2), y = random_f32({c.n_embd, n, 1, 1}, -1, 1);
       const HostTensor want = run_moe(*ref, c, in, h0, y, false);
       for (int threads : {1, 2, 3, 5}) {
-        auto cpu = cpu_backend(threads);
+        auto cpu = fused_cpu(threads);
         const HostTensor chain = run_moe(*cpu, c, in, h0, y, true);
         const HostTensor fused = run_moe(*cpu, c, in, h0, y, false);
         EXPECT_TRUE(same_bits(fused, chain)) << c.name << " n=" << n << " threads " << threads;
@@ -267,8 +275,8 @@ TEST(OpsFusedLayer, MoeExpertsUnchangedByRowTileSums) {
   const HostTensor weights = random_f32({k, n, 1, 1}, 0.1f, 1.0f);
   for (int64_t i = 0; i < k * n; ++i) ids.i()[i] = int32_t((i * 5 + i / k) % n_expert);
   HostTensor one = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1}), four = one.clone(), want = one.clone();
-  cpu_backend(1)->moe_experts(one.t, x.t, {gate.t, up.t, down.t}, ids.t, weights.t);
-  cpu_backend(4)->moe_experts(four.t, x.t, {gate.t, up.t, down.t}, ids.t, weights.t);
+  fused_cpu(1)->moe_experts(one.t, x.t, {gate.t, up.t, down.t}, ids.t, weights.t);
+  fused_cpu(4)->moe_experts(four.t, x.t, {gate.t, up.t, down.t}, ids.t, weights.t);
   make_ref_backend()->moe_experts(want.t, x.t, {gate.t, up.t, down.t}, ids.t, weights.t);
   EXPECT_TRUE(same_bits(one, four));
   EXPECT_LT(rel_error(to_floats(one.t), to_floats(want.t)), 1e-5);
@@ -291,7 +299,7 @@ TEST(OpsFusedLayer, GatedMatmulEqualsTheChainOnAnyThreads) {
       // The gate is every other head of a wider tensor (the attention output gate's layout).
       const std::array<size_t, 4> gnb = {4, size_t(2 * c.d0) * 4, qg.t.nb[1], qg.t.nb[1] * size_t(n)};
       for (int threads : {1, 2, 3, 5}) {
-        auto cpu = cpu_backend(threads);
+        auto cpu = fused_cpu(threads);
         const HostTensor xa = x.clone(), qa = qg.clone(), xb = x.clone(), qb = qg.clone();
         HostTensor a = HostTensor::make(GgmlType::F32, {c.m, n, 1, 1}), b = a.clone();
         cpu->gated_matmul(a.t, w.t, xa.t, qa.t.view(x.t.ne, gnb, size_t(c.d0) * 4));
@@ -311,7 +319,7 @@ TEST(OpsFusedLayer, AddRmsNormEqualsTheChain) {
     for (int64_t n : {1, 5, 40}) {
       const HostTensor h0 = random_f32({d, n, 1, 1}, -3, 3), y = random_f32({d, n, 1, 1}), w = random_f32({d, 1, 1, 1});
       for (int threads : {1, 3}) {
-        auto cpu = cpu_backend(threads);
+        auto cpu = fused_cpu(threads);
         HostTensor h_fused = h0.clone(), h_chain = h0.clone();
         HostTensor m_fused = HostTensor::make(GgmlType::F32, {d, n, 1, 1}), m_chain = m_fused.clone();
         cpu->add_rms_norm(m_fused.t, h_fused.t, y.t, w.t, 1e-6f);

@@ -24,6 +24,11 @@ int default_threads() {
 
 }  // namespace
 
+bool CpuOptions::fused_layer_ops_default() {
+  const char* env = std::getenv("MOESERVE_CPU_FUSE");
+  return !env || std::strcmp(env, "0") != 0;
+}
+
 CpuBackend::CpuBackend(const CpuOptions& options)
     : Backend(DeviceId{}),
       options_(options),
@@ -123,6 +128,7 @@ void CpuBackend::do_rms_norm(const Tensor& dst, const Tensor& src, const Tensor*
 
 // h = h + y, then the norm of h, row by row in one pass (binary's add, then rms_norm_row).
 void CpuBackend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {
+  if (!options_.fused_layer_ops) return Backend::do_add_rms_norm(dst, h, y, weight, eps);
   if (skip()) return;
   const int64_t d = h.ne[0];
   const float* w = weight.as<float>();

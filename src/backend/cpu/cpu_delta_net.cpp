@@ -171,6 +171,7 @@ namespace moeserve::cpu {
 // rms_norm_gated_row, delta_net_recurrent, sigmoid/softplus), in the same order, so the results
 // are the chain's bit for bit. Runs in chunked form take the chain.
 void CpuBackend::do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) {
+  if (!options_.fused_layer_ops) return Backend::do_delta_net_step(s, batch);
   for (int32_t r = 0; r < batch.n_runs; ++r) {
     if (batch.runs[r].count >= options_.delta_net_chunk_min) return Backend::do_delta_net_step(s, batch);
   }

@@ -66,6 +66,7 @@ void CpuBackend::do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const T
 // x * sigmoid(gate), then the product (mul_sigmoid's arithmetic: sigmoid(g) rounded to float, then
 // the product with x, in place in x as the chain leaves it), inside the product's job.
 void CpuBackend::do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) {
+  if (!options_.fused_layer_ops) return Backend::do_gated_matmul(dst, w, x, gate);
   const int64_t d0 = x.ne[0], d1 = x.ne[1];
   const ActPrologue gate_x = [&](int64_t t, int64_t begin, int64_t end) {
     auto* xt = reinterpret_cast<float*>(x.row(0, t));

@@ -79,7 +79,7 @@ void CpuBackend::do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm
                                      w.shared_down.ne[0] == w.shared_gate.ne[1] && w.shared_down.ne[1] == h.ne[0] &&
                                      w.shared_gate.ne[2] == 1 && w.shared_down.ne[2] == 1);
   // Larger batches, and shapes the chain's ops reject with their own messages, take the chain.
-  if (h.ne[1] > kMaxCols || !shared_ok) return Backend::do_moe_ffn(h, y, norm, eps, w, s);
+  if (!options_.fused_layer_ops || h.ne[1] > kMaxCols || !shared_ok) return Backend::do_moe_ffn(h, y, norm, eps, w, s);
   add_rms_norm(s.m, h, y, norm, eps);
   if (gated) {
     matmuls(s.m, {{s.logits, w.router}, {s.gate, w.shared_inp}});
