@@ -190,9 +190,14 @@ MoeInputs make_moe_inputs(const MoeCase& c) {
   return in;
 }
 
+// What moe_ffn leaves: h, and the router's outputs in the scratch.
+struct MoeResult {
+  HostTensor h, logits, ids, weights, gate;
+};
+
 // h += y; h += moe(rms_norm(h) * norm) on `be`, fused or as the chain of the default composition.
-HostTensor run_moe(Backend& be, const MoeCase& c, const MoeInputs& in, const HostTensor& h0, const HostTensor& y,
-                   bool chain) {
+MoeResult run_moe(Backend& be, const MoeCase& c, const MoeInputs& in, const HostTensor& h0, const HostTensor& y,
+                  bool chain) {
   const int64_t n = h0.t.ne[1];
   HostTensor h = h0.clone();
   MoeFfnWeights w;
@@ -214,7 +219,7 @@ HostTensor run_moe(Backend& be, const MoeCase& c, const MoeInputs& in, const Hos
   const float eps = 1e-6f;
   if (!chain) {
     be.moe_ffn(h.t, y.t, in.norm.t, eps, w, s);
-    return h;
+    return {h, logits, ids, weights, gate};
   }
   be.add_rms_norm(s.m, h.t, y.t, in.norm.t, eps);
   if (c.gated) {
@@ -228,13 +233,14 @@ HostTensor run_moe(Backend& be, const MoeCase& c, const MoeInputs& in, const Hos
     be.matmul_swiglu(s.shared_h, w.shared_gate, w.shared_up, s.m, s.shared_up);
     be.matmul(s.shared, w.shared_down, s.shared_h);
     if (c.gated) {
+      const HostTensor gate_logit = gate.clone();  // moe_shared_add turns it into the sigmoid
       be.moe_shared_add(h.t, h.t, s.routed, s.shared, s.gate);
-      return h;
+      return {h, logits, ids, weights, gate_logit};
     }
     be.binary(s.routed, s.routed, s.shared, BinaryOp::add);
   }
   be.binary(h.t, h.t, s.routed, BinaryOp::add);
-  return h;
+  return {h, logits, ids, weights, gate};
 }
 
 TEST(OpsFusedLayer, MoeFfnEqualsTheChain) {
@@ -251,14 +257,20 @@ TEST(OpsFusedLayer, MoeFfnEqualsTheChain) {
     const MoeInputs in = make_moe_inputs(c);
     for (int64_t n : {1, 3, 8, 11}) {  // 11: more than kMaxCols tokens take the chain
       const HostTensor h0 = random_f32({c.n_embd, n, 1, 1}, -2, 2), y = random_f32({c.n_embd, n, 1, 1}, -1, 1);
-      const HostTensor want = run_moe(*ref, c, in, h0, y, false);
+      const MoeResult want = run_moe(*ref, c, in, h0, y, false);
       for (int threads : {1, 2, 3, 5}) {
         auto cpu = fused_cpu(threads);
-        const HostTensor chain = run_moe(*cpu, c, in, h0, y, true);
-        const HostTensor fused = run_moe(*cpu, c, in, h0, y, false);
-        EXPECT_TRUE(same_bits(fused, chain)) << c.name << " n=" << n << " threads " << threads;
+        const MoeResult chain = run_moe(*cpu, c, in, h0, y, true);
+        const MoeResult fused = run_moe(*cpu, c, in, h0, y, false);
+        const std::string at = std::string(c.name) + " n=" + std::to_string(n) + " threads " + std::to_string(threads);
+        EXPECT_TRUE(same_bits(fused.h, chain.h)) << at;
+        EXPECT_TRUE(same_bits(fused.logits, chain.logits)) << at;
+        EXPECT_TRUE(same_bits(fused.ids, chain.ids)) << at;
+        EXPECT_TRUE(same_bits(fused.weights, chain.weights)) << at;
+        // The gate's logit (the chain, and moe_ffn past kMaxCols tokens, leave its sigmoid there).
+        if (c.gated && n <= cpu::kMaxCols) EXPECT_TRUE(same_bits(fused.gate, chain.gate)) << at;
         // The reference computes in another order (and may route a near tie differently).
-        EXPECT_LT(rel_error(to_floats(fused.t), to_floats(want.t)), 2e-2) << c.name << " n=" << n;
+        EXPECT_LT(rel_error(to_floats(fused.h.t), to_floats(want.h.t)), 2e-2) << at;
       }
     }
   }

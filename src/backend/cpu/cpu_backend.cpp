@@ -291,37 +291,38 @@ void CpuBackend::do_kv_store(const Tensor& cache, const Tensor& src, const Batch
   });
 }
 
+void route_token(const float* l, int64_t n_expert, int64_t k, bool normalize, int32_t* id, float* w) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t x = 0; x < n_expert; ++x) mx = std::max(mx, l[x]);
+  float sum = 0;
+  for (int64_t x = 0; x < n_expert; ++x) sum += std::exp(l[x] - mx);
+  // Selection by logit (softmax is monotonic), ties to the lower index: one pass keeping the
+  // best k so far in order; a later expert enters only with a strictly larger logit than the
+  // last kept one, behind every kept one with an equal logit (those have lower indices).
+  int64_t kept = 0;
+  for (int64_t x = 0; x < n_expert; ++x) {
+    if (kept == k && !(l[x] > l[id[k - 1]])) continue;
+    int64_t at = kept < k ? kept++ : k - 1;
+    for (; at > 0 && l[x] > l[id[at - 1]]; --at) id[at] = id[at - 1];
+    id[at] = int32_t(x);
+  }
+  float chosen = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    w[j] = std::exp(l[id[j]] - mx) / sum;
+    chosen += w[j];
+  }
+  if (normalize) {
+    const float denom = std::max(chosen, 6.103515625e-5f);
+    for (int64_t j = 0; j < k; ++j) w[j] /= denom;
+  }
+}
+
 void CpuBackend::do_moe_route(const Tensor& ids, const Tensor& weights, const Tensor& logits, bool normalize) {
   if (skip()) return;
   const int64_t n_expert = logits.ne[0], k = ids.ne[0];
   parallel_for(logits.ne[1], n_expert * 16, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const float* l = frow(logits, t);
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t x = 0; x < n_expert; ++x) mx = std::max(mx, l[x]);
-      float sum = 0;
-      for (int64_t x = 0; x < n_expert; ++x) sum += std::exp(l[x] - mx);
-      int32_t* id = ids.as<int32_t>() + t * k;
-      float* w = weights.as<float>() + t * k;
-      // Selection by logit (softmax is monotonic), ties to the lower index: one pass keeping the
-      // best k so far in order; a later expert enters only with a strictly larger logit than the
-      // last kept one, behind every kept one with an equal logit (those have lower indices).
-      int64_t kept = 0;
-      for (int64_t x = 0; x < n_expert; ++x) {
-        if (kept == k && !(l[x] > l[id[k - 1]])) continue;
-        int64_t at = kept < k ? kept++ : k - 1;
-        for (; at > 0 && l[x] > l[id[at - 1]]; --at) id[at] = id[at - 1];
-        id[at] = int32_t(x);
-      }
-      float chosen = 0;
-      for (int64_t j = 0; j < k; ++j) {
-        w[j] = std::exp(l[id[j]] - mx) / sum;
-        chosen += w[j];
-      }
-      if (normalize) {
-        const float denom = std::max(chosen, 6.103515625e-5f);
-        for (int64_t j = 0; j < k; ++j) w[j] /= denom;
-      }
+      route_token(frow(logits, t), n_expert, k, normalize, ids.as<int32_t>() + t * k, weights.as<float>() + t * k);
     }
   });
 }

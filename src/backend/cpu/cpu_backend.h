@@ -28,6 +28,10 @@ inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
+// moe_route for one token: id [k] = the k largest of the logits l [n_expert] (ties: lower index
+// first), w [k] their softmax probabilities (normalized over the k when asked).
+void route_token(const float* l, int64_t n_expert, int64_t k, bool normalize, int32_t* id, float* w);
+
 // [begin, end) of thread ith's share of n items.
 inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
   const int64_t per = (n + nth - 1) / nth;
