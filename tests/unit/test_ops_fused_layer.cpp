@@ -324,6 +324,39 @@ TEST(OpsFusedLayer, GatedMatmulEqualsTheChainOnAnyThreads) {
   }
 }
 
+// ---- norm_matmuls ----------------------------------------------------------------------------
+
+TEST(OpsFusedLayer, NormMatmulsEqualsTheChainOnAnyThreads) {
+  // The norm applied in the products' job at decode, chunk by chunk; scratch apart from x and
+  // aliasing it (the output head's use).
+  struct Case {
+    GgmlType type;
+    int64_t k;
+  };
+  const Case cases[] = {{GgmlType::F32, 300}, {GgmlType::Q8_0, 4096}, {GgmlType::IQ2_XS, 768}};
+  for (const Case& c : cases) {
+    const HostTensor w0 = random_typed(c.type, {c.k, 21, 1, 1}, 0.5f), w1 = random_typed(c.k % 32 ? GgmlType::F32 : GgmlType::Q8_0, {c.k, 3, 1, 1}, 0.5f);
+    const HostTensor norm = random_f32({c.k, 1, 1, 1}, 0.5f, 1.5f);
+    for (int64_t n : {1, 2, 4, 7}) {
+      const HostTensor x = random_f32({c.k, n, 1, 1}, -20, 20);
+      for (int threads : {1, 2, 3, 5}) {
+        auto cpu = fused_cpu(threads);
+        HostTensor a0 = HostTensor::make(GgmlType::F32, {21, n, 1, 1}), a1 = HostTensor::make(GgmlType::F32, {3, n, 1, 1});
+        HostTensor b0 = a0.clone(), b1 = a1.clone(), c0 = a0.clone(), c1 = a1.clone();
+        HostTensor scratch = x.clone(), normed = x.clone(), aliased = x.clone();
+        cpu->norm_matmuls(x.t, norm.t, 1e-6f, scratch.t, {{a0.t, w0.t}, {a1.t, w1.t}});
+        cpu->rms_norm(normed.t, x.t, &norm.t, 1e-6f);
+        cpu->matmuls(normed.t, {{b0.t, w0.t}, {b1.t, w1.t}});
+        cpu->norm_matmuls(aliased.t, norm.t, 1e-6f, aliased.t, {{c0.t, w0.t}, {c1.t, w1.t}});
+        const std::string at = std::string(type_name(c.type)) + " n=" + std::to_string(n) + " threads " + std::to_string(threads);
+        EXPECT_TRUE(same_bits(a0, b0) && same_bits(a1, b1)) << at;
+        EXPECT_TRUE(same_bits(scratch, normed)) << at;
+        EXPECT_TRUE(same_bits(c0, b0) && same_bits(c1, b1)) << at << " aliased";
+      }
+    }
+  }
+}
+
 // ---- add_rms_norm ----------------------------------------------------------------------------
 
 TEST(OpsFusedLayer, AddRmsNormEqualsTheChain) {

@@ -97,13 +97,20 @@ void CpuBackend::do_get_rows(const Tensor& dst, const Tensor& src, const Tensor&
   });
 }
 
-void CpuBackend::rms_norm_row(int64_t d, const float* x, const float* weight, float* y, float eps) const {
-  const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
+float CpuBackend::rms_scale(int64_t d, const float* x, float eps) const {
+  return 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
+}
+
+void rms_apply(const float* x, float s, const float* weight, float* y, int64_t begin, int64_t end) {
   if (weight) {
-    for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * weight[i];
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] * s * weight[i];
   } else {
-    for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] * s;
   }
+}
+
+void CpuBackend::rms_norm_row(int64_t d, const float* x, const float* weight, float* y, float eps) const {
+  rms_apply(x, rms_scale(d, x, eps), weight, y, 0, d);
 }
 
 void CpuBackend::rms_norm_gated_row(int64_t d, const float* x, const float* weight, const float* z, float* y,

@@ -31,6 +31,8 @@ inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x));
 // moe_route for one token: id [k] = the k largest of the logits l [n_expert] (ties: lower index
 // first), w [k] their softmax probabilities (normalized over the k when asked).
 void route_token(const float* l, int64_t n_expert, int64_t k, bool normalize, int32_t* id, float* w);
+// The second step of CpuBackend::rms_norm_row: y = x * s * weight (weight null: x * s) on [begin, end).
+void rms_apply(const float* x, float s, const float* weight, float* y, int64_t begin, int64_t end);
 
 // [begin, end) of thread ith's share of n items.
 inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
@@ -73,7 +75,8 @@ struct CpuOptions {
   GridLookup grid_lookup = preferred_grid_lookup();
   // Delta-net runs at least this long use the chunked (parallel) form; shorter ones recur.
   int delta_net_chunk_min = 8;
-  // The CPU's own one-job forms of add_rms_norm, delta_net_step, moe_ffn and gated_matmul; off,
+  // The CPU's own one-job forms of add_rms_norm, delta_net_step, moe_ffn, gated_matmul and
+  // norm_matmuls; off,
   // they run their default chains of ops (same results). MOESERVE_CPU_FUSE=0 turns them off, to
   // measure both in one binary.
   bool fused_layer_ops = fused_layer_ops_default();
@@ -106,6 +109,8 @@ class CpuBackend final : public Backend {
   void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                         const Tensor& scratch) override;
   void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) override;
+  void do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                       std::span<const MatmulProduct> products) override;
   void do_unary(const Tensor& dst, const Tensor& src, UnaryOp op) override;
   void do_binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) override;
   void do_scale(const Tensor& dst, const Tensor& src, float factor) override;
@@ -208,6 +213,8 @@ class CpuBackend final : public Backend {
   // Row and channel helpers shared by the basic ops and the fused ops built from them, so both
   // compute every value with the same code (cpu_backend.cpp, cpu_delta_net.cpp).
   void rms_norm_row(int64_t d, const float* x, const float* weight, float* y, float eps) const;
+  // rms_norm_row in two steps: the row's scale, then y = x * s * weight on [begin, end).
+  float rms_scale(int64_t d, const float* x, float eps) const;
   void rms_norm_gated_row(int64_t d, const float* x, const float* weight, const float* z, float* y, float eps) const;
   void l2_norm_row(int64_t d, const float* x, float* y, float eps) const;
   // Causal conv + SiLU of channels [cb, ce) over the tokens of one run (ssm_conv).

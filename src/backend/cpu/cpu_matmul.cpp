@@ -13,6 +13,7 @@
 
 #include <numeric>
 #include <thread>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
@@ -80,6 +81,31 @@ void CpuBackend::do_gated_matmul(const Tensor& dst, const Tensor& w, const Tenso
   p.dst = dst;
   p.w = w;
   run_products(x.reshape({d0 * d1, x.ne[2], 1, 1}), std::span<WeightProduct>(&p, 1), &gate_x);
+}
+
+// At decode, the norm's scale per row on the caller (one dot product), then scratch = x * s *
+// weight inside the products' job, in the chunks its activations are quantized in (rms_norm's
+// arithmetic, so the bits of rms_norm then matmuls). Larger batches take the chain, whose norm
+// and quantization are spread over the threads already.
+void CpuBackend::do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                                 std::span<const MatmulProduct> products) {
+  const int64_t d = x.ne[0], n = x.ne[1];
+  if (!options_.fused_layer_ops || n >= pool_.size()) return Backend::do_norm_matmuls(x, weight, eps, scratch, products);
+  WeightProduct ps[kMaxMatmuls];
+  for (size_t i = 0; i < products.size(); ++i) {
+    ps[i].dst = products[i].dst;
+    ps[i].w = products[i].w;
+  }
+  const std::span<WeightProduct> span(ps, products.size());
+  if (skip()) return run_products(scratch, span);  // records the products' workspace
+  std::vector<float> scales(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) scales[size_t(r)] = rms_scale(d, reinterpret_cast<const float*>(x.row(r)), eps);
+  const float* w = weight.as<float>();
+  const ActPrologue normalize = [&](int64_t r, int64_t begin, int64_t end) {
+    rms_apply(reinterpret_cast<const float*>(x.row(r)), scales[size_t(r)], w, reinterpret_cast<float*>(scratch.row(r)),
+              begin, end);
+  };
+  run_products(scratch, span, &normalize);
 }
 
 void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products, const ActPrologue* prologue) {
