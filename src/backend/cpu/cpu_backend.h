@@ -76,7 +76,7 @@ struct CpuOptions {
   // Delta-net runs at least this long use the chunked (parallel) form; shorter ones recur.
   int delta_net_chunk_min = 8;
   // The CPU's own one-job forms of add_rms_norm, delta_net_step, moe_ffn, gated_matmul and
-  // norm_matmuls; off,
+  // norm_matmuls, and decode products quantizing their input inside their job; off,
   // they run their default chains of ops (same results). MOESERVE_CPU_FUSE=0 turns them off, to
   // measure both in one binary.
   bool fused_layer_ops = fused_layer_ops_default();

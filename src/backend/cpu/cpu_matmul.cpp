@@ -144,10 +144,11 @@ void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products
       kernels_.quantize_for(act_types[a])(xr, ws + at, end - begin);
     }
   };
-  // A decode step's prologue is cut into chunks of its row that the job's threads share before
-  // they go on to the tiles: every thread that takes part claims chunks until none is left, then
-  // waits for those still running (each was claimed by a thread that is running it).
-  const bool chunked = prologue && n < pool_.size();
+  // At decode (fewer columns than threads) the columns' prologue and quantization are cut into
+  // chunks that the job's threads share before they go on to the tiles (rather than the caller
+  // doing them alone before the job): every thread that takes part claims chunks until none is
+  // left, then waits for those still running (each was claimed by a thread that is running it).
+  const bool chunked = n < pool_.size() && options_.fused_layer_ops;
   int64_t chunk = 256;
   for (int a = 0; a < n_act; ++a) chunk = std::lcm(chunk, type_traits(act_types[a]).block_size);
   const int64_t chunks_per_row = (k + chunk - 1) / chunk, n_chunks = chunked ? n * chunks_per_row : 0;
@@ -167,7 +168,7 @@ void CpuBackend::run_products(const Tensor& x, std::span<WeightProduct> products
     }
   };
   if (!chunked) {
-    // A few columns (decode) are quantized by the caller alone.
+    // A few columns are quantized by the caller alone (MOESERVE_CPU_FUSE=0).
     const auto prepare_rows = [&](int ith, int nth) {
       const auto [b, e] = share(n, ith, nth);
       for (int64_t r = b; r < e; ++r) prepare(r, 0, k);
