@@ -2,9 +2,10 @@
 // activations quantized once, then gate/up + SiLU and down as tiles of (expert, weight rows) over
 // the threads in one job (each expert's weights stream through the cache once per step), whose
 // last down tile of each row tile writes those rows' weighted sums. moe_ffn at decode runs its
-// router, routing and shared expert in the same job. The tokens routed to one expert go through its rows kMaxCols at a time
-// (Kernels::dot_cols: each weight row decoded once for all of them, results as one at a time);
-// a token alone on an expert (decode) takes short rows kMaxRows at a time (Kernels::dot_rows).
+// router, routing and shared expert in the same job. The tokens routed to one expert go through
+// its rows kMaxCols at a time (Kernels::dot_cols: each weight row decoded once for all of them,
+// results as one at a time); a token alone on an expert (decode) takes short rows kMaxRows at a
+// time (Kernels::dot_rows).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
