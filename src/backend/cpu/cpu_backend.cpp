@@ -15,9 +15,6 @@
 namespace moeserve::cpu {
 namespace {
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
-
 inline float* frow(const Tensor& t, int64_t r) { return reinterpret_cast<float*>(t.flat_row(r)); }
 
 int default_threads() {
@@ -26,6 +23,11 @@ int default_threads() {
 }
 
 }  // namespace
+
+bool CpuOptions::fused_layer_ops_default() {
+  const char* env = std::getenv("MOESERVE_CPU_FUSE");
+  return !env || std::strcmp(env, "0") != 0;
+}
 
 CpuBackend::CpuBackend(const CpuOptions& options)
     : Backend(DeviceId{}),
@@ -95,20 +97,54 @@ void CpuBackend::do_get_rows(const Tensor& dst, const Tensor& src, const Tensor&
   });
 }
 
+float CpuBackend::rms_scale(int64_t d, const float* x, float eps) const {
+  return 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
+}
+
+void rms_apply(const float* x, float s, const float* weight, float* y, int64_t begin, int64_t end) {
+  if (weight) {
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] * s * weight[i];
+  } else {
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] * s;
+  }
+}
+
+void CpuBackend::rms_norm_row(int64_t d, const float* x, const float* weight, float* y, float eps) const {
+  rms_apply(x, rms_scale(d, x, eps), weight, y, 0, d);
+}
+
+void CpuBackend::rms_norm_gated_row(int64_t d, const float* x, const float* weight, const float* z, float* y,
+                                    float eps) const {
+  const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
+  for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * weight[i] * silu(z[i]);
+}
+
+void CpuBackend::l2_norm_row(int64_t d, const float* x, float* y, float eps) const {
+  const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) + eps);
+  for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
+}
+
 void CpuBackend::do_rms_norm(const Tensor& dst, const Tensor& src, const Tensor* weight, float eps) {
   if (skip()) return;
   const int64_t d = src.ne[0];
+  const float* w = weight ? weight->as<float>() : nullptr;
   parallel_for(src.n_rows(), d, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) rms_norm_row(d, frow(src, r), w, frow(dst, r), eps);
+  });
+}
+
+// h = h + y, then the norm of h, row by row in one pass (binary's add, then rms_norm_row).
+void CpuBackend::do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) {
+  if (!options_.fused_layer_ops) return Backend::do_add_rms_norm(dst, h, y, weight, eps);
+  if (skip()) return;
+  const int64_t d = h.ne[0];
+  const float* w = weight.as<float>();
+  parallel_for(h.n_rows(), 2 * d, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
-      const float* x = frow(src, r);
-      float* y = frow(dst, r);
-      const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
-      if (weight) {
-        const float* w = weight->as<float>();
-        for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * w[i];
-      } else {
-        for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
-      }
+      float* x = frow(h, r);
+      const float* yr = frow(y, r);
+      for (int64_t i = 0; i < d; ++i) x[i] = x[i] + yr[i];
+      rms_norm_row(d, x, w, frow(dst, r), eps);
     }
   });
 }
@@ -121,13 +157,7 @@ void CpuBackend::do_rms_norm_gated(const Tensor& dst, const Tensor& src, const T
   // Cost per row: silu's exp is ~20 flops an element (a decode step's 32 heads of 128 then
   // spread over the threads instead of taking the caller ~25 us alone).
   parallel_for(src.n_rows(), 24 * d, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const float* x = frow(src, r);
-      const float* zr = frow(z, r);
-      float* y = frow(dst, r);
-      const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
-      for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * w[i] * silu(zr[i]);
-    }
+    for (int64_t r = b; r < e; ++r) rms_norm_gated_row(d, frow(src, r), w, frow(z, r), frow(dst, r), eps);
   });
 }
 
@@ -135,12 +165,7 @@ void CpuBackend::do_l2_norm(const Tensor& dst, const Tensor& src, float eps) {
   if (skip()) return;
   const int64_t d = src.ne[0];
   parallel_for(src.n_rows(), d, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const float* x = frow(src, r);
-      float* y = frow(dst, r);
-      const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) + eps);
-      for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s;
-    }
+    for (int64_t r = b; r < e; ++r) l2_norm_row(d, frow(src, r), frow(dst, r), eps);
   });
 }
 
@@ -273,37 +298,38 @@ void CpuBackend::do_kv_store(const Tensor& cache, const Tensor& src, const Batch
   });
 }
 
+void route_token(const float* l, int64_t n_expert, int64_t k, bool normalize, int32_t* id, float* w) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t x = 0; x < n_expert; ++x) mx = std::max(mx, l[x]);
+  float sum = 0;
+  for (int64_t x = 0; x < n_expert; ++x) sum += std::exp(l[x] - mx);
+  // Selection by logit (softmax is monotonic), ties to the lower index: one pass keeping the
+  // best k so far in order; a later expert enters only with a strictly larger logit than the
+  // last kept one, behind every kept one with an equal logit (those have lower indices).
+  int64_t kept = 0;
+  for (int64_t x = 0; x < n_expert; ++x) {
+    if (kept == k && !(l[x] > l[id[k - 1]])) continue;
+    int64_t at = kept < k ? kept++ : k - 1;
+    for (; at > 0 && l[x] > l[id[at - 1]]; --at) id[at] = id[at - 1];
+    id[at] = int32_t(x);
+  }
+  float chosen = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    w[j] = std::exp(l[id[j]] - mx) / sum;
+    chosen += w[j];
+  }
+  if (normalize) {
+    const float denom = std::max(chosen, 6.103515625e-5f);
+    for (int64_t j = 0; j < k; ++j) w[j] /= denom;
+  }
+}
+
 void CpuBackend::do_moe_route(const Tensor& ids, const Tensor& weights, const Tensor& logits, bool normalize) {
   if (skip()) return;
   const int64_t n_expert = logits.ne[0], k = ids.ne[0];
   parallel_for(logits.ne[1], n_expert * 16, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const float* l = frow(logits, t);
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t x = 0; x < n_expert; ++x) mx = std::max(mx, l[x]);
-      float sum = 0;
-      for (int64_t x = 0; x < n_expert; ++x) sum += std::exp(l[x] - mx);
-      int32_t* id = ids.as<int32_t>() + t * k;
-      float* w = weights.as<float>() + t * k;
-      // Selection by logit (softmax is monotonic), ties to the lower index: one pass keeping the
-      // best k so far in order; a later expert enters only with a strictly larger logit than the
-      // last kept one, behind every kept one with an equal logit (those have lower indices).
-      int64_t kept = 0;
-      for (int64_t x = 0; x < n_expert; ++x) {
-        if (kept == k && !(l[x] > l[id[k - 1]])) continue;
-        int64_t at = kept < k ? kept++ : k - 1;
-        for (; at > 0 && l[x] > l[id[at - 1]]; --at) id[at] = id[at - 1];
-        id[at] = int32_t(x);
-      }
-      float chosen = 0;
-      for (int64_t j = 0; j < k; ++j) {
-        w[j] = std::exp(l[id[j]] - mx) / sum;
-        chosen += w[j];
-      }
-      if (normalize) {
-        const float denom = std::max(chosen, 6.103515625e-5f);
-        for (int64_t j = 0; j < k; ++j) w[j] /= denom;
-      }
+      route_token(frow(logits, t), n_expert, k, normalize, ids.as<int32_t>() + t * k, weights.as<float>() + t * k);
     }
   });
 }

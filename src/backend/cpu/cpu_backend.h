@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <span>
@@ -23,6 +24,15 @@ namespace moeserve::cpu {
 // The SiLU of every CPU op that applies it (unary, swiglu, the fused products, the experts, the
 // conv, the gated norm): one expression, so fused and separate ops give the same bits.
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+// Likewise for the gates (unary, the fused delta-net step, the MoE shared-expert gate).
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+// moe_route for one token: id [k] = the k largest of the logits l [n_expert] (ties: lower index
+// first), w [k] their softmax probabilities (normalized over the k when asked).
+void route_token(const float* l, int64_t n_expert, int64_t k, bool normalize, int32_t* id, float* w);
+// The second step of CpuBackend::rms_norm_row: y = x * s * weight (weight null: x * s) on [begin, end).
+void rms_apply(const float* x, float s, const float* weight, float* y, int64_t begin, int64_t end);
 
 // [begin, end) of thread ith's share of n items.
 inline std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
@@ -65,6 +75,12 @@ struct CpuOptions {
   GridLookup grid_lookup = preferred_grid_lookup();
   // Delta-net runs at least this long use the chunked (parallel) form; shorter ones recur.
   int delta_net_chunk_min = 8;
+  // The CPU's own one-job forms of add_rms_norm, delta_net_step, moe_ffn, gated_matmul and
+  // norm_matmuls, and decode products quantizing their input inside their job; off,
+  // they run their default chains of ops (same results). MOESERVE_CPU_FUSE=0 turns them off, to
+  // measure both in one binary.
+  bool fused_layer_ops = fused_layer_ops_default();
+  static bool fused_layer_ops_default();
 };
 
 class CpuBackend final : public Backend {
@@ -92,6 +108,9 @@ class CpuBackend final : public Backend {
   void do_matmuls(const Tensor& x, std::span<const MatmulProduct> products) override;
   void do_matmul_swiglu(const Tensor& dst, const Tensor& gate, const Tensor& up, const Tensor& x,
                         const Tensor& scratch) override;
+  void do_gated_matmul(const Tensor& dst, const Tensor& w, const Tensor& x, const Tensor& gate) override;
+  void do_norm_matmuls(const Tensor& x, const Tensor& weight, float eps, const Tensor& scratch,
+                       std::span<const MatmulProduct> products) override;
   void do_unary(const Tensor& dst, const Tensor& src, UnaryOp op) override;
   void do_binary(const Tensor& dst, const Tensor& a, const Tensor& b, BinaryOp op) override;
   void do_scale(const Tensor& dst, const Tensor& src, float factor) override;
@@ -109,6 +128,12 @@ class CpuBackend final : public Backend {
                    const BatchInfo& batch) override;
   void do_gated_delta_net(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                           const Tensor& beta, const Tensor& state, const BatchInfo& batch) override;
+  // Fused ops: one pool job where the default composition runs several (add_rms_norm in
+  // cpu_backend.cpp, delta_net_step in cpu_delta_net.cpp, moe_ffn in cpu_moe.cpp).
+  void do_add_rms_norm(const Tensor& dst, const Tensor& h, const Tensor& y, const Tensor& weight, float eps) override;
+  void do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) override;
+  void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
+                  const MoeFfnScratch& s) override;
 
  private:
   // Runs f(ith, item) for every item in [0, n), items claimed one at a time by the threads that
@@ -131,6 +156,11 @@ class CpuBackend final : public Backend {
   // thread streams through one contiguous range of weight memory instead of every nth tile.
   template <typename F>
   void for_each_claimed_in_spans(int64_t n, F&& f) {
+    for_each_claimed_in_spans(n, f, [](int) {});
+  }
+  // The same, each thread that takes part calling start(ith) first.
+  template <typename F, typename S>
+  void for_each_claimed_in_spans(int64_t n, F&& f, S&& start) {
     struct alignas(64) Span {
       std::atomic<int64_t> next;
       int64_t end;
@@ -143,6 +173,7 @@ class CpuBackend final : public Backend {
       spans[size_t(t)].end = e;
     }
     pool_.run_dynamic([&](int ith, int) {
+      start(ith);
       for (int s = 0; s < nth; ++s) {
         Span& span = spans[size_t((ith + s) % nth)];
         for (int64_t item = span.next.fetch_add(1, std::memory_order_relaxed); item < span.end;
@@ -172,9 +203,28 @@ class CpuBackend final : public Backend {
   // row_bytes(type, k)), inside a pool job (all threads take part).
   void quantize_rows(const Tensor& x, GgmlType type, char* out, int ith, int nth) const;
 
-  // The weight products of matmul, matmuls and matmul_swiglu as one pool job (cpu_matmul.cpp).
+  // The weight products of matmul, matmuls, matmul_swiglu and gated_matmul as one pool job
+  // (cpu_matmul.cpp). A prologue is element-wise work on x done in the job before x is quantized:
+  // prologue(row, begin, end) rewrites elements [begin, end) of that row of x in place.
   struct WeightProduct;
-  void run_products(const Tensor& x, std::span<WeightProduct> products);
+  using ActPrologue = std::function<void(int64_t row, int64_t begin, int64_t end)>;
+  void run_products(const Tensor& x, std::span<WeightProduct> products, const ActPrologue* prologue = nullptr);
+
+  // Row and channel helpers shared by the basic ops and the fused ops built from them, so both
+  // compute every value with the same code (cpu_backend.cpp, cpu_delta_net.cpp).
+  void rms_norm_row(int64_t d, const float* x, const float* weight, float* y, float eps) const;
+  // rms_norm_row in two steps: the row's scale, then y = x * s * weight on [begin, end).
+  float rms_scale(int64_t d, const float* x, float eps) const;
+  void rms_norm_gated_row(int64_t d, const float* x, const float* weight, const float* z, float* y, float eps) const;
+  void l2_norm_row(int64_t d, const float* x, float* y, float eps) const;
+  // Causal conv + SiLU of channels [cb, ce) over the tokens of one run (ssm_conv).
+  void conv_run(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w, const SeqRun& run,
+                int64_t cb, int64_t ce) const;
+
+  // The routed experts (plus, for moe_ffn, the shared expert and the residual) as one job
+  // (cpu_moe.cpp).
+  struct MoeJob;
+  void run_moe(const MoeJob& job);
 
   // Delta-net helpers (cpu_delta_net.cpp), one value head of one run.
   void delta_net_recurrent(const Tensor& dst, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,

@@ -24,27 +24,30 @@ size_t chunk_scratch_floats(int64_t dk, int64_t dv) {
 
 }  // namespace
 
+void CpuBackend::conv_run(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w, const SeqRun& run,
+                          int64_t cb, int64_t ce) const {
+  const int64_t channels = x.ne[0], kernel = w.ne[0];
+  float* hist = reinterpret_cast<float*>(state.row(run.seq));  // [kernel-1][channels]
+  for (int32_t t = run.first; t < run.first + run.count; ++t) {
+    const float* xt = frow(x, t);
+    float* y = reinterpret_cast<float*>(dst.row(t));
+    for (int64_t c = cb; c < ce; ++c) {
+      const float* wc = frow(w, c);
+      float acc = wc[kernel - 1] * xt[c];
+      for (int64_t i = 0; i < kernel - 1; ++i) acc += wc[i] * hist[i * channels + c];
+      for (int64_t i = 0; i + 1 < kernel - 1; ++i) hist[i * channels + c] = hist[(i + 1) * channels + c];
+      hist[(kernel - 2) * channels + c] = xt[c];
+      y[c] = silu(acc);
+    }
+  }
+}
+
 void CpuBackend::do_ssm_conv(const Tensor& dst, const Tensor& x, const Tensor& state, const Tensor& w,
                              const BatchInfo& batch) {
   if (skip()) return;
   const int64_t channels = x.ne[0], kernel = w.ne[0];
   parallel_for(channels, 4 * kernel * batch.n_tokens, [&](int64_t cb, int64_t ce) {
-    for (int32_t r = 0; r < batch.n_runs; ++r) {
-      const SeqRun& run = batch.runs[r];
-      float* hist = reinterpret_cast<float*>(state.row(run.seq));  // [kernel-1][channels]
-      for (int32_t t = run.first; t < run.first + run.count; ++t) {
-        const float* xt = frow(x, t);
-        float* y = reinterpret_cast<float*>(dst.row(t));
-        for (int64_t c = cb; c < ce; ++c) {
-          const float* wc = frow(w, c);
-          float acc = wc[kernel - 1] * xt[c];
-          for (int64_t i = 0; i < kernel - 1; ++i) acc += wc[i] * hist[i * channels + c];
-          for (int64_t i = 0; i + 1 < kernel - 1; ++i) hist[i * channels + c] = hist[(i + 1) * channels + c];
-          hist[(kernel - 2) * channels + c] = xt[c];
-          y[c] = silu(acc);
-        }
-      }
-    }
+    for (int32_t r = 0; r < batch.n_runs; ++r) conv_run(dst, x, state, w, batch.runs[r], cb, ce);
   });
 }
 
@@ -152,6 +155,69 @@ void CpuBackend::do_gated_delta_net(const Tensor& dst, const Tensor& q, const Te
       delta_net_chunked(dst, q, k, v, g, beta, s, h, run, scratch);
     } else {
       delta_net_recurrent(dst, q, k, v, g, beta, s, h, run);
+    }
+  });
+}
+
+}  // namespace moeserve::cpu
+
+namespace moeserve::cpu {
+
+// Runs the recurrent form (every run shorter than delta_net_chunk_min: decode) as one job whose
+// items are (run, key head): an item convolves its q/k channels and the channels of the value
+// heads that read its key head, computes their gates and the l2 norms of its q/k rows, runs the
+// delta rule over their states and the gated norm of their outputs. No item waits for another,
+// and every value comes from the code the default chain's ops run (conv_run, l2_norm_row,
+// rms_norm_gated_row, delta_net_recurrent, sigmoid/softplus), in the same order, so the results
+// are the chain's bit for bit. Runs in chunked form take the chain.
+void CpuBackend::do_delta_net_step(const DeltaNetStep& s, const BatchInfo& batch) {
+  if (!options_.fused_layer_ops) return Backend::do_delta_net_step(s, batch);
+  for (int32_t r = 0; r < batch.n_runs; ++r) {
+    if (batch.runs[r].count >= options_.delta_net_chunk_min) return Backend::do_delta_net_step(s, batch);
+  }
+  if (skip()) return;
+  constexpr size_t kF = sizeof(float);
+  const int64_t dk = s.q.ne[0], nk = s.q.ne[1], n = s.qkv.ne[1], dv = s.y.ne[0], nv = s.y.ne[1];
+  const int64_t ratio = nv / nk;
+  if (dk > kMaxHeadDim || dv > kMaxHeadDim) fail("delta_net_step: head dims above ", kMaxHeadDim, " are not supported");
+  // The views the chain hands to gated_delta_net.
+  const Tensor v = s.u.view({dv, nv, n, 1}, {0, size_t(dv) * kF, s.u.nb[1], s.u.nb[1] * size_t(n)},
+                            size_t(2 * nk * dk) * kF);
+  const Tensor g = s.g.reshape({nv, n, 1, 1}), beta = s.beta.reshape({nv, n, 1, 1});
+  for_each_claimed(int64_t(batch.n_runs) * nk, [&](int, int64_t item) {
+    const SeqRun& run = batch.runs[item / nk];
+    const int64_t kh = item % nk;
+    conv_run(s.u, s.qkv, s.conv_state, s.conv_w, run, kh * dk, (kh + 1) * dk);
+    conv_run(s.u, s.qkv, s.conv_state, s.conv_w, run, (nk + kh) * dk, (nk + kh + 1) * dk);
+    conv_run(s.u, s.qkv, s.conv_state, s.conv_w, run, 2 * nk * dk + kh * ratio * dv, 2 * nk * dk + (kh + 1) * ratio * dv);
+    const float* dt_bias = frow(s.dt_bias, kh);
+    const float* a_coef = frow(s.a_coef, kh);
+    for (int32_t t = run.first; t < run.first + run.count; ++t) {
+      // delta_gates: beta = sigmoid(b); g = (a + dt_bias), softplus, times a_coef.
+      const float* b = frow(s.b, kh, t);
+      const float* a = frow(s.a, kh, t);
+      float* beta_t = reinterpret_cast<float*>(s.beta.row(kh, t));
+      float* g_t = reinterpret_cast<float*>(s.g.row(kh, t));
+      for (int64_t j = 0; j < ratio; ++j) {
+        beta_t[j] = sigmoid(b[j]);
+        const float sum = a[j] + dt_bias[j];
+        const float sp = softplus(sum);
+        g_t[j] = sp * a_coef[j];
+      }
+      // qk_l2_norm: q = l2_norm(q_src), then q * q_scale; k = l2_norm(k_src).
+      const float* u = frow(s.u, t);
+      float* q = reinterpret_cast<float*>(s.q.row(kh, t));
+      l2_norm_row(dk, u + kh * dk, q, s.eps);
+      for (int64_t i = 0; i < dk; ++i) q[i] = q[i] * s.q_scale;
+      l2_norm_row(dk, u + (nk + kh) * dk, reinterpret_cast<float*>(s.k.row(kh, t)), s.eps);
+    }
+    for (int64_t h = kh * ratio; h < (kh + 1) * ratio; ++h) {
+      float* state = reinterpret_cast<float*>(s.ssm_state.row(run.seq)) + h * dk * dv;
+      delta_net_recurrent(s.o, s.q, s.k, v, g, beta, state, h, run);
+      for (int32_t t = run.first; t < run.first + run.count; ++t) {
+        rms_norm_gated_row(dv, frow(s.o, h, t), s.norm.as<float>(), frow(s.z, h, t),
+                           reinterpret_cast<float*>(s.y.row(h, t)), s.eps);
+      }
     }
   });
 }
