@@ -27,19 +27,12 @@
 #include "model/model.h"
 #include "runtime/device_setup.h"
 #include "runtime/engine.h"
+#include "../unit/split_slots_test_util.h"
 
 namespace moeserve::test {
 namespace {
 
 const DeviceId kCpu{DeviceKind::cpu, 0};
-
-class SlotsSetting {
- public:
-  explicit SlotsSetting(const std::string& value) { setenv("MOESERVE_SPLIT_GPU_SLOTS", value.c_str(), 1); }
-  ~SlotsSetting() { unsetenv("MOESERVE_SPLIT_GPU_SLOTS"); }
-  SlotsSetting(const SlotsSetting&) = delete;
-  SlotsSetting& operator=(const SlotsSetting&) = delete;
-};
 
 // Device copies of the hs' buffers, one after the other in one allocation of backend b (as a
 // step's activations share the engine's scratch: the split backend fetches a step's x, ids and
@@ -175,31 +168,6 @@ double logit_error(const std::vector<float>& a, const std::vector<float>& b) {
     den = std::max(den, double(std::fabs(b[i])));
   }
   return a.size() == b.size() ? num / std::max(den, 1e-30) : INFINITY;
-}
-
-// Token by token, n_seq sequences with the same prompt in the same steps: the logits of every
-// step, sequence after sequence.
-std::vector<std::vector<float>> decode_logits(const Model& model, Backend& be, const std::vector<int32_t>& ids,
-                                              int n_seq) {
-  EngineOptions o;
-  o.n_ctx = 128;
-  o.n_seq = n_seq;
-  o.n_batch = 128 * n_seq;
-  o.type_k = o.type_v = GgmlType::F32;
-  Engine e(model, be, o);
-  std::vector<std::vector<std::vector<float>>> per_seq(static_cast<size_t>(n_seq));
-  std::vector<BatchToken> batch;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    batch.clear();
-    for (int s = 0; s < n_seq; ++s) batch.push_back({ids[i], int32_t(i), s, true});
-    e.decode(batch);
-    for (int s = 0; s < n_seq; ++s) per_seq[size_t(s)].emplace_back(e.logits(s), e.logits(s) + e.n_vocab());
-  }
-  std::vector<std::vector<float>> out;
-  for (auto& seq : per_seq) {
-    for (auto& l : seq) out.push_back(std::move(l));
-  }
-  return out;
 }
 
 class CudaSplitSlotsModel : public ::testing::TestWithParam<std::string> {};

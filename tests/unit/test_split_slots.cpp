@@ -22,21 +22,13 @@
 #include "ops_test_util.h"
 #include "runtime/device_setup.h"
 #include "runtime/engine.h"
+#include "split_slots_test_util.h"
 
 namespace moeserve::test {
 namespace {
 
 const DeviceId kCpu{DeviceKind::cpu, 0};
 const DeviceId kGpu{DeviceKind::cuda, 0};
-
-// MOESERVE_SPLIT_GPU_SLOTS for the backends made while it lives.
-class SlotsSetting {
- public:
-  explicit SlotsSetting(const std::string& value) { setenv("MOESERVE_SPLIT_GPU_SLOTS", value.c_str(), 1); }
-  ~SlotsSetting() { unsetenv("MOESERVE_SPLIT_GPU_SLOTS"); }
-  SlotsSetting(const SlotsSetting&) = delete;
-  SlotsSetting& operator=(const SlotsSetting&) = delete;
-};
 
 HostTensor on(DeviceId d, HostTensor h) {
   h.t.device = d;
@@ -159,32 +151,6 @@ GpuDeviceList stand_in_gpu() {
   d.name = "reference backend standing in for CUDA0";
   d.free_bytes = size_t(64) << 30;
   return {{d}, ""};
-}
-
-// The prompt in one step (its experts streamed), then token by token: n_seq sequences with the
-// same prompt decode together (steps of n_seq tokens). Logits of the decode steps, sequence after
-// sequence.
-std::vector<std::vector<float>> decode_logits(const Model& model, Backend& be, const std::vector<int32_t>& ids,
-                                              int n_seq) {
-  EngineOptions o;
-  o.n_ctx = 128;
-  o.n_seq = n_seq;
-  o.n_batch = 128 * n_seq;
-  o.type_k = o.type_v = GgmlType::F32;
-  Engine e(model, be, o);
-  std::vector<std::vector<std::vector<float>>> per_seq(static_cast<size_t>(n_seq));
-  std::vector<BatchToken> batch;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    batch.clear();
-    for (int s = 0; s < n_seq; ++s) batch.push_back({ids[i], int32_t(i), s, true});
-    e.decode(batch);
-    for (int s = 0; s < n_seq; ++s) per_seq[size_t(s)].emplace_back(e.logits(s), e.logits(s) + e.n_vocab());
-  }
-  std::vector<std::vector<float>> out;
-  for (auto& seq : per_seq) {
-    for (auto& l : seq) out.push_back(std::move(l));
-  }
-  return out;
 }
 
 class SplitSlotsModel : public ::testing::TestWithParam<std::string> {};
