@@ -16,6 +16,8 @@ enum class Norm : int { rms, rms_gated, l2, rms_add };
 // hidden size) take a block each.
 constexpr int kWarpRowMax = 256;
 constexpr int kWarpRowsPerBlock = 8;
+// Longer rows of up to this many elements per thread of their block are held in registers.
+constexpr int kBlockRowRegs = 8;
 
 // The row's scale: 1/sqrt(sum x^2 + eps) for l2, 1/sqrt(mean x^2 + eps) for the rms kinds.
 template <Norm kind>
@@ -57,6 +59,46 @@ __device__ __forceinline__ void norm_row(float* y, const float* x, const float* 
       const int64_t i = lane + 32 * e;
       if (i >= d) break;
       float o = v[e] * s * mul[e];
+      if (factor != 1.0f) o *= factor;
+      y[i] = o;
+    }
+  } else if (d <= kBlockRowRegs * int64_t(blockDim.x)) {
+    // The row in registers (the hidden size: 2048 values over 512 threads): every load of the
+    // row is issued before the first use, as in the warp form. The loop below cannot do that: its
+    // store of the residual (rms_add) may alias the next iteration's loads, so each of a
+    // thread's elements waited for its own memory round trip.
+    float v[kBlockRowRegs], w[kBlockRowRegs], g[kBlockRowRegs];
+    float ss = 0;
+#pragma unroll
+    for (int e = 0; e < kBlockRowRegs; ++e) {
+      const int64_t i = threadIdx.x + int64_t(blockDim.x) * e;
+      v[e] = 0.0f;
+      w[e] = 1.0f;
+      g[e] = 1.0f;
+      if (i < d) {
+        v[e] = x[i];
+        if constexpr (kind == Norm::rms_add) v[e] += add[i];
+        if (weight) w[e] = weight[i];
+        if constexpr (kind == Norm::rms_gated) g[e] = silu_f(zr[i]);
+      }
+      ss += v[e] * v[e];
+    }
+    if constexpr (kind == Norm::rms_add) {
+#pragma unroll
+      for (int e = 0; e < kBlockRowRegs; ++e) {
+        const int64_t i = threadIdx.x + int64_t(blockDim.x) * e;
+        if (i < d) const_cast<float*>(x)[i] = v[e];
+      }
+    }
+    const float s = row_scale<kind>(block_sum(ss), d, eps);
+    // The same products in the same order as the loop's.
+#pragma unroll
+    for (int e = 0; e < kBlockRowRegs; ++e) {
+      const int64_t i = threadIdx.x + int64_t(blockDim.x) * e;
+      if (i >= d) break;
+      float o = v[e] * s;
+      if (weight) o *= w[e];
+      if constexpr (kind == Norm::rms_gated) o *= g[e];
       if (factor != 1.0f) o *= factor;
       y[i] = o;
     }
