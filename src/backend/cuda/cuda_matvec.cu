@@ -178,8 +178,9 @@ __global__ void __launch_bounds__(mmvq::kThreads)
 }
 
 // Passes per block for a grid of `blocks` one-pass blocks. Up to two waves of blocks take one pass
-// each; a taller product (the output head: ~10K blocks) runs as about `waves` (default 1) waves
-// of blocks that take several passes, so each warp's next rows load while it decodes the current
+// each; a taller product (the output head: ~10K blocks; the delta-net input products, ~770 blocks
+// at the two blocks per SM their registers allow) runs as about `waves` (default 1) waves of
+// blocks that take several passes, so each warp's next rows load while it decodes the current
 // ones and the in-block work on x (quantization, norm) is repeated by far fewer blocks.
 // MOESERVE_MATVEC_WAVES sets `waves` for measurements (0: one pass per block everywhere).
 template <typename K>
@@ -192,7 +193,7 @@ int passes_for(K kernel, size_t smem, unsigned blocks) {
   int device = 0, sms = 0, per_sm = 0;
   MOESERVE_CUDA_CHECK(cudaGetDevice(&device));
   MOESERVE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  if (int64_t(blocks) <= int64_t(2) * sms * (2048 / mmvq::kThreads)) return 1;  // not even with full occupancy
+  if (int64_t(blocks) <= int64_t(2) * sms) return 1;  // two waves even at one block per SM
   MOESERVE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, mmvq::kThreads, smem));
   const int64_t resident = int64_t(std::max(1, sms * per_sm));
   if (int64_t(blocks) <= 2 * resident) return 1;
