@@ -12,6 +12,7 @@
 //   how much workspace the op would need.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -72,6 +73,11 @@ struct MoeFfnWeights {
   Tensor shared_inp;              // [n_embd, 1]
   int64_t n_expert_used = 0;
   bool normalize = true;  // moe_route's normalize
+
+  // Every weight tensor, the absent ones (data null) included.
+  std::array<const Tensor*, 8> tensors() const {
+    return {&router, &experts.gate, &experts.up, &experts.down, &shared_gate, &shared_up, &shared_down, &shared_inp};
+  }
 };
 
 // Scratch of Backend::moe_ffn for n tokens: m, routed [n_embd, n], logits [n_expert, n], ids

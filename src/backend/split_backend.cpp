@@ -437,8 +437,7 @@ class SplitBackend final : public Backend {
   // the shared expert (moe_experts defers the host's work until its result is needed).
   void do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& norm, float eps, const MoeFfnWeights& w,
                   const MoeFfnScratch& s) override {
-    for (const Tensor* t : {&w.router, &w.experts.gate, &w.experts.up, &w.experts.down, &w.shared_gate, &w.shared_up,
-                            &w.shared_down, &w.shared_inp}) {
+    for (const Tensor* t : w.tensors()) {
       if (t->data && on_host(*t)) return Backend::do_moe_ffn(h, y, norm, eps, w, s);
     }
     for (const Tensor* t : {&h, &y, &norm, &s.m, &s.logits, &s.ids, &s.weights, &s.routed, &s.shared, &s.shared_h,

@@ -115,7 +115,7 @@ void CpuBackend::rms_norm_row(int64_t d, const float* x, const float* weight, fl
 
 void CpuBackend::rms_norm_gated_row(int64_t d, const float* x, const float* weight, const float* z, float* y,
                                     float eps) const {
-  const float s = 1.0f / std::sqrt(kernels_.dot_f32(d, x, x) / float(d) + eps);
+  const float s = rms_scale(d, x, eps);
   for (int64_t i = 0; i < d; ++i) y[i] = x[i] * s * weight[i] * silu(z[i]);
 }
 

@@ -63,8 +63,7 @@ void CudaBackend::do_moe_ffn(const Tensor& h, const Tensor& y, const Tensor& nor
                              const MoeFfnScratch& s) {
   const bool shared = w.shared_gate.data != nullptr, gated = shared && w.shared_inp.data != nullptr;
   bool supported = true;  // weights of a type without kernels: the chain's products report them
-  for (const Tensor* t : {&w.router, &w.experts.gate, &w.experts.up, &w.experts.down, &w.shared_gate, &w.shared_up,
-                          &w.shared_down, &w.shared_inp}) {
+  for (const Tensor* t : w.tensors()) {
     if (t->data && !supports_weight_type(t->type)) supported = false;
   }
   if (!shared || !supported || h.ne[1] > kMaxForkTokens || !moe_fork_enabled()) {
