@@ -160,48 +160,15 @@ TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
   }
 }
 
-// max |a - b| / max |b| (b the reference), as test_cuda_model.cpp's.
-double logit_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    num = std::max(num, double(std::fabs(a[i] - b[i])));
-    den = std::max(den, double(std::fabs(b[i])));
-  }
-  return a.size() == b.size() ? num / std::max(den, 1e-30) : INFINITY;
-}
-
 class CudaSplitSlotsModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaSplitSlotsModel, LogitsMatchTheCpuForEveryShare) {
   if (list_gpu_devices().devices.empty()) GTEST_SKIP() << "no GPU: " << list_gpu_devices().why_none;
-  const convert_test::RefArray ids = convert_test::reference(GetParam(), "prompt", "input_ids");
-  const auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(convert_test::converted(GetParam())));
-  auto cpu = make_cpu_backend(0);
-  auto cpu_model = load_model(file, *cpu);
-  const int64_t k = cpu_model->hparams().n_expert_used, n_layer = cpu_model->hparams().n_layer;
-  ASSERT_GE(k, 2);
-  const std::vector<std::vector<float>> expect = decode_logits(*cpu_model, *cpu, ids.i32, 1);
-  PlacementFlags flags;
-  flags.cpu_moe = true;
-  for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k}) {
-    for (int n_seq : {1, 3}) {
-      SCOPED_TRACE("kg " + std::to_string(kg) + ", sequences " + std::to_string(n_seq));
-      const SlotsSetting setting(std::to_string(kg));
-      DeviceSetup setup = make_device_setup(*file, flags, 0);
-      ASSERT_TRUE(setup.gpu);
-      auto model = load_model(file, *setup.backend);
-      const std::vector<std::vector<float>> got = decode_logits(*model, *setup.backend, ids.i32, n_seq);
-      ASSERT_EQ(got.size(), expect.size() * size_t(n_seq));
-      double worst = 0;
-      for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, logit_error(got[i], expect[i % expect.size()]));
-      EXPECT_LT(worst, 1e-4) << setup.backend->name();
-      const SplitExpertCounts c = split_expert_counts(*setup.backend);
-      const int64_t ops = n_layer * int64_t(ids.i32.size());
-      EXPECT_EQ(c.shared, kg > 0 && kg < k ? ops : 0);
-      EXPECT_EQ(c.primary_only, kg == k ? ops : 0);
-      EXPECT_EQ(c.host_only, kg == 0 ? ops : 0);
-    }
-  }
+  check_logits_for_every_share(GetParam(), 0, true, [](const gguf::GgufFile& file, const PlacementFlags& flags) {
+    DeviceSetup setup = make_device_setup(file, flags, 0);
+    EXPECT_TRUE(setup.gpu) << "the split has no CUDA primary";
+    return setup;
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Hf, CudaSplitSlotsModel, ::testing::Values("qwen3next", "qwen3moe"));

@@ -268,7 +268,9 @@ TEST(OpsFusedLayer, MoeFfnEqualsTheChain) {
         EXPECT_TRUE(same_bits(fused.ids, chain.ids)) << at;
         EXPECT_TRUE(same_bits(fused.weights, chain.weights)) << at;
         // The gate's logit (the chain, and moe_ffn past kMaxCols tokens, leave its sigmoid there).
-        if (c.gated && n <= cpu::kMaxCols) EXPECT_TRUE(same_bits(fused.gate, chain.gate)) << at;
+        if (c.gated && n <= cpu::kMaxCols) {
+          EXPECT_TRUE(same_bits(fused.gate, chain.gate)) << at;
+        }
         // The reference computes in another order (and may route a near tie differently).
         EXPECT_LT(rel_error(to_floats(fused.h.t), to_floats(want.h.t)), 2e-2) << at;
       }

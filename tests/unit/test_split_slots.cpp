@@ -156,36 +156,9 @@ GpuDeviceList stand_in_gpu() {
 class SplitSlotsModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SplitSlotsModel, LogitsMatchTheCpuForEveryShare) {
-  const convert_test::RefArray ids = convert_test::reference(GetParam(), "prompt", "input_ids");
-  const auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(convert_test::converted(GetParam())));
-  auto cpu = make_cpu_backend(2);
-  auto cpu_model = load_model(file, *cpu);
-  const int64_t k = cpu_model->hparams().n_expert_used, n_layer = cpu_model->hparams().n_layer;
-  ASSERT_GE(k, 2);
-  const std::vector<std::vector<float>> expect = decode_logits(*cpu_model, *cpu, ids.i32, 1);
-  PlacementFlags flags;
-  flags.cpu_moe = true;
-  for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k}) {
-    for (int n_seq : {1, 3}) {
-      // Three sequences: decode steps of three tokens, whose slot views are strided.
-      if (n_seq == 3 && (kg == 0 || kg == k)) continue;
-      SCOPED_TRACE("kg " + std::to_string(kg) + ", sequences " + std::to_string(n_seq));
-      const SlotsSetting setting(std::to_string(kg));
-      DeviceSetup setup = make_device_setup(*file, flags, 2, stand_in_gpu(), [](int) { return make_ref_backend(kGpu); });
-      auto model = load_model(file, *setup.backend);
-      const std::vector<std::vector<float>> got = decode_logits(*model, *setup.backend, ids.i32, n_seq);
-      ASSERT_EQ(got.size(), expect.size() * size_t(n_seq));
-      double worst = 0;
-      for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, rel_error(got[i], expect[i % expect.size()]));
-      EXPECT_LT(worst, 1e-4);
-      // One expert op per layer and decode step (the dry runs count nothing).
-      const SplitExpertCounts c = split_expert_counts(*setup.backend);
-      const int64_t ops = n_layer * int64_t(ids.i32.size());
-      EXPECT_EQ(c.shared, kg > 0 && kg < k ? ops : 0);
-      EXPECT_EQ(c.primary_only, kg == k ? ops : 0);
-      EXPECT_EQ(c.host_only, kg == 0 ? ops : 0);
-    }
-  }
+  check_logits_for_every_share(GetParam(), 2, false, [](const gguf::GgufFile& file, const PlacementFlags& flags) {
+    return make_device_setup(file, flags, 2, stand_in_gpu(), [](int) { return make_ref_backend(kGpu); });
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Hf, SplitSlotsModel, ::testing::Values("qwen3next", "qwen3moe"));
