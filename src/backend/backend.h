@@ -157,6 +157,10 @@ class Backend {
   // experts in RAM that way). Backends over host memory can; CUDA where the device shares one
   // address space with the host.
   virtual bool reads_host_memory() const { return true; }
+  // Whether the bytes [begin, end) lie within one allocation of this backend's memory, so that one
+  // copy may cover them whole (the split backend fetches a step's inputs that way when they lie
+  // close together). False where the backend cannot tell.
+  virtual bool one_allocation(const void* begin, const void* end) const;
   // Where this backend keeps the weight named `name` (a GGUF tensor name). A one-device backend
   // keeps them all on device(); a backend over several devices (SplitBackend) answers from its
   // placement plan. The weight loader maps weights whose home is the CPU from the file (zero copy)

@@ -17,8 +17,9 @@ namespace moeserve {
 namespace {
 
 constexpr size_t kAlign = 256;
-// Inputs of a host expert op cross in one transfer when the bytes between them are at most this
-// much more than twice their own size (the arena allocates them one after the other).
+// Inputs of a host expert op cross in one transfer when they lie in one allocation of the primary
+// (the engine's scratch arena allocates them one after the other) and the bytes between them are
+// at most this much more than twice their own size.
 constexpr size_t kOneTransferSlack = size_t(64) << 10;
 
 size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
@@ -631,7 +632,7 @@ class SplitBackend final : public Backend {
 
     Range span = range_of(x);
     for (const Tensor* t : ins) span = {std::min(span.begin, range_of(*t).begin), std::max(span.end, range_of(*t).end)};
-    if (contiguous && size_t(span.end - span.begin) <= in_room) {
+    if (contiguous && size_t(span.end - span.begin) <= in_room && primary_->one_allocation(span.begin, span.end)) {
       const Tensor all = Tensor::contiguous(GgmlType::I8, {span.end - span.begin, 1, 1, 1},
                                             const_cast<char*>(span.begin), primary_->device());
       primary_->download_async(base, all);

@@ -17,6 +17,7 @@
 //   kg, with the counters showing the expert ops ran the way kg says.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 
@@ -34,17 +35,21 @@ namespace {
 
 const DeviceId kCpu{DeviceKind::cpu, 0};
 
-// Device copies of the hs' buffers, one after the other in one allocation of backend b (as a
-// step's activations share the engine's scratch: the split backend fetches a step's x, ids and
-// weights in one transfer when they lie close together, which needs them in one allocation),
-// each with its h's view into it.
-std::vector<DevTensor> on_device(Backend& b, std::initializer_list<const HostTensor*> hs) {
+// Device copies of the hs' buffers, each with its h's view into it: one after the other in one
+// allocation of backend b (as a step's activations share the engine's scratch: the split backend
+// then fetches a step's x, ids and weights in one transfer), or one allocation each (separate
+// transfers: a copy over the gaps between allocations would be invalid).
+std::vector<DevTensor> on_device(Backend& b, std::initializer_list<const HostTensor*> hs, bool one_buffer) {
   size_t total = 0;
   for (const HostTensor* h : hs) total += (h->bytes->size() + 255) / 256 * 256;
-  const auto buf = std::make_shared<Buffer>(b.alloc(total));
+  std::shared_ptr<Buffer> buf;
   std::vector<DevTensor> out;
   size_t at = 0;
   for (const HostTensor* h : hs) {
+    if (!buf || !one_buffer) {
+      buf = std::make_shared<Buffer>(b.alloc(one_buffer ? total : h->bytes->size()));
+      at = 0;
+    }
     DevTensor d;
     d.buf = buf;
     d.size = h->bytes->size();
@@ -122,14 +127,16 @@ TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
       };
       const std::vector<float> all_cpu = on_cpu(0, k);
 
-      for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k}) {
-        SCOPED_TRACE(std::string(type_name(type)) + ", " + std::to_string(n) + " tokens, kg " + std::to_string(kg));
+      for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k})
+      for (bool one_buffer : {true, false}) {
+        SCOPED_TRACE(std::string(type_name(type)) + ", " + std::to_string(n) + " tokens, kg " + std::to_string(kg) +
+                     (one_buffer ? ", inputs in one allocation" : ", inputs in separate allocations"));
         const SlotsSetting setting(std::to_string(kg));
         auto be = make_split_backend(make_cuda_backend(0), make_cpu_backend(0),
                                      [](const std::string&) { return kCpu; });
         ASSERT_TRUE(be->reads_host_memory());
         const HostTensor y0 = poisoned(GgmlType::F32, {n_embd, n, 1, 1});
-        const std::vector<DevTensor> d = on_device(*be, {&x, &ids, &w, &y0});
+        const std::vector<DevTensor> d = on_device(*be, {&x, &ids, &w, &y0}, one_buffer);
         const DevTensor &dx = d[0], &dids = d[1], &dw = d[2], &dy = d[3];
         // The dry run plans the staging and, ending, copies the experts to page-locked memory.
         be->begin_measure();
@@ -158,6 +165,22 @@ TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
       }
     }
   }
+}
+
+// The CUDA backend tells ranges inside one of its allocations (the driver's address range) from
+// ranges that span two, or that are not its memory at all.
+TEST(CudaSplitSlots, OneAllocationIsTheDriversAddressRange) {
+  if (list_gpu_devices().devices.empty()) GTEST_SKIP() << "no GPU: " << list_gpu_devices().why_none;
+  auto be = make_cuda_backend(0);
+  const Buffer a = be->alloc(1 << 20), b = be->alloc(1 << 20);
+  const char* pa = static_cast<const char*>(a.data());
+  const char* pb = static_cast<const char*>(b.data());
+  EXPECT_TRUE(be->one_allocation(pa, pa + (1 << 20)));
+  EXPECT_TRUE(be->one_allocation(pa + 4096, pa + 8192));
+  EXPECT_FALSE(be->one_allocation(std::min(pa, pb), std::max(pa, pb) + 16));
+  EXPECT_FALSE(be->one_allocation(pa + 16, pa + 16));
+  const std::vector<char> host(64);
+  EXPECT_FALSE(be->one_allocation(host.data(), host.data() + host.size()));
 }
 
 class CudaSplitSlotsModel : public ::testing::TestWithParam<std::string> {};

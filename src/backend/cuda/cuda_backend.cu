@@ -2,7 +2,10 @@
 // decode steps (CUDA graphs) and the weight-side ops, which forward to cuda_matmul.h.
 #include "backend/cuda/cuda_backend.h"
 
+#include <cuda.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -34,6 +37,24 @@ size_t batch_bytes(size_t capacity) { return capacity * (2 * sizeof(int32_t) + s
 
 void check_weight_type(const char* op, GgmlType type) {
   if (!supports_weight_type(type)) fail("CUDA backend: ", op, " has no kernels for ", type_name(type), " weights");
+}
+
+// The driver's cuMemGetAddressRange, reached through the runtime (no link to libcuda): the base
+// and size of the allocation holding an address. Null where the driver does not offer it.
+using AddressRangeFn = CUresult (*)(CUdeviceptr*, size_t*, CUdeviceptr);
+AddressRangeFn address_range_fn() {
+  static const AddressRangeFn fn = []() -> AddressRangeFn {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    if (cudaGetDriverEntryPointByVersion("cuMemGetAddressRange", &p, 12000, cudaEnableDefault, &status) !=
+            cudaSuccess ||
+        status != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return reinterpret_cast<AddressRangeFn>(p);
+  }();
+  return fn;
 }
 
 }  // namespace
@@ -80,6 +101,22 @@ CudaBackend::~CudaBackend() {
   cudaStreamDestroy(side_stream_);
   cudaStreamDestroy(copy_stream_);
   cudaStreamDestroy(stream_);
+}
+
+bool CudaBackend::one_allocation(const void* begin, const void* end) const {
+  const AddressRangeFn range = address_range_fn();
+  if (!range || end <= begin || cudaSetDevice(device_) != cudaSuccess) return false;
+  // Only device memory has a driver address range (asking about other memory is an API error).
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, begin) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (attr.type != cudaMemoryTypeDevice || attr.device != device_) return false;
+  CUdeviceptr base = 0;
+  size_t size = 0;
+  if (range(&base, &size, CUdeviceptr(reinterpret_cast<uintptr_t>(begin))) != CUDA_SUCCESS) return false;
+  return reinterpret_cast<uintptr_t>(end) <= uintptr_t(base) + size;
 }
 
 Buffer CudaBackend::alloc(size_t bytes) {

@@ -28,6 +28,7 @@ class CudaBackend final : public Backend {
   Buffer alloc_host(size_t bytes) override;
   // With unified addressing a kernel reads cudaHostAlloc memory through its host pointer.
   bool reads_host_memory() const override { return reads_host_memory_; }
+  bool one_allocation(const void* begin, const void* end) const override;
   void run_step(const BatchInfo& batch, uint64_t graph_key, const std::function<void()>& issue) override;
   // Uploads on a second (copy) stream, forked from and joined to the compute stream by events;
   // downloads on the compute stream, waited for through an event.
