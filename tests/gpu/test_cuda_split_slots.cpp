@@ -2,7 +2,8 @@
 // experts in RAM (MOESERVE_SPLIT_GPU_SLOTS): the GPU runs the first kg slots of every token,
 // reading the page-locked copy of the experts through its host pointer (unified addressing), the
 // CPU the others, and the GPU adds the two sums.
-// * op level (Q8_0 and IQ2_XS experts, 1 or 3 tokens, kg = 0, 1, k/2, k): the result is, bit for
+// * op level (Q8_0 and IQ2_XS experts, 1 or 3 tokens, kg = 0, 1, k/2, k; the inputs in one
+//   allocation, fetched in one transfer, or in separate ones): the result is, bit for
 //   bit, the CUDA backend's own op over those kg slots with the experts in device memory (the same
 //   kernels on the same bytes) plus the CPU backend's op over the other slots (one f32 add); and
 //   near the CPU backend's op over all slots: for Q8_0 both round x and h to the same 8-bit
@@ -127,41 +128,42 @@ TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
       };
       const std::vector<float> all_cpu = on_cpu(0, k);
 
-      for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k})
-      for (bool one_buffer : {true, false}) {
-        SCOPED_TRACE(std::string(type_name(type)) + ", " + std::to_string(n) + " tokens, kg " + std::to_string(kg) +
-                     (one_buffer ? ", inputs in one allocation" : ", inputs in separate allocations"));
-        const SlotsSetting setting(std::to_string(kg));
-        auto be = make_split_backend(make_cuda_backend(0), make_cpu_backend(0),
-                                     [](const std::string&) { return kCpu; });
-        ASSERT_TRUE(be->reads_host_memory());
-        const HostTensor y0 = poisoned(GgmlType::F32, {n_embd, n, 1, 1});
-        const std::vector<DevTensor> d = on_device(*be, {&x, &ids, &w, &y0}, one_buffer);
-        const DevTensor &dx = d[0], &dids = d[1], &dw = d[2], &dy = d[3];
-        // The dry run plans the staging and, ending, copies the experts to page-locked memory.
-        be->begin_measure();
-        be->moe_experts(dy.t, dx.t, in_ram, dids.t, dw.t);
-        be->end_measure();
-        be->moe_experts(dy.t, dx.t, in_ram, dids.t, dw.t);
-        HostTensor got = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
-        be->download(got.t.data, dy.t);
+      for (int64_t kg : {int64_t(0), int64_t(1), k / 2, k}) {
+        for (bool one_buffer : {true, false}) {
+          SCOPED_TRACE(std::string(type_name(type)) + ", " + std::to_string(n) + " tokens, kg " + std::to_string(kg) +
+                       (one_buffer ? ", inputs in one allocation" : ", inputs in separate allocations"));
+          const SlotsSetting setting(std::to_string(kg));
+          auto be = make_split_backend(make_cuda_backend(0), make_cpu_backend(0),
+                                       [](const std::string&) { return kCpu; });
+          ASSERT_TRUE(be->reads_host_memory());
+          const HostTensor y0 = poisoned(GgmlType::F32, {n_embd, n, 1, 1});
+          const std::vector<DevTensor> d = on_device(*be, {&x, &ids, &w, &y0}, one_buffer);
+          const DevTensor &dx = d[0], &dids = d[1], &dw = d[2], &dy = d[3];
+          // The dry run plans the staging and, ending, copies the experts to page-locked memory.
+          be->begin_measure();
+          be->moe_experts(dy.t, dx.t, in_ram, dids.t, dw.t);
+          be->end_measure();
+          be->moe_experts(dy.t, dx.t, in_ram, dids.t, dw.t);
+          HostTensor got = HostTensor::make(GgmlType::F32, {n_embd, n, 1, 1});
+          be->download(got.t.data, dy.t);
 
-        std::vector<float> want;
-        if (kg == 0) {
-          want = all_cpu;
-        } else if (kg == k) {
-          want = on_gpu(0, k);
-        } else {
-          const std::vector<float> g = on_gpu(0, kg), h = on_cpu(kg, k - kg);
-          for (size_t i = 0; i < g.size(); ++i) want.push_back(g[i] + h[i]);
+          std::vector<float> want;
+          if (kg == 0) {
+            want = all_cpu;
+          } else if (kg == k) {
+            want = on_gpu(0, k);
+          } else {
+            const std::vector<float> g = on_gpu(0, kg), h = on_cpu(kg, k - kg);
+            for (size_t i = 0; i < g.size(); ++i) want.push_back(g[i] + h[i]);
+          }
+          EXPECT_EQ(to_floats(got.t), want);
+          EXPECT_LT(rel_error(to_floats(got.t), all_cpu), type == GgmlType::Q8_0 ? 2e-2 : 1e-1);
+
+          const SplitExpertCounts c = split_expert_counts(*be);
+          EXPECT_EQ(c.shared, kg > 0 && kg < k ? 1 : 0);
+          EXPECT_EQ(c.primary_only, kg == k ? 1 : 0);
+          EXPECT_EQ(c.host_only, kg == 0 ? 1 : 0);
         }
-        EXPECT_EQ(to_floats(got.t), want);
-        EXPECT_LT(rel_error(to_floats(got.t), all_cpu), type == GgmlType::Q8_0 ? 2e-2 : 1e-1);
-
-        const SplitExpertCounts c = split_expert_counts(*be);
-        EXPECT_EQ(c.shared, kg > 0 && kg < k ? 1 : 0);
-        EXPECT_EQ(c.primary_only, kg == k ? 1 : 0);
-        EXPECT_EQ(c.host_only, kg == 0 ? 1 : 0);
       }
     }
   }
