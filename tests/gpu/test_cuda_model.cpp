@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "../unit/convert_test_util.h"
+#include "../unit/engine_test_util.h"
 #include "backend/gpu_devices.h"
 #include "model/model.h"
 #include "runtime/device_setup.h"
@@ -38,15 +39,11 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
 // has n_seq times as many tokens); the logits come sequence after sequence, each as n_seq = 1's.
 std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::vector<int32_t>& ids, bool flash,
                                     int n_seq = 1) {
-  EngineOptions o;
-  o.n_ctx = 128;
-  o.n_seq = n_seq;
-  o.n_batch = 128 * n_seq;
-  o.type_k = o.type_v = GgmlType::F32;
+  EngineOptions o = test_engine_options(n_seq);
   o.flash = flash ? FlashMode::on : FlashMode::off;
   Engine e(model, be, o);
   const size_t n = ids.size();
-  std::vector<std::vector<std::vector<float>>> per_seq(static_cast<size_t>(n_seq));
+  SeqLogits per_seq(static_cast<size_t>(n_seq));
   std::vector<BatchToken> batch;
   for (int s = 0; s < n_seq; ++s) {
     for (size_t i = 0; i < n; ++i) batch.push_back({ids[i], int32_t(i), s, true});
@@ -59,17 +56,8 @@ std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::
     }
     e.seq_clear(s);
   }
-  for (size_t i = 0; i < n; ++i) {
-    batch.clear();
-    for (int s = 0; s < n_seq; ++s) batch.push_back({ids[i], int32_t(i), s, true});
-    e.decode(batch);
-    for (int s = 0; s < n_seq; ++s) per_seq[size_t(s)].emplace_back(e.logits(s), e.logits(s) + e.n_vocab());
-  }
-  std::vector<std::vector<float>> out;
-  for (auto& seq : per_seq) {
-    for (auto& l : seq) out.push_back(std::move(l));
-  }
-  return out;
+  decode_token_by_token(e, ids, n_seq, per_seq);
+  return sequence_after_sequence(std::move(per_seq));
 }
 
 struct Placed {

@@ -74,13 +74,6 @@ HostTensor random_experts(GgmlType type, std::array<int64_t, 4> ne, uint32_t see
   return h;
 }
 
-// Slots [first, first + count) of every token of ids or weights [k, n], contiguous.
-HostTensor slots(const HostTensor& t, int64_t first, int64_t count) {
-  HostTensor s = HostTensor::make(t.t.type, {count, t.t.ne[1], 1, 1});
-  for (int64_t r = 0; r < t.t.ne[1]; ++r) std::memcpy(s.t.row(r), t.t.row(r) + first * 4, size_t(count) * 4);
-  return s;
-}
-
 TEST(CudaSplitSlots, OpIsTheGpusSlotsPlusTheCpus) {
   if (list_gpu_devices().devices.empty()) GTEST_SKIP() << "no GPU: " << list_gpu_devices().why_none;
   const int64_t n_embd = 256, n_ff = 256, n_expert = 32, k = 10;

@@ -42,6 +42,12 @@ struct HostTensor {
   }
 };
 
+// h as a tensor of device d (the same host bytes): the split backend's tests place inputs by it.
+inline HostTensor on(DeviceId d, HostTensor h) {
+  h.t.device = d;
+  return h;
+}
+
 // One generator, restarted from the same seed at the start of every test: a test's inputs do not
 // depend on which tests ran before it in the process (ctest runs each alone, a filtered gtest run
 // runs many in one).

@@ -1,6 +1,6 @@
 // Shared by the split-slots tests (tests/unit/test_split_slots.cpp with a stand-in for the GPU,
 // tests/gpu/test_cuda_split_slots.cpp with CUDA): the MOESERVE_SPLIT_GPU_SLOTS setting for a scope,
-// the logits of a decode run, and the whole-model check of every share.
+// the slots of ids or weights, the logits of a decode run, and the whole-model check of every share.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,7 +16,9 @@
 
 #include "backend/split_backend.h"
 #include "convert_test_util.h"
+#include "engine_test_util.h"
 #include "model/model.h"
+#include "ops_test_util.h"
 #include "runtime/device_setup.h"
 #include "runtime/engine.h"
 
@@ -30,29 +33,21 @@ class SlotsSetting {
   SlotsSetting& operator=(const SlotsSetting&) = delete;
 };
 
+// Slots [first, first + count) of every token of ids or weights [k, n], as a contiguous tensor.
+inline HostTensor slots(const HostTensor& t, int64_t first, int64_t count) {
+  HostTensor s = HostTensor::make(t.t.type, {count, t.t.ne[1], 1, 1});
+  for (int64_t r = 0; r < t.t.ne[1]; ++r) std::memcpy(s.t.row(r), t.t.row(r) + first * 4, size_t(count) * 4);
+  return s;
+}
+
 // Token by token, n_seq sequences with the same prompt in the same steps (steps of n_seq tokens):
 // the logits of every step, sequence after sequence.
 inline std::vector<std::vector<float>> decode_logits(const Model& model, Backend& be, const std::vector<int32_t>& ids,
                                                      int n_seq) {
-  EngineOptions o;
-  o.n_ctx = 128;
-  o.n_seq = n_seq;
-  o.n_batch = 128 * n_seq;
-  o.type_k = o.type_v = GgmlType::F32;
-  Engine e(model, be, o);
-  std::vector<std::vector<std::vector<float>>> per_seq(static_cast<size_t>(n_seq));
-  std::vector<BatchToken> batch;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    batch.clear();
-    for (int s = 0; s < n_seq; ++s) batch.push_back({ids[i], int32_t(i), s, true});
-    e.decode(batch);
-    for (int s = 0; s < n_seq; ++s) per_seq[size_t(s)].emplace_back(e.logits(s), e.logits(s) + e.n_vocab());
-  }
-  std::vector<std::vector<float>> out;
-  for (auto& seq : per_seq) {
-    for (auto& l : seq) out.push_back(std::move(l));
-  }
-  return out;
+  Engine e(model, be, test_engine_options(n_seq));
+  SeqLogits per_seq(static_cast<size_t>(n_seq));
+  decode_token_by_token(e, ids, n_seq, per_seq);
+  return sequence_after_sequence(std::move(per_seq));
 }
 
 // max |a - b| / max |b| (b the reference); rows of different lengths never match.

@@ -21,11 +21,6 @@ namespace {
 const DeviceId kCpu{DeviceKind::cpu, 0};
 const DeviceId kGpu{DeviceKind::cuda, 0};
 
-HostTensor on(DeviceId d, HostTensor h) {
-  h.t.device = d;
-  return h;
-}
-
 // Weights named "host.*" live in RAM, all others on the stand-in accelerator.
 std::unique_ptr<Backend> split() {
   return make_split_backend(make_ref_backend(kGpu), make_cpu_backend(2),

@@ -30,18 +30,6 @@ namespace {
 const DeviceId kCpu{DeviceKind::cpu, 0};
 const DeviceId kGpu{DeviceKind::cuda, 0};
 
-HostTensor on(DeviceId d, HostTensor h) {
-  h.t.device = d;
-  return h;
-}
-
-// Slots [first, first + count) of every token of ids or weights [k, n], as a contiguous tensor.
-HostTensor slots(const HostTensor& t, int64_t first, int64_t count) {
-  HostTensor s = HostTensor::make(t.t.type, {count, t.t.ne[1], 1, 1});
-  for (int64_t r = 0; r < t.t.ne[1]; ++r) std::memcpy(s.t.row(r), t.t.row(r) + first * 4, size_t(count) * 4);
-  return s;
-}
-
 TEST(SplitSlots, OpIsThePrimarysSlotsPlusTheHosts) {
   const int64_t n_embd = 64, n_ff = 32, n_expert = 8, k = 4;
   const HostTensor gate = on(kCpu, random_typed(GgmlType::Q8_0, {n_embd, n_ff, n_expert, 1}));
