@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/gpu_devices.h"
 #include "quant_test_util.h"
 
 namespace moeserve::test {
@@ -46,6 +47,16 @@ struct HostTensor {
 inline HostTensor on(DeviceId d, HostTensor h) {
   h.t.device = d;
   return h;
+}
+
+// The device list of one GPU with 64 GiB free, for placement tests whose "GPU" is the reference
+// backend.
+inline GpuDeviceList stand_in_gpu() {
+  GpuDevice d;
+  d.index = 0;
+  d.name = "reference backend standing in for CUDA0";
+  d.free_bytes = size_t(64) << 30;
+  return {{d}, ""};
 }
 
 // One generator, restarted from the same seed at the start of every test: a test's inputs do not

@@ -185,14 +185,6 @@ std::vector<Placed> placements(int64_t n_layer, bool moe) {
   return p;
 }
 
-GpuDeviceList stand_in_gpu() {
-  GpuDevice d;
-  d.index = 0;
-  d.name = "reference backend standing in for CUDA0";
-  d.free_bytes = size_t(64) << 30;
-  return {{d}, ""};
-}
-
 // Logits of every prompt position in one step, then of the first tokens again one at a time (the
 // decode path).
 std::vector<std::vector<float>> run(const Model& model, Backend& be, const std::vector<int32_t>& ids) {

@@ -133,14 +133,6 @@ TEST(SplitSlots, SettingBeyondTheSlotsRunsThemAllOnThePrimaryAndBadSettingsFail)
 
 // ---- whole models ------------------------------------------------------------------------------
 
-GpuDeviceList stand_in_gpu() {
-  GpuDevice d;
-  d.index = 0;
-  d.name = "reference backend standing in for CUDA0";
-  d.free_bytes = size_t(64) << 30;
-  return {{d}, ""};
-}
-
 class SplitSlotsModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SplitSlotsModel, LogitsMatchTheCpuForEveryShare) {
