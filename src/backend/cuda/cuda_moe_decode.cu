@@ -13,8 +13,11 @@
 //      order, so results repeat bit for bit (no atomics). With a MoeSharedAdd, the sum goes into the
 //      residual with the shared expert's gated output instead (moe_shared_add's arithmetic).
 // An id outside [0, n_expert) contributes nothing (h = 0, the slot is skipped). Every launch is
-// PDL (pdl.cuh); the expert kernels wait before their first row, which depends on the ids.
+// PDL (pdl.cuh); the gate/up kernel waits before its first row, which depends on the ids; the down
+// kernel reads the ids and its first rows before it waits (the ids are older than gate/up's input),
+// and gate/up asks for those rows in L2 ahead of it.
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
@@ -37,9 +40,19 @@ Experts experts_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.data
 
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
 
+// Asks for bytes [p, p + n) in L2 (16-byte aligned, n a multiple of 16), without waiting (sm_90).
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(n) : "memory");
+#endif
+}
+
 // Rows of h per block: one quantization block. 8 warps of two passes, not 16 warps of one: at ~120
 // registers a thread one block of 16 warps fills an SM's register file, so the 160 blocks of a
 // token (16 row blocks x 10 slots) ran as 1.2 waves on 132 SMs; two blocks of 8 warps fit an SM.
+// (Blocks of 4 warps, two per quantization block sharing h in a cluster, spread the 160 blocks'
+// work more evenly over the SMs but were slower: each block's own table copy and quantization of x
+// take twice as long with half the warps.)
 constexpr int kGuRows = 32;
 constexpr int kGuWarps = 8;
 constexpr int kGuPasses = kGuRows / (2 * kGuWarps);
@@ -48,11 +61,12 @@ constexpr int kGuPasses = kGuRows / (2 * kGuWarps);
 // f0 + w + kGuWarps * (2p + r), r = 0, 1 (the four weight rows' loads in flight together, the next
 // pass's loads issued before this pass is decoded).
 // h of (token t, slot j) goes to hq + (t * k + j) * n_ff, its scales to hd + (t * k + j) * n_ff / 32.
+// down_bytes > 0: each block also asks for its share of expert e's down rows in L2 (below).
 template <GgmlType T, int V>
 __global__ void __launch_bounds__(32 * kGuWarps, 2)
     q8_gate_up(Experts gate, Experts up, int64_t nblk, int tile_blk, int64_t n_embd, int64_t n_ff, int32_t n_expert,
                ActQ8 ax, const float* x, int64_t x_stride, int x_smem, const int32_t* ids, int k, int8_t* hq,
-               float2* hd) {
+               float2* hd, Experts down, size_t down_bytes) {
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ float hs[kGuRows];
   mmvq::load_table<T>(smem);
@@ -64,6 +78,16 @@ __global__ void __launch_bounds__(32 * kGuWarps, 2)
   const int32_t e = ids[p];
   const bool valid = e >= 0 && e < n_expert;
   const int32_t ec = valid ? e : 0;
+  // The down kernel's rows of this expert, cut into one piece per block of the slot: fetched into
+  // L2 now, they are there when that kernel starts (these blocks are bound by their instructions
+  // and latencies, DRAM has room).
+  if (down_bytes > 0 && valid && threadIdx.x == 0) {
+    const size_t piece = (down_bytes / gridDim.x + 15) & ~size_t(15);
+    const uintptr_t base = reinterpret_cast<uintptr_t>(down.data + size_t(e) * down.nb2);
+    const uintptr_t lo = (base + size_t(blockIdx.x) * piece + 15) & ~uintptr_t(15);
+    const uintptr_t hi = std::min(base + size_t(blockIdx.x + 1) * piece, base + down_bytes) & ~uintptr_t(15);
+    if (hi > lo) prefetch_l2(reinterpret_cast<const void*>(lo), uint32_t(hi - lo));
+  }
   // Token t's activations: quantized here into shared memory (x given) or by an earlier launch.
   const int8_t* xq = ax.qs + t * n_embd;
   const float2* xd = ax.ds + t * (n_embd / 32);
@@ -162,22 +186,21 @@ __global__ void __maxnreg__(96)
 #pragma unroll
     for (int r = 0; r < kDownRows; ++r) sum[r] = fmaf(wt, mmvq::sum32(acc[r][0]), sum[r]);
   };
-  // Every warp gets here once its first weight tiles are on the way (each warp has a slot).
+  // Every warp gets here once its first weight tiles are on the way (each warp has a slot). Those
+  // tiles and the ids they come from are read before the wait: the ids come from the kernel
+  // before the gate/up kernel, which waited for it before letting this one launch.
   auto ready = [&] {
-    if (h_smem) {
-      const int64_t n16 = k * n_ff / 16, nd = k * (n_ff / 32);
-      for (int64_t i = threadIdx.x; i < n16; i += blockDim.x) {
-        reinterpret_cast<int4*>(sq)[i] = reinterpret_cast<const int4*>(hq)[i];
-      }
-      for (int64_t i = threadIdx.x; i < nd; i += blockDim.x) sd[i] = hd[i];
+    pdl_wait();
+    pdl_trigger();
+    if (h_smem) {  // (10 slots of 512: two 16-byte quant loads and one scale load per thread)
+      mmvq::block_copy<2>(reinterpret_cast<int4*>(sq), reinterpret_cast<const int4*>(hq), k * n_ff / 16);
+      mmvq::block_copy<1>(sd, hd, k * (n_ff / 32));
       hq = sq;
       hd = sd;
     }
     __syncthreads();
   };
   mmvq::load_table<T>(smem);
-  pdl_wait();
-  pdl_trigger();
   mmvq::warp_passes<T, kDownRows, 1, V>(n_pass, nblk, tile_blk, n_ff, sm, smem, lane, rows_of, act_of, done, ready);
   if (lane < kDownRows) {
     float v = sum[0];
@@ -221,6 +244,14 @@ bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts) {
 
 namespace {
 
+bool down_prefetch() {
+  static const bool on = [] {
+    const char* v = std::getenv("MOESERVE_DOWN_PREFETCH");
+    return !(v && *v == '0');
+  }();
+  return on;
+}
+
 // f(integral_constant<V>) for the staging width v (16, 4 or 2).
 template <typename F>
 void with_vec(int v, F&& f) {
@@ -256,6 +287,14 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
   const int x_smem_used = x_in_block ? int(x_smem) : 0;
   const auto* id = ids.as<const int32_t>();
   const int v_gu = std::min(mmvq::row_vec(experts.gate), mmvq::row_vec(experts.up));
+  // The L2 prefetch of the down rows (sm_90): the bytes from an expert's first down row to the end
+  // of its last.
+  int device = 0, cc_major = 0;
+  MOESERVE_CUDA_CHECK(cudaGetDevice(&device));
+  MOESERVE_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
+  const size_t down_bytes = cc_major >= 9 && down_prefetch() ? size_t(experts.down.ne[1] - 1) * experts.down.nb[1] +
+                                                                   row_bytes(experts.down.type, experts.down.ne[0])
+                                                             : 0;
   bool ok = mmvq::dispatch_q8(experts.gate.type, [&]<GgmlType T>() {
     with_vec(v_gu, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
@@ -267,7 +306,8 @@ void q8_moe_experts(cudaStream_t stream, const Tensor& dst, const Tensor& x, con
       const dim3 grid(unsigned(n_ff / kGuRows), unsigned(k), unsigned(n));
       launch_pdl(q8_gate_up<T, V>, grid, 32 * kGuWarps, smem, stream, experts_of(experts.gate),
                  experts_of(experts.up), nblk, tile_blk, n_embd, n_ff, n_expert, ax, x_data, x_stride, x_smem_used, id,
-                 int(k), const_cast<int8_t*>(ah.qs), const_cast<float2*>(ah.ds));
+                 int(k), const_cast<int8_t*>(ah.qs), const_cast<float2*>(ah.ds), experts_of(experts.down),
+                 down_bytes);
     });
   });
   MOESERVE_CUDA_CHECK_LAUNCH();

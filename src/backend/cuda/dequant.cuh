@@ -19,7 +19,7 @@
 namespace moeserve::cuda {
 
 template <typename T, size_t N>
-struct DeviceTable {
+struct alignas(16) DeviceTable {  // 16-byte aligned: copied to shared memory in 16-byte loads
   T v[N];
 };
 

@@ -54,19 +54,27 @@ struct W32 {
 };
 
 template <GgmlType T>
-struct Mv;  // kNB: blocks per staged tile (kNB * block bytes a multiple of 16); kTable: grid bytes
+struct Mv;  // kNB: blocks per staged tile (kNB * block bytes a multiple of 16); kTable: grid bytes;
+            // kMin: whether W32::m can be nonzero
 
-__device__ __forceinline__ uint32_t sign_byte(uint32_t s7) { return s7 | ((__popc(s7) & 1u) << 7); }
-// Negates the bytes of g whose sign bit (bits 0..3 of s4) is set. Grid bytes are never 0, so the
-// two's complement (~g + 1) of a byte never carries into the next one.
-__device__ __forceinline__ int signed4(uint32_t g, uint32_t s4) {
-  const uint32_t ones = (s4 * 0x00204081u) & 0x01010101u;  // 1 in each byte to negate
-  return int((g ^ (ones * 0xFFu)) + ones);
+// The signs of 8 grid values from their 7 stored bits s7 (the eighth makes the count of negative
+// values even): a 1 in each byte of lo (values 0..3) and hi (values 4..7) to negate. Bit i of a
+// 7-bit value times 0x00204081 lands at i + 7m (m = 0..3), so bits 0..3 reach bits 0, 8, 16, 24 and
+// no two partial products meet; the parity lands at bit 24 of hi.
+struct Signs8 {
+  uint32_t lo, hi;
+};
+__device__ __forceinline__ Signs8 signs8(uint32_t s7) {
+  return {(s7 * 0x00204081u) & 0x01010101u, (((s7 >> 4) * 0x00204081u) | (uint32_t(__popc(s7)) << 24)) & 0x01010101u};
 }
+// Negates the bytes of g that have a 1 in `ones`. Grid bytes are never 0, so the two's complement
+// (~g + 1) of a byte never carries into the next one.
+__device__ __forceinline__ int negate_bytes(uint32_t g, uint32_t ones) { return int((g ^ (ones * 0xFFu)) + ones); }
 
 template <>
 struct Mv<GgmlType::Q8_0> {
   static constexpr int kNB = 64, kTable = 0;
+  static constexpr bool kMin = false;
   __device__ static W32 decode(const uint8_t* b, int, const void*) {
     W32 w;
     w.d0 = w.d1 = h2f(ld16(b));
@@ -79,6 +87,7 @@ struct Mv<GgmlType::Q8_0> {
 template <>
 struct Mv<GgmlType::Q4_0> {
   static constexpr int kNB = 64, kTable = 0;
+  static constexpr bool kMin = true;
   __device__ static W32 decode(const uint8_t* b, int, const void*) {
     W32 w;
     const float d = h2f(ld16(b));
@@ -96,6 +105,7 @@ struct Mv<GgmlType::Q4_0> {
 template <>
 struct Mv<GgmlType::Q4_K> {
   static constexpr int kNB = 8, kTable = 0;
+  static constexpr bool kMin = true;
   __device__ static W32 decode(const uint8_t* b, int g, const void*) {
     W32 w;
     const ScaleMinD sm = q4k_sm(b + 4, g);
@@ -111,6 +121,7 @@ struct Mv<GgmlType::Q4_K> {
 template <>
 struct Mv<GgmlType::Q5_K> {
   static constexpr int kNB = 8, kTable = 0;
+  static constexpr bool kMin = true;
   __device__ static W32 decode(const uint8_t* b, int g, const void*) {
     W32 w;
     const ScaleMinD sm = q4k_sm(b + 4, g);
@@ -129,6 +140,7 @@ struct Mv<GgmlType::Q5_K> {
 template <>
 struct Mv<GgmlType::Q6_K> {
   static constexpr int kNB = 8, kTable = 0;
+  static constexpr bool kMin = false;
   __device__ static W32 decode(const uint8_t* b, int g, const void*) {
     W32 w;
     const float d = h2f(ld16(b + 208));
@@ -152,20 +164,21 @@ struct Mv<GgmlType::Q6_K> {
 template <>
 struct Mv<GgmlType::IQ2_XXS> {
   static constexpr int kNB = 16, kTable = 256 * 8;
+  static constexpr bool kMin = false;
   __device__ static W32 decode(const uint8_t* b, int g, const void* tab) {
     const uint64_t* grid = static_cast<const uint64_t*>(tab);
     W32 w;
     const uint8_t* q = b + 2 + 8 * g;
     const uint32_t aux = ld32_2(q + 4);
-    w.d0 = w.d1 = h2f(ld16(b)) * float(2 * (aux >> 28) + 1) * 0.125f;
+    w.d0 = w.d1 = h2f(ld16(b)) * 0.125f * float(2 * (aux >> 28) + 1);  // the same bits as scaling last
     w.m = 0.0f;
     const uint32_t idx = ld32_2(q);
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
       const uint64_t e = grid[(idx >> (8 * l)) & 0xFF];
-      const uint32_t s = sign_byte((aux >> (7 * l)) & 127u);
-      w.q[2 * l] = signed4(uint32_t(e), s & 0xF);
-      w.q[2 * l + 1] = signed4(uint32_t(e >> 32), s >> 4);
+      const Signs8 s = signs8((aux >> (7 * l)) & 127u);
+      w.q[2 * l] = negate_bytes(uint32_t(e), s.lo);
+      w.q[2 * l + 1] = negate_bytes(uint32_t(e >> 32), s.hi);
     }
     return w;
   }
@@ -173,13 +186,14 @@ struct Mv<GgmlType::IQ2_XXS> {
 template <>
 struct Mv<GgmlType::IQ2_XS> {
   static constexpr int kNB = 16, kTable = 512 * 8;
+  static constexpr bool kMin = false;
   __device__ static W32 decode(const uint8_t* b, int g, const void* tab) {
     const uint64_t* grid = static_cast<const uint64_t*>(tab);
     W32 w;
-    const float d = h2f(ld16(b));
+    const float d = h2f(ld16(b)) * 0.125f;  // scaling by 1/8 first gives the same bits
     const uint32_t sc = b[66 + g];
-    w.d0 = d * float(2 * (sc & 0xF) + 1) * 0.125f;
-    w.d1 = d * float(2 * (sc >> 4) + 1) * 0.125f;
+    w.d0 = d * float(2 * (sc & 0xF) + 1);
+    w.d1 = d * float(2 * (sc >> 4) + 1);
     w.m = 0.0f;
     const uint8_t* q = b + 2 + 8 * g;
 #pragma unroll
@@ -189,9 +203,9 @@ struct Mv<GgmlType::IQ2_XS> {
       for (int l = 0; l < 2; ++l) {
         const uint32_t v = (two >> (16 * l)) & 0xFFFF;
         const uint64_t e = grid[v & 511];
-        const uint32_t s = sign_byte(v >> 9);
-        w.q[4 * h + 2 * l] = signed4(uint32_t(e), s & 0xF);
-        w.q[4 * h + 2 * l + 1] = signed4(uint32_t(e >> 32), s >> 4);
+        const Signs8 s = signs8(v >> 9);
+        w.q[4 * h + 2 * l] = negate_bytes(uint32_t(e), s.lo);
+        w.q[4 * h + 2 * l + 1] = negate_bytes(uint32_t(e >> 32), s.hi);
       }
     }
     return w;
@@ -200,12 +214,13 @@ struct Mv<GgmlType::IQ2_XS> {
 template <>
 struct Mv<GgmlType::IQ3_XXS> {
   static constexpr int kNB = 16, kTable = 256 * 4;
+  static constexpr bool kMin = false;
   __device__ static W32 decode(const uint8_t* b, int g, const void* tab) {
     const uint32_t* grid = static_cast<const uint32_t*>(tab);
     W32 w;
     const uint8_t* qs = b + 2;
     const uint32_t aux = ld32_2(qs + 64 + 4 * g);
-    w.d0 = w.d1 = h2f(ld16(b)) * float(2 * (aux >> 28) + 1) * 0.25f;
+    w.d0 = w.d1 = h2f(ld16(b)) * 0.25f * float(2 * (aux >> 28) + 1);  // the same bits as scaling last
     w.m = 0.0f;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -213,9 +228,9 @@ struct Mv<GgmlType::IQ3_XXS> {
 #pragma unroll
       for (int l2 = 0; l2 < 2; ++l2) {
         const int l = 2 * h + l2;
-        const uint32_t s = sign_byte((aux >> (7 * l)) & 127u);
-        w.q[2 * l] = signed4(grid[(idx >> (16 * l2)) & 0xFF], s & 0xF);
-        w.q[2 * l + 1] = signed4(grid[(idx >> (16 * l2 + 8)) & 0xFF], s >> 4);
+        const Signs8 s = signs8((aux >> (7 * l)) & 127u);
+        w.q[2 * l] = negate_bytes(grid[(idx >> (16 * l2)) & 0xFF], s.lo);
+        w.q[2 * l + 1] = negate_bytes(grid[(idx >> (16 * l2 + 8)) & 0xFF], s.hi);
       }
     }
     return w;
@@ -231,13 +246,34 @@ __device__ __forceinline__ const void* table_src() {
   return nullptr;
 }
 
-// Copies T's grid table into shared memory (whole block; the caller syncs).
+// dst[i] = src[i] for i < n by the whole block, in rounds of kPer elements per thread whose loads
+// are all issued before their stores: the compiler may not move a load above a store through a
+// generic pointer, so a plain copy loop waits one memory round trip per element.
+template <int kPer, typename U>
+__device__ __forceinline__ void block_copy(U* dst, const U* src, int64_t n) {
+  for (int64_t base = 0; base < n; base += int64_t(kPer) * blockDim.x) {
+    U v[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t j = base + threadIdx.x + int64_t(i) * blockDim.x;
+      if (j < n) v[i] = src[j];
+    }
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t j = base + threadIdx.x + int64_t(i) * blockDim.x;
+      if (j < n) dst[j] = v[i];
+    }
+  }
+}
+
+// Copies T's grid table into shared memory at dst (16-byte aligned; whole block; the caller syncs):
+// one round in blocks of 64 threads or more.
 template <GgmlType T>
 __device__ __forceinline__ void load_table(void* dst) {
   if constexpr (Mv<T>::kTable > 0) {
-    const uint32_t* src = static_cast<const uint32_t*>(table_src<T>());
-    uint32_t* d = static_cast<uint32_t*>(dst);
-    for (int i = threadIdx.x; i < Mv<T>::kTable / 4; i += blockDim.x) d[i] = src[i];
+    static_assert(Mv<T>::kTable % 16 == 0);
+    constexpr int kN = Mv<T>::kTable / 16;
+    block_copy<(kN + 63) / 64>(static_cast<uint4*>(dst), static_cast<const uint4*>(table_src<T>()), kN);
   }
 }
 
@@ -337,8 +373,8 @@ __device__ __forceinline__ void group_act(const int8_t* aq, const float2* ads, i
   }
 }
 
-// acc[c] += the decoded group w . the activations of column c.
-template <int NC>
+// acc[c] += the decoded group w . the activations of column c (kMin: with the w.m term).
+template <int NC, bool kMin>
 __device__ __forceinline__ void group_dot(const W32& w, const int (&a)[NC][8], const float2 (&ds)[NC],
                                           float (&acc)[NC]) {
 #pragma unroll
@@ -349,7 +385,8 @@ __device__ __forceinline__ void group_dot(const W32& w, const int (&a)[NC][8], c
       s0 = __dp4a(w.q[i], a[c][i], s0);
       s1 = __dp4a(w.q[4 + i], a[c][4 + i], s1);
     }
-    acc[c] += ds[c].x * (w.d0 * float(s0) + w.d1 * float(s1)) + w.m * ds[c].y;
+    const float v = ds[c].x * (w.d0 * float(s0) + w.d1 * float(s1));
+    acc[c] += kMin ? v + w.m * ds[c].y : v;
   }
 }
 
@@ -379,7 +416,7 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
 #pragma unroll
         for (int i = 0; i < R / 2; ++i) {
           const W32 w = Mv<T>::decode(sm + (2 * i + half) * tile_bytes + blk * Dq<T>::kBytes, g, tab);
-          group_dot<NC>(w, a, ds, part[i]);
+          group_dot<NC, Mv<T>::kMin>(w, a, ds, part[i]);
         }
       }
 #pragma unroll
@@ -401,7 +438,7 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const W32 w = Mv<T>::decode(sm + r * tile_bytes + blk * Dq<T>::kBytes, g, tab);
-      group_dot<NC>(w, a, ds, acc[r]);
+      group_dot<NC, Mv<T>::kMin>(w, a, ds, acc[r]);
     }
   }
 }
