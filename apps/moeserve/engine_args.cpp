@@ -101,6 +101,10 @@ bool EngineArgs::parse(int argc, char** argv, int& i) {
     placement.n_cpu_moe = int(parse_int(a, flag_value(argc, argv, i), 0, 1 << 20));
   } else if (a == "-cmoe" || a == "--cpu-moe") {
     placement.cpu_moe = true;
+  } else if (a == "--no-mmap") {
+    mmap = false;
+  } else if (a == "-mmp" || a == "--mmap") {  // llama-bench's form
+    mmap = parse_int(a, flag_value(argc, argv, i), 0, 1) == 1;
   } else if (a == "-ot" || a == "--override-tensor" || a == "--override-tensors") {
     const std::string v(flag_value(argc, argv, i));
     size_t start = 0;
@@ -131,7 +135,9 @@ const char* EngineArgs::help() {
          "  -ngl, --n-gpu-layers N the last N layers on the GPU (N > layers: the output head too; default all)\n"
          "  -ncmoe, --n-cpu-moe N  keep the routed experts of the first N layers in RAM (run on the CPU)\n"
          "  -cmoe, --cpu-moe       keep every layer's routed experts in RAM\n"
-         "  -ot, --override-tensor REGEX=DEV[,...]  tensors matching REGEX on DEV (CPU, CUDA0); first match wins\n";
+         "  -ot, --override-tensor REGEX=DEV[,...]  tensors matching REGEX on DEV (CPU, CUDA0); first match wins\n"
+         "  --no-mmap, -mmp 0      copy the weights kept in RAM out of the file's mapping (huge pages if the\n"
+         "                         kernel gives them) instead of reading them where the file is mapped\n";
 }
 
 EngineOptions EngineArgs::engine_options(const HParams& hp) const {
@@ -152,7 +158,9 @@ LoadedModel load_model(const EngineArgs& args) {
   if (args.model.empty()) fail("missing -m MODEL.gguf");
   LoadedModel m;
   const double t0 = now_seconds();
-  m.file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(args.model));
+  gguf::OpenOptions open_options;
+  open_options.map_weights = args.mmap;
+  m.file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(args.model, open_options));
   DeviceSetup setup = make_device_setup(*m.file, args.placement, args.threads);
   if (!setup.notice.empty()) std::fprintf(stderr, "moeserve: %s\n", setup.notice.c_str());
   m.backend = std::move(setup.backend);

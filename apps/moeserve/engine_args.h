@@ -28,6 +28,7 @@ struct EngineArgs {
   GgmlType type_k = GgmlType::F16;
   GgmlType type_v = GgmlType::F16;
   PlacementFlags placement;
+  bool mmap = true;  // false: --no-mmap (gguf::OpenOptions::map_weights)
 
   // When argv[i] is one of the shared flags, consumes it (and its value) and returns true.
   bool parse(int argc, char** argv, int& i);

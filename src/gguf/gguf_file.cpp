@@ -83,6 +83,7 @@ struct GgufFile::Impl {
   NameIndex tensor_index;
   NameIndex key_index;
   std::vector<std::string> missing;
+  bool map_weights = true;
 
   void index_and_merge() {
     for (size_t i = 0; i < parts[0].parsed.metadata.size(); ++i) key_index.emplace(parts[0].parsed.metadata[i].first, i);
@@ -161,6 +162,7 @@ GgufFile GgufFile::open(const std::string& path, const OpenOptions& options) {
   first.size = first.map.size();
   first.parsed = detail::parse_part(first.map.data(), first.map.size(), path, 0, options.allow_truncated_data);
   impl->parts.push_back(std::move(first));
+  impl->map_weights = options.map_weights;
   if (options.load_split_parts) impl->load_split_parts(options);
   impl->index_and_merge();
   if (impl->parts.size() > 1) impl->check_split_tensor_count();
@@ -173,6 +175,7 @@ GgufFile GgufFile::parse(const uint8_t* bytes, size_t size, std::string name, co
   part.path = std::move(name);
   part.size = size;
   part.parsed = detail::parse_part(bytes, size, part.path, 0, options.allow_truncated_data);
+  impl->map_weights = options.map_weights;
   impl->parts.push_back(std::move(part));
   impl->index_and_merge();
   return GgufFile(std::move(impl));
@@ -192,6 +195,8 @@ uint64_t GgufFile::data_offset(size_t part) const {
   if (part >= impl_->parts.size()) fail("internal: part ", part, " of ", impl_->parts.size());
   return impl_->parts[part].parsed.data_offset;
 }
+
+bool GgufFile::map_weights() const { return impl_->map_weights; }
 
 const std::string& GgufFile::part_path(size_t part) const {
   if (part >= impl_->parts.size()) fail("internal: part ", part, " of ", impl_->parts.size());

@@ -38,6 +38,9 @@ struct OpenOptions {
   bool allow_truncated_data = false;
   // Load every part of a split model when given its first part (`-00001-of-0000N.gguf`).
   bool load_split_parts = true;
+  // False (`--no-mmap`): the weights a model keeps in RAM are copied out of the mapping into memory
+  // of its own (WeightLoader) instead of being read where the file is mapped.
+  bool map_weights = true;
 };
 
 class GgufFile {
@@ -58,6 +61,7 @@ class GgufFile {
   size_t n_parts() const;
   uint64_t file_size(size_t part = 0) const;
   uint64_t data_offset(size_t part = 0) const;  // absolute offset of the data section
+  bool map_weights() const;                     // OpenOptions::map_weights
 
   // Metadata in file order (first part; split parts' own split.* keys are not merged).
   const std::vector<std::pair<std::string, Value>>& metadata() const;

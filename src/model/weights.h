@@ -43,7 +43,8 @@ class Placement {
 };
 
 // Fetches tensors by name. Matrices go where the backend keeps them (Backend::weight_device):
-// those whose home is the CPU stay where the file maps them (zero copy), the others are allocated
+// those whose home is the CPU stay where the file maps them (zero copy; with the file's
+// map_weights off they are copied into memory the model owns instead), the others are allocated
 // on their device and uploaded in bounded chunks. Small vectors (norms, biases, conv taps, decay
 // rates) are converted to F32 once into memory the model owns on the compute device.
 class WeightLoader {

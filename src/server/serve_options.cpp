@@ -97,7 +97,8 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   -l, --logit-bias ID(+|-)BIAS  bias a token in every request, e.g. 151645+2 or 15043-inf
   --cache-ram MIB             RAM for saved prompt-cache states (default 8192; 0 disables)
   --checkpoint-every N        tokens between recurrent-state checkpoints in a prompt (default 4096)
-  --no-mmap                   read the model into memory instead of mapping it
+  --no-mmap                   copy the weights kept in RAM out of the file's mapping (huge pages
+                              if the kernel gives them) instead of reading them in place
   -v, --verbose | --log-disable
 )";
 }

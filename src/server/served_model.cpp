@@ -43,7 +43,9 @@ std::string default_model_path() {
 
 ServedModel::ServedModel(const ServeOptions& options) {
   path_ = options.model_path.empty() ? default_model_path() : options.model_path;
-  file_ = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(path_));
+  gguf::OpenOptions open_options;
+  open_options.map_weights = options.mmap;
+  file_ = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(path_, open_options));
 
   names_ = options.aliases;
   const std::filesystem::path p(path_);

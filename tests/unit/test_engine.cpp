@@ -5,6 +5,7 @@
 // reference backend on the whole model; KV types and flash attention stay within tolerance.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <numeric>
@@ -23,10 +24,12 @@ struct Loaded {
   std::unique_ptr<Model> model;
 };
 
-Loaded load(const std::string& path, std::unique_ptr<Backend> backend) {
+Loaded load(const std::string& path, std::unique_ptr<Backend> backend, bool map_weights = true) {
   Loaded l;
   l.backend = std::move(backend);
-  auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(path));
+  gguf::OpenOptions options;
+  options.map_weights = map_weights;
+  auto file = std::make_shared<const gguf::GgufFile>(gguf::GgufFile::open(path, options));
   l.model = load_model(file, *l.backend);
   return l;
 }
@@ -248,6 +251,37 @@ TEST_P(EngineArch, QuantizedKvAndFlashStayClose) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch, EngineArch, ::testing::Values("qwen3next", "qwen3moe", "qwen3", "llama"));
+
+// --no-mmap: the weights are copied at load, so the engine no longer reads the file. Overwriting
+// the file's tensor data after loading changes what a mapped model computes (its pages are the
+// file's), not what a copied one computes. The vocabulary makes the embedding and the output head
+// larger than 2 MiB (the huge-page copies), the other matrices are small copies.
+TEST_P(EngineArch, CopiedWeightsDoNotReadTheFileAgain) {
+  TinyConfig c = config();
+  c.n_vocab = 8200;
+  const std::string path = model_path(c, "_copied");
+  EngineOptions o;
+  o.n_ctx = 32;
+  o.n_batch = 16;
+  auto logits = [&](const Loaded& m) {
+    Engine e(*m.model, *m.backend, o);
+    return run_pieces(e, prompt_tokens(9, e.n_vocab()), {6, 3});
+  };
+  Loaded mapped = load(path, make_cpu_backend(2)), copied = load(path, make_cpu_backend(2), false);
+  const auto before = logits(mapped);
+  EXPECT_EQ(max_rel(logits(copied), before), 0.0);
+  {
+    const size_t data_offset = gguf::GgufFile::open(path).data_offset();
+    std::FILE* f = std::fopen(path.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fseek(f, long(data_offset), SEEK_SET), 0);
+    const std::vector<char> zeros(size_t(std::filesystem::file_size(path) - data_offset), 0);
+    ASSERT_EQ(std::fwrite(zeros.data(), 1, zeros.size(), f), zeros.size());
+    ASSERT_EQ(std::fclose(f), 0);
+  }
+  EXPECT_GT(max_rel(logits(mapped), before), 0.1);  // the test can tell
+  EXPECT_EQ(max_rel(logits(copied), before), 0.0);
+}
 
 TEST(EngineQwen3Next, LegacyFusedProjectionEqualsSplitLayout) {
   TinyConfig c;

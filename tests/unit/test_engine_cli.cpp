@@ -85,6 +85,12 @@ TEST_F(EngineCli, RunGreedyPrintsTheEnginesArgmaxTokens) {
     e.decode(std::span<const BatchToken>(&t, 1));
   }
   EXPECT_EQ(r.out, expected + "\n");
+  // The weights copied out of the mapping (llama.cpp's and llama-bench's spellings): same tokens.
+  for (const char* flag : {"--no-mmap", "-mmp 0", "--mmap 1"}) {
+    const CliResult c = moeserve("run -m '" + *path_ + "' --ids '[5, 6, 7]' -n 6 --temp 0 -t 1 --ignore-eos " + flag);
+    ASSERT_EQ(c.status, 0) << flag << ": " << c.err;
+    EXPECT_EQ(c.out, r.out) << flag;
+  }
 }
 
 TEST_F(EngineCli, PerplexityFollowsLlamaPerplexity) {
@@ -222,6 +228,7 @@ TEST_F(EngineCli, ErrorsNameTheProblem) {
                         Case{"run -m '" + *path_ + "' --ids 1 -ot exps=GPU0", "unknown device 'GPU0'"},
                         Case{"run -m '" + *path_ + "' --ids 1 -ot exps", "option -ot: 'exps' must be REGEX=DEVICE"},
                         Case{"run -m '" + *path_ + "' --ids 1 -ngl many", "option -ngl: 'many'"},
+                        Case{"run -m '" + *path_ + "' --ids 1 -mmp 2", "option -mmp: 2 is outside 0..1"},
                         Case{"run -m '" + *path_ + "' --ids 1 --bogus", "unknown option '--bogus'"}}) {
     const CliResult r = moeserve(c.args);
     EXPECT_EQ(r.status, 1) << c.args;
