@@ -13,6 +13,7 @@ namespace moeserve::cli {
 int cmd_serve(int argc, char** argv) {
   const std::optional<server::ServeOptions> options = server::parse_serve_options(argc, argv);
   if (!options) return 0;  // --help
+  for (const std::string& notice : options->notices) std::fprintf(stderr, "moeserve: %s\n", notice.c_str());
   // SIGINT / SIGTERM end the server cleanly: a dedicated thread waits for them.
   sigset_t signals;
   sigemptyset(&signals);

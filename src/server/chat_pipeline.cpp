@@ -57,8 +57,10 @@ SamplingParams sampling_params(const ServeOptions& o, const ChatRequest& r, int3
   p.top_p = float(s.top_p.value_or(o.top_p));
   p.min_p = float(s.min_p.value_or(o.min_p));
   p.repeat_penalty = float(s.repeat_penalty.value_or(o.repeat_penalty));
-  p.presence_penalty = float(s.presence_penalty.value_or(0.0));
-  p.frequency_penalty = float(s.frequency_penalty.value_or(0.0));
+  p.presence_penalty = float(s.presence_penalty.value_or(o.presence_penalty));
+  p.frequency_penalty = float(s.frequency_penalty.value_or(o.frequency_penalty));
+  p.penalty_last_n = int32_t(s.repeat_last_n.value_or(o.repeat_last_n));
+  p.typical_p = float(s.typical_p.value_or(o.typical_p));
   for (const auto& [token, bias] : o.logit_bias) {
     if (token >= n_vocab) fail("--logit-bias names token ", token, ", beyond the vocabulary of ", n_vocab);
     p.logit_bias.emplace_back(token, bias);

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "server/serve_compat.h"
 
 namespace moeserve::server {
 namespace {
@@ -93,13 +94,20 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   --metrics                   enable the Prometheus /metrics endpoint
   --api-key KEY               require this key (Authorization: Bearer KEY or x-api-key: KEY)
   -to, --timeout N            connection read/write timeout in seconds (default 600)
-  --temp, --top-k, --top-p, --min-p, --repeat-penalty, -s/--seed   sampling defaults
+  --temp, --top-k, --top-p, --min-p, --typical, --repeat-penalty, --repeat-last-n,
+  --presence-penalty, --frequency-penalty, -s/--seed   sampling defaults for requests
   -l, --logit-bias ID(+|-)BIAS  bias a token in every request, e.g. 151645+2 or 15043-inf
   --cache-ram MIB             RAM for saved prompt-cache states (default 8192; 0 disables)
   --checkpoint-every N        tokens between recurrent-state checkpoints in a prompt (default 4096)
   --no-mmap                   copy the weights kept in RAM out of the file's mapping (huge pages
                               if the kernel gives them) instead of reading them in place
+  -dev, --device CUDA0|none    none: every layer on the CPU
   -v, --verbose | --log-disable
+
+Other llama-server flags: those that change nothing here (--no-context-shift, --fit, --cache-reuse,
+--prio, --mlock, --kv-unified, ...) are accepted with a notice at start; those asking for what
+moeserve does not do (-hf, --mmproj, --lora, draft models, RoPE overrides, ...) stop with an error
+saying so.
 )";
 }
 
@@ -203,6 +211,14 @@ std::optional<ServeOptions> parse_serve_options(int argc, char** argv) {
       o.min_p = to_double(flag, val());
     } else if (flag == "--repeat-penalty") {
       o.repeat_penalty = to_double(flag, val());
+    } else if (flag == "--presence-penalty") {
+      o.presence_penalty = to_double(flag, val());
+    } else if (flag == "--frequency-penalty") {
+      o.frequency_penalty = to_double(flag, val());
+    } else if (flag == "--repeat-last-n") {
+      o.repeat_last_n = to_int(flag, val(), -1, int64_t(1) << 30);
+    } else if (flag == "--typical") {
+      o.typical_p = to_double(flag, val());
     } else if (flag == "-l" || flag == "--logit-bias") {
       // llama.cpp's form: TOKEN_ID followed by a signed bias, e.g. 15043+1, 15043-inf.
       const std::string v = val();
@@ -220,12 +236,35 @@ std::optional<ServeOptions> parse_serve_options(int argc, char** argv) {
       o.checkpoint_every = to_int(flag, val(), 1, int64_t(1) << 30);
     } else if (flag == "--no-mmap") {
       o.mmap = false;
-    } else if (flag == "--mlock" || flag == "--no-warmup") {
-      // Accepted for compatibility; memory is mapped and touched at load anyway.
+    } else if (flag == "-dev" || flag == "--device") {
+      // llama.cpp's device list: "none" keeps every layer on the CPU; this build's one GPU is CUDA0.
+      const std::string v = val();
+      if (v == "none") o.n_gpu_layers = 0;
+      else if (v != "CUDA0") fail("flag ", flag, ": '", v, "' must be CUDA0 or none");
+    } else if (flag == "--reasoning-format") {
+      // Reasoning always goes to reasoning_content (llama.cpp's deepseek / auto formats).
+      const std::string v = val();
+      if (v == "none") fail("flag ", flag, ": 'none' is not supported: reasoning always goes to reasoning_content");
+      if (v != "auto" && v != "deepseek" && v != "deepseek-legacy") {
+        fail("flag ", flag, ": '", v, "' must be auto, deepseek or deepseek-legacy");
+      }
+    } else if (flag == "--reasoning-budget") {
+      if (val() != "-1") {
+        fail("flag ", flag, ": only -1 (no budget) is supported; to turn thinking off pass ",
+             "--chat-template-kwargs '{\"enable_thinking\": false}'");
+      }
     } else if (flag == "-v" || flag == "--verbose") {
       o.log_level = "debug";
     } else if (flag == "--log-disable") {
       o.log_level = "off";
+    } else if (const CompatFlag* c = compat_flag(flag)) {
+      std::string v;
+      if (c->value == FlagValue::required ||
+          (c->value == FlagValue::optional && (inline_value || (a.i + 1 < argc && argv[a.i + 1][0] != '-')))) {
+        v = val();
+      }
+      if (!c->accepted) fail("flag ", flag, ": ", c->why);
+      o.notices.push_back(str_cat(flag, v.empty() ? "" : " " + v, ": no effect here (", c->why, ")"));
     } else {
       fail("unknown flag '", flag, "' (see moeserve serve --help)");
     }

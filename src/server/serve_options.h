@@ -44,12 +44,18 @@ struct ServeOptions {
   double top_p = 0.95;
   double min_p = 0.05;
   double repeat_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  int64_t repeat_last_n = 64;  // window of the penalties; 0: off, -1: the whole context
+  double typical_p = 1.0;      // 1: off
   int64_t seed = -1;
   std::vector<std::pair<int32_t, float>> logit_bias;  // -l / --logit-bias ID(+|-)BIAS, every request
   // Prompt cache: RAM for saved sequence states of evicted conversations.
   int64_t cache_ram_mib = 8192;
   int64_t checkpoint_every = 4096;  // tokens between recurrent-state checkpoints during prefill
   std::string log_level = "info";
+  // One line per llama-server flag given that has no effect here (serve_compat.h), printed at start.
+  std::vector<std::string> notices;
 };
 
 // argv[0] is the subcommand name. Throws moeserve::Error naming the flag on anything wrong.

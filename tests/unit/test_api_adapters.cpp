@@ -29,7 +29,7 @@ TEST(OpenAIRequest, MapsMessagesToolsAndArguments) {
       {"role": "tool", "tool_call_id": "c1", "content": "ok"}],
     "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
     "tool_choice": {"type": "function", "function": {"name": "f"}},
-    "logit_bias": {"42": 5}})");
+    "logit_bias": {"42": 5}, "presence_penalty": 0.5, "repeat_last_n": -1, "typical_p": 0.75})");
   const ChatRequest r = parse_openai_chat_request(body);
   EXPECT_EQ(r.messages[0]["role"], "system");
   EXPECT_EQ(r.messages[0]["content"], "be brief");
@@ -43,6 +43,9 @@ TEST(OpenAIRequest, MapsMessagesToolsAndArguments) {
   EXPECT_TRUE(r.stream && r.include_usage);
   EXPECT_EQ(*r.sampling.seed, 7u);
   EXPECT_FLOAT_EQ(r.sampling.logit_bias.at(42), 5.0f);
+  EXPECT_DOUBLE_EQ(*r.sampling.presence_penalty, 0.5);
+  EXPECT_EQ(*r.sampling.repeat_last_n, -1);
+  EXPECT_DOUBLE_EQ(*r.sampling.typical_p, 0.75);
 }
 
 TEST(OpenAIRequest, ClientErrorsNameTheField) {

@@ -63,6 +63,33 @@ TEST(ServeOptions, OtherForms) {
   EXPECT_TRUE(o.cpu_moe);
 }
 
+// A command line of the kind published for Qwen3-Coder-Next with a recent llama-server: the flags
+// that act here take effect, those that change nothing are accepted with one notice each.
+TEST(ServeOptions, PublishedLlamaServerLine) {
+  const ServeOptions o = parse(
+      "--model Qwen3-Coder-Next-UD-Q4_K_XL.gguf --alias unsloth/Qwen3-Coder-Next --threads -1 --fit on --seed 3407 "
+      "--temp 1.0 --top-p 0.95 --min-p 0.01 --top-k 40 --port 8001 --jinja --ctx-size 16384 --presence-penalty 1.5 "
+      "--frequency-penalty 0.25 --repeat-last-n 128 --typical 0.9 --no-context-shift --kv-unified --cache-reuse 256 "
+      "--prio 3 --mlock -dev CUDA0 --reasoning-format auto --reasoning-budget -1 --log-colors --fit --port 8002");
+  EXPECT_EQ(o.threads, 0);  // -1: every core
+  EXPECT_EQ(o.seed, 3407);
+  EXPECT_DOUBLE_EQ(o.presence_penalty, 1.5);
+  EXPECT_DOUBLE_EQ(o.frequency_penalty, 0.25);
+  EXPECT_EQ(o.repeat_last_n, 128);
+  EXPECT_DOUBLE_EQ(o.typical_p, 0.9);
+  EXPECT_EQ(o.port, 8002);  // the bare --fit and --log-colors took no value
+  EXPECT_FALSE(o.n_gpu_layers.has_value());
+  const std::vector<std::string> flags{"--fit on", "--no-context-shift", "--kv-unified", "--cache-reuse 256", "--prio 3",
+                                       "--mlock", "--log-colors", "--fit:"};
+  ASSERT_EQ(o.notices.size(), flags.size());
+  for (size_t i = 0; i < flags.size(); ++i) {
+    EXPECT_EQ(o.notices[i].rfind(flags[i], 0), 0u) << o.notices[i];
+    EXPECT_NE(o.notices[i].find(": no effect here ("), std::string::npos) << o.notices[i];
+  }
+  EXPECT_EQ(parse("-dev none").n_gpu_layers, 0);
+  EXPECT_EQ(parse("--fit=off").notices.at(0).rfind("--fit off: no effect here", 0), 0u);
+}
+
 TEST(ServeOptions, ErrorsNameTheFlag) {
   EXPECT_EQ(error_of("--frobnicate"), "unknown flag '--frobnicate' (see moeserve serve --help)");
   EXPECT_EQ(error_of("--port"), "flag --port needs a value");
@@ -71,6 +98,18 @@ TEST(ServeOptions, ErrorsNameTheFlag) {
   EXPECT_EQ(error_of("-ctk q5_1"), "flag -ctk: cache type 'q5_1' is not supported (f16, q8_0, q4_0)");
   EXPECT_EQ(error_of("--flash-attn=maybe"), "flag --flash-attn: 'maybe' must be on, off or auto");
   EXPECT_EQ(error_of("-ot exps"), "flag -ot: 'exps' must be REGEX=DEVICE (e.g. exps=CPU)");
+  // llama-server flags asking for what moeserve does not do: the flag and why.
+  EXPECT_EQ(error_of("-hf unsloth/Qwen3-Coder-Next-GGUF:Q4_K_XL"), "flag -hf: models are not downloaded: pass the file with -m");
+  EXPECT_EQ(error_of("--mmproj mmproj.gguf"), "flag --mmproj: images and audio are not supported");
+  EXPECT_EQ(error_of("--rope-scaling yarn"),
+            "flag --rope-scaling: RoPE overrides are not supported: the model's own RoPE parameters are used");
+  EXPECT_EQ(error_of("-md draft.gguf"), "flag -md: speculative decoding is not supported");
+  EXPECT_EQ(error_of("--embeddings"), "flag --embeddings: embeddings and reranking are not served");
+  EXPECT_EQ(error_of("--reasoning-format none"),
+            "flag --reasoning-format: 'none' is not supported: reasoning always goes to reasoning_content");
+  EXPECT_NE(error_of("--reasoning-budget 0").find("enable_thinking"), std::string::npos);
+  EXPECT_EQ(error_of("-dev CUDA1"), "flag -dev: 'CUDA1' must be CUDA0 or none");
+  EXPECT_EQ(error_of("--prio"), "flag --prio needs a value");
 }
 
 }  // namespace

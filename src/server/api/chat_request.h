@@ -32,6 +32,8 @@ struct SamplingRequest {
   std::optional<double> presence_penalty;
   std::optional<double> frequency_penalty;
   std::optional<double> repeat_penalty;
+  std::optional<int64_t> repeat_last_n;  // llama-server's extension, as typical_p
+  std::optional<double> typical_p;
   std::optional<uint64_t> seed;
   std::map<int32_t, float> logit_bias;  // token id -> bias
 };

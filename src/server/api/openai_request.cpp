@@ -115,6 +115,11 @@ SamplingRequest parse_sampling(const ordered_json& body) {
   s.presence_penalty = opt_number_in(body, "presence_penalty", -2, 2);
   s.frequency_penalty = opt_number_in(body, "frequency_penalty", -2, 2);
   s.repeat_penalty = opt_number_in(body, "repeat_penalty", 0, 100);
+  if (auto n = opt_integer(body, "repeat_last_n")) {
+    if (*n < -1) bad_request("repeat_last_n", "'repeat_last_n' must be >= -1");
+    s.repeat_last_n = std::min<int64_t>(*n, 1 << 30);
+  }
+  s.typical_p = opt_number_in(body, "typical_p", 0, 1);
   if (auto seed = opt_integer(body, "seed")) s.seed = uint64_t(*seed);
   if (const ordered_json* bias = opt_object(body, "logit_bias")) {
     for (const auto& [key, value] : bias->items()) {
