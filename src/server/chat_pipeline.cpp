@@ -311,14 +311,15 @@ RenderedPrompt render_chat_prompt(const ServedModel& model, const ServeOptions& 
 ChatResult run_chat(ServedModel& model, const ServeOptions& options, const ChatRequest& request, const RenderedPrompt& prompt,
                     ChatStreamSink* sink, const std::function<bool()>& client_alive) {
   chat::OutputParserOptions po;
-  po.reasoning = model.template_has_reasoning();
-  po.starts_in_reasoning = po.reasoning && chat::prompt_opens_reasoning(prompt.text);
+  const bool opens_reasoning = model.template_has_reasoning() && chat::prompt_opens_reasoning(prompt.text);
+  po.reasoning = model.template_has_reasoning() && options.split_reasoning;
+  po.starts_in_reasoning = po.reasoning && opens_reasoning;
   if (!request.tools.empty() && request.tool_choice != ToolChoice::none) {
     po.tool_format = model.tool_format();
     po.tools = chat::ToolSet::from_openai(nlohmann::json::parse(request.tools.dump()));
   }
   po.id_seed = request.sampling.seed.value_or(std::random_device{}());
-  std::shared_ptr<const grammar::Grammar> constraint = reply_grammar(model, request, po.starts_in_reasoning);
+  std::shared_ptr<const grammar::Grammar> constraint = reply_grammar(model, request, opens_reasoning);
   if (constraint && po.tool_format == chat::ToolCallFormat::none && !request.tools.empty() &&
       request.tool_choice != ToolChoice::none) {
     po.tool_format = chat::ToolCallFormat::hermes_json;  // the syntax the constraint imposes

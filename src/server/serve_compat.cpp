@@ -18,6 +18,10 @@ constexpr CompatFlag kFlags[] = {
      "recurrent-state checkpoints are taken every --checkpoint-every tokens"},
     {"--keep", required, true, "the context never shifts, so no tokens are kept across a shift"},
     {"-dt --defrag-thold", required, true, "the KV cache needs no defragmentation"},
+    {"--slot-save-path", required, true, "slot save and restore endpoints are not served; the prompt cache keeps states in RAM"},
+    {"-sps --slot-prompt-similarity", required, true, "requests go to the slot whose cached prompt they extend most"},
+    {"--threads-http", required, true, "connections get a thread each"},
+    {"--path --api-prefix", required, true, "no static files are served"},
     {"--prio --prio-batch --poll --poll-batch --numa -C --cpu-mask -Cr --cpu-range -Cb --cpu-mask-batch -Crb "
      "--cpu-range-batch",
      required, true, "thread placement and priority are left to the operating system"},

@@ -102,6 +102,8 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   --no-mmap                   copy the weights kept in RAM out of the file's mapping (huge pages
                               if the kernel gives them) instead of reading them in place
   -dev, --device CUDA0|none    none: every layer on the CPU
+  --reasoning-format F        auto (default) or deepseek: <think> text in reasoning_content;
+                              none: left in the content
   -v, --verbose | --log-disable
 
 Other llama-server flags: those that change nothing here (--no-context-shift, --fit, --cache-reuse,
@@ -242,12 +244,12 @@ std::optional<ServeOptions> parse_serve_options(int argc, char** argv) {
       if (v == "none") o.n_gpu_layers = 0;
       else if (v != "CUDA0") fail("flag ", flag, ": '", v, "' must be CUDA0 or none");
     } else if (flag == "--reasoning-format") {
-      // Reasoning always goes to reasoning_content (llama.cpp's deepseek / auto formats).
+      // auto / deepseek: reasoning goes to reasoning_content; none: it stays in the content.
       const std::string v = val();
-      if (v == "none") fail("flag ", flag, ": 'none' is not supported: reasoning always goes to reasoning_content");
-      if (v != "auto" && v != "deepseek" && v != "deepseek-legacy") {
-        fail("flag ", flag, ": '", v, "' must be auto, deepseek or deepseek-legacy");
+      if (v != "auto" && v != "deepseek" && v != "deepseek-legacy" && v != "none") {
+        fail("flag ", flag, ": '", v, "' must be auto, deepseek, deepseek-legacy or none");
       }
+      o.split_reasoning = v != "none";
     } else if (flag == "--reasoning-budget") {
       if (val() != "-1") {
         fail("flag ", flag, ": only -1 (no budget) is supported; to turn thinking off pass ",

@@ -54,6 +54,7 @@ struct ServeOptions {
   int64_t cache_ram_mib = 8192;
   int64_t checkpoint_every = 4096;  // tokens between recurrent-state checkpoints during prefill
   std::string log_level = "info";
+  bool split_reasoning = true;  // --reasoning-format none: false (reasoning stays in the content)
   // One line per llama-server flag given that has no effect here (serve_compat.h), printed at start.
   std::vector<std::string> notices;
 };

@@ -86,6 +86,8 @@ TEST(ServeOptions, PublishedLlamaServerLine) {
     EXPECT_EQ(o.notices[i].rfind(flags[i], 0), 0u) << o.notices[i];
     EXPECT_NE(o.notices[i].find(": no effect here ("), std::string::npos) << o.notices[i];
   }
+  EXPECT_TRUE(o.split_reasoning);
+  EXPECT_FALSE(parse("--reasoning-format none").split_reasoning);
   EXPECT_EQ(parse("-dev none").n_gpu_layers, 0);
   EXPECT_EQ(parse("--fit=off").notices.at(0).rfind("--fit off: no effect here", 0), 0u);
 }
@@ -105,8 +107,8 @@ TEST(ServeOptions, ErrorsNameTheFlag) {
             "flag --rope-scaling: RoPE overrides are not supported: the model's own RoPE parameters are used");
   EXPECT_EQ(error_of("-md draft.gguf"), "flag -md: speculative decoding is not supported");
   EXPECT_EQ(error_of("--embeddings"), "flag --embeddings: embeddings and reranking are not served");
-  EXPECT_EQ(error_of("--reasoning-format none"),
-            "flag --reasoning-format: 'none' is not supported: reasoning always goes to reasoning_content");
+  EXPECT_EQ(error_of("--reasoning-format raw"),
+            "flag --reasoning-format: 'raw' must be auto, deepseek, deepseek-legacy or none");
   EXPECT_NE(error_of("--reasoning-budget 0").find("enable_thinking"), std::string::npos);
   EXPECT_EQ(error_of("-dev CUDA1"), "flag -dev: 'CUDA1' must be CUDA0 or none");
   EXPECT_EQ(error_of("--prio"), "flag --prio needs a value");
