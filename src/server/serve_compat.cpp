@@ -27,7 +27,7 @@ constexpr CompatFlag kFlags[] = {
      required, true, "thread placement and priority are left to the operating system"},
     {"--cpu-strict --cpu-strict-batch", required, true, "thread placement is left to the operating system"},
     {"-sm --split-mode -mg --main-gpu", required, true, "one GPU (CUDA0) is used"},
-    {"--no-webui --webui --slots --no-slots --props --swa-full -kvu --kv-unified --no-kv-unified --no-perf --perf "
+    {"--no-webui --webui --slots --no-slots --props --swa-full --no-perf --perf "
      "--no-mmproj --no-mmproj-offload --mmproj-offload --no-op-offload --op-offload --no-repack -nr --repack "
      "--no-escape --escape -e --direct-io -dio --no-direct-io --check-tensors --verbose-prompt --no-warmup --warmup "
      "--mlock",

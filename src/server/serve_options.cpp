@@ -74,7 +74,9 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   -a, --alias NAME[,NAME..]   model names the API answers to (default: the file name)
       --host HOST             address to listen on (default 127.0.0.1)
       --port PORT             port (default 8080)
-  -c, --ctx-size N            context per slot in tokens; 0 = the model's maximum (default 0)
+  -c, --ctx-size N            context in tokens of all slots together, an equal share each (as
+                              llama-server); 0 = the model's maximum (default 0)
+  -kvu, --kv-unified          every slot gets the whole -c (each its own cache: -np times the memory)
   -n, --n-predict N           cap on generated tokens per request (default -1: none)
   -np, --parallel N           slots: requests decoded together (default 1)
   -b, --batch-size N          logical batch for prompt processing (default 2048)
@@ -151,6 +153,10 @@ std::optional<ServeOptions> parse_serve_options(int argc, char** argv) {
       o.batch_size = to_int(flag, val(), 1, 1 << 20);
     } else if (flag == "-ub" || flag == "--ubatch-size" || flag == "--ub") {
       o.ubatch_size = to_int(flag, val(), 1, 1 << 20);
+    } else if (flag == "-kvu" || flag == "--kv-unified") {
+      o.kv_unified = true;
+    } else if (flag == "--no-kv-unified") {
+      o.kv_unified = false;
     } else if (flag == "-cb" || flag == "--cont-batching") {
       o.cont_batching = true;
     } else if (flag == "-nocb" || flag == "--no-cont-batching") {

@@ -17,7 +17,8 @@ struct ServeOptions {
   std::vector<std::string> aliases;  // --alias (comma-separated list accepted)
   std::string host = "127.0.0.1";
   int port = 8080;
-  int64_t ctx_size = 0;      // -c; 0 = the model's training context
+  int64_t ctx_size = 0;      // -c, all slots together; 0 = the model's training context
+  bool kv_unified = false;   // --kv-unified: each slot gets the whole -c
   int64_t n_predict = -1;    // -n: cap on generated tokens per request (-1: none)
   GgmlType cache_type_k = GgmlType::F16;
   GgmlType cache_type_v = GgmlType::F16;

@@ -87,7 +87,10 @@ ServedModel::ServedModel(const ServeOptions& options) {
   if (vocab.eos != tokenizer::kNoToken) eos_text_ = tokenizer_->piece(vocab.eos, true);
 
   EngineOptions eo;
-  eo.n_ctx = options.ctx_size;
+  // llama-server's -c is the context of all slots together, an equal share each (all of it each
+  // with --kv-unified, where llama-server's slots share one cache; here each slot has its own).
+  const int64_t total_ctx = options.ctx_size > 0 ? options.ctx_size : model_->hparams().n_ctx_train;
+  eo.n_ctx = options.kv_unified ? total_ctx : std::max<int64_t>(1, total_ctx / options.parallel);
   eo.n_seq = options.parallel;
   eo.n_batch = std::min(options.ubatch_size, options.batch_size);
   eo.type_k = options.cache_type_k;

@@ -65,6 +65,12 @@ describe('constrained output', () => {
   });
   after(async () => assert.equal(await server.stop(), 0, server.log()));
 
+  test('shares -c among the -np slots as llama-server does', async () => {
+    const props = await (await fetch(`${server.url}/props`)).json();
+    assert.equal(props.total_slots, 2);
+    assert.equal(props.default_generation_settings.n_ctx, 4096);
+  });
+
   const schema = {
     type: 'object',
     properties: {

@@ -79,7 +79,8 @@ TEST(ServeOptions, PublishedLlamaServerLine) {
   EXPECT_DOUBLE_EQ(o.typical_p, 0.9);
   EXPECT_EQ(o.port, 8002);  // the bare --fit and --log-colors took no value
   EXPECT_FALSE(o.n_gpu_layers.has_value());
-  const std::vector<std::string> flags{"--fit on", "--no-context-shift", "--kv-unified", "--cache-reuse 256", "--prio 3",
+  EXPECT_TRUE(o.kv_unified);
+  const std::vector<std::string> flags{"--fit on", "--no-context-shift", "--cache-reuse 256", "--prio 3",
                                        "--mlock", "--log-colors", "--fit:"};
   ASSERT_EQ(o.notices.size(), flags.size());
   for (size_t i = 0; i < flags.size(); ++i) {
