@@ -103,13 +103,13 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   --checkpoint-every N        tokens between recurrent-state checkpoints in a prompt (default 4096)
   --no-mmap                   copy the weights kept in RAM out of the file's mapping (huge pages
                               if the kernel gives them) instead of reading them in place
-  -dev, --device CUDA0|none    none: every layer on the CPU
+  -dev, --device CUDA0|none   none: every layer on the CPU
   --reasoning-format F        auto (default) or deepseek: <think> text in reasoning_content;
                               none: left in the content
   -v, --verbose | --log-disable
 
 Other llama-server flags: those that change nothing here (--no-context-shift, --fit, --cache-reuse,
---prio, --mlock, --kv-unified, ...) are accepted with a notice at start; those asking for what
+--prio, --mlock, --swa-full, ...) are accepted with a notice at start; those asking for what
 moeserve does not do (-hf, --mmproj, --lora, draft models, RoPE overrides, ...) stop with an error
 saying so.
 )";
