@@ -3,9 +3,13 @@
 // vocabulary adds one); only the second half of each chunk is scored, so every scored token has
 // at least n_ctx/2 tokens of context. PPL = exp(mean NLL); its uncertainty is the standard error
 // of the mean NLL, sqrt((E[nll^2] - E[nll]^2) / (count - 1)), carried to PPL by multiplying by PPL.
+// --kl-divergence-base FILE saves the scored positions' log-probabilities (llama-perplexity's file);
+// with --kl-divergence the model is scored against such a file instead (runtime/kl_divergence.h).
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +17,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "engine_args.h"
+#include "runtime/kl_divergence.h"
 
 namespace moeserve::cli {
 namespace {
@@ -25,7 +30,10 @@ constexpr const char* kUsage =
     "  -f, --file FILE        text, tokenized with the model's vocabulary (BOS as it asks)\n"
     "  --ids LIST             token ids: \"[1, 2, 3]\" or \"1 2 3\"\n"
     "  --ids-file FILE        token ids from a file (same syntax)\n"
-    "  --chunks N             score at most N chunks\n";
+    "  --chunks N             score at most N chunks\n"
+    "  --kl-divergence-base FILE  save the scored log-probabilities to FILE (llama-perplexity's format)\n"
+    "  --kl-divergence        score against the base FILE instead: KL divergence, probability and top-token\n"
+    "                         statistics (the tokens and -c come from FILE; no -f)\n";
 
 // -log softmax(logits)[target], in double.
 double nll_of(const float* logits, int64_t n_vocab, int32_t target) {
@@ -36,6 +44,79 @@ double nll_of(const float* logits, int64_t n_vocab, int32_t target) {
   return std::log(sum) - double(logits[target] - mx);
 }
 
+// The BOS token that replaces each chunk's first token, when the vocabulary adds one.
+std::optional<int32_t> chunk_bos(const gguf::GgufFile& file) {
+  const std::optional<uint64_t> bos = file.get_uint("tokenizer.ggml.bos_token_id");
+  if (!file.get_bool("tokenizer.ggml.add_bos_token").value_or(false) || !bos) return std::nullopt;
+  return int32_t(*bos);
+}
+
+// Runs chunk c of `tokens` (n_ctx tokens each) from an empty sequence and calls
+// score(i, logits, next token) for its scored positions, i = 0 .. n_ctx - 2 - n_ctx / 2 in order.
+template <typename Score>
+void run_chunk(Engine& engine, const std::vector<int32_t>& tokens, int64_t n_ctx, int64_t c, std::optional<int32_t> bos,
+               Score score) {
+  engine.seq_clear(0);
+  const int64_t start = c * n_ctx, first = n_ctx / 2;
+  std::vector<BatchToken> batch;
+  int64_t scored = 0;
+  for (int64_t at = 0; at < n_ctx;) {
+    batch.clear();
+    for (; at < n_ctx && int64_t(batch.size()) < engine.n_batch(); ++at) {
+      const int32_t token = at == 0 && bos ? *bos : tokens[size_t(start + at)];
+      batch.push_back({token, int32_t(at), 0, at >= first && at < n_ctx - 1});
+    }
+    engine.decode(batch);
+    int64_t out = 0;
+    for (const BatchToken& t : batch) {
+      if (t.logits) score(scored++, engine.logits(out++), tokens[size_t(start + t.pos + 1)]);
+    }
+  }
+}
+
+// --kl-divergence: the model against the base file's saved log-probabilities, chunk by chunk.
+int kl_divergence_run(EngineArgs args, const std::string& base_file, int64_t max_chunks) {
+  std::ifstream in(base_file, std::ios::binary);
+  if (!in) fail("cannot read ", base_file);
+  const kld::BaseHeader h = kld::read_header(in, base_file);
+  args.n_ctx = h.n_ctx;
+  LoadedModel m = load_model(args);
+  EngineOptions options = args.engine_options(m.model->hparams());
+  options.n_batch = std::min<int64_t>(args.n_batch, h.n_ctx);
+  const std::unique_ptr<Engine> engine_owner = make_engine(m, options);
+  Engine& engine = *engine_owner;
+  const int64_t n_ctx = h.n_ctx, n_vocab = engine.n_vocab();
+  if (n_vocab != h.n_vocab) {
+    fail(base_file, ": saved with a vocabulary of ", h.n_vocab, " tokens, this model has ", n_vocab);
+  }
+  const int64_t n_chunk = max_chunks > 0 ? std::min<int64_t>(h.n_chunk, max_chunks) : h.n_chunk;
+  std::fprintf(stderr, "kl-divergence: %lld chunks of %lld tokens against %s, %s\n", (long long)n_chunk,
+               (long long)n_ctx, base_file.c_str(), m.backend->name().c_str());
+  const int64_t words = kld::row_words(n_vocab), n_scored = n_ctx - 1 - n_ctx / 2;
+  std::vector<uint16_t> rows(size_t(n_scored * words));
+  const std::optional<int32_t> bos = chunk_bos(*m.file);
+  kld::Stats stats;
+  std::printf("%s", kld::Stats::table_header().c_str());
+  for (int64_t c = 0; c < n_chunk; ++c) {
+    if (!in.read(reinterpret_cast<char*>(rows.data()), std::streamsize(rows.size() * sizeof(uint16_t)))) {
+      fail(base_file, ": cut short in the log-probabilities of chunk ", c + 1);
+    }
+    run_chunk(engine, h.tokens, n_ctx, c, bos, [&](int64_t i, const float* logits, int32_t next) {
+      stats.add(logits, n_vocab, rows.data() + i * words, next);
+    });
+    std::printf("%s", stats.chunk_row(c + 1).c_str());
+    std::fflush(stdout);
+  }
+  std::printf("\n");
+  if (stats.count() < 100) {
+    std::fprintf(stderr, "kl-divergence: %lld scored tokens are too few for the statistics (100 at least)\n",
+                 (long long)stats.count());
+    return 0;
+  }
+  std::printf("%s", stats.summary().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int cmd_perplexity(int argc, char** argv) {
@@ -43,7 +124,8 @@ int cmd_perplexity(int argc, char** argv) {
   args.n_ctx = 512;
   std::vector<int32_t> tokens;
   int64_t max_chunks = -1;
-  std::string text_file;
+  std::string text_file, base_file;
+  bool kl_divergence = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -64,9 +146,17 @@ int cmd_perplexity(int argc, char** argv) {
       tokens = parse_ids(a, text.str());
     } else if (a == "--chunks") {
       max_chunks = parse_int(a, flag_value(argc, argv, i), 1, INT32_MAX);
+    } else if (a == "--kl-divergence-base") {
+      base_file = flag_value(argc, argv, i);
+    } else if (a == "--kl-divergence") {
+      kl_divergence = true;
     } else {
       fail("unknown option '", a, "' (see moeserve perplexity --help)");
     }
+  }
+  if (kl_divergence) {
+    if (base_file.empty()) fail("--kl-divergence needs --kl-divergence-base FILE (written by a run without it)");
+    return kl_divergence_run(args, base_file, max_chunks);
   }
   if (tokens.empty() && text_file.empty()) fail("missing input: -f FILE, --ids LIST or --ids-file FILE");
   if (!tokens.empty() && !text_file.empty()) fail("give the input once: -f FILE or token ids, not both");
@@ -96,40 +186,42 @@ int cmd_perplexity(int argc, char** argv) {
   for (int32_t t : tokens) {
     if (t >= n_vocab) fail("token id ", t, " is outside the vocabulary (", n_vocab, ")");
   }
-  const bool add_bos = m.file->get_bool("tokenizer.ggml.add_bos_token").value_or(false);
-  const std::optional<uint64_t> bos = m.file->get_uint("tokenizer.ggml.bos_token_id");
   std::fprintf(stderr, "perplexity: %lld chunks of %lld tokens, batch %lld, %s\n", (long long)n_chunk,
                (long long)n_ctx, (long long)engine.n_batch(), m.backend->name().c_str());
 
-  const int64_t first = n_ctx / 2;
+  // With a base file: its header, then each chunk's scored log-probabilities (and the NLL as the
+  // saved rows compute it, as llama-perplexity does).
+  std::ofstream base;
+  const int64_t words = kld::row_words(n_vocab), n_scored = n_ctx - 1 - n_ctx / 2;
+  std::vector<uint16_t> rows;
+  if (!base_file.empty()) {
+    base.open(base_file, std::ios::binary | std::ios::trunc);
+    if (!base) fail("cannot write ", base_file);
+    kld::BaseHeader h{int32_t(n_ctx), int32_t(n_vocab), int32_t(n_chunk),
+                      std::vector<int32_t>(tokens.begin(), tokens.begin() + n_chunk * n_ctx)};
+    kld::write_header(base, h);
+    rows.resize(size_t(n_scored * words));
+  }
+  const std::optional<int32_t> bos = chunk_bos(*m.file);
   double nll = 0, nll2 = 0;
   int64_t count = 0;
-  std::vector<BatchToken> batch;
   const double t0 = now_seconds();
   for (int64_t c = 0; c < n_chunk; ++c) {
-    engine.seq_clear(0);
-    const int64_t start = c * n_ctx;
-    for (int64_t at = 0; at < n_ctx;) {
-      batch.clear();
-      for (; at < n_ctx && int64_t(batch.size()) < engine.n_batch(); ++at) {
-        int32_t token = tokens[size_t(start + at)];
-        if (at == 0 && add_bos && bos) token = int32_t(*bos);
-        batch.push_back({token, int32_t(at), 0, at >= first && at < n_ctx - 1});
-      }
-      engine.decode(batch);
-      int64_t out = 0;
-      for (const BatchToken& t : batch) {
-        if (!t.logits) continue;
-        const double v = nll_of(engine.logits(out++), n_vocab, tokens[size_t(start + t.pos + 1)]);
-        nll += v;
-        nll2 += v * v;
-        ++count;
-      }
+    run_chunk(engine, tokens, n_ctx, c, bos, [&](int64_t i, const float* logits, int32_t next) {
+      const double v = rows.empty() ? nll_of(logits, n_vocab, next)
+                                    : kld::encode_row(logits, n_vocab, next, rows.data() + i * words);
+      nll += v;
+      nll2 += v * v;
+      ++count;
+    });
+    if (base.is_open() && !base.write(reinterpret_cast<const char*>(rows.data()), std::streamsize(rows.size() * 2))) {
+      fail("cannot write ", base_file, " (disk full?)");
     }
     if (c == 0) std::fprintf(stderr, "perplexity: %.2f s per chunk\n", now_seconds() - t0);
     std::printf("[%lld]%.4f,", (long long)(c + 1), std::exp(nll / double(count)));
     std::fflush(stdout);
   }
+  if (base.is_open() && !base.flush()) fail("cannot write ", base_file, " (disk full?)");
   std::printf("\n");
   const double mean = nll / double(count), mean2 = nll2 / double(count);
   const double ppl = std::exp(mean);

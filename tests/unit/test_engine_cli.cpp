@@ -137,6 +137,80 @@ TEST_F(EngineCli, PerplexityFollowsLlamaPerplexity) {
   EXPECT_NEAR(err, std::sqrt((mean2 - mean * mean) / double(nll.size() - 1)) * std::exp(mean), 1e-3 * err + 1e-5);
 }
 
+// --kl-divergence-base saves llama-perplexity's file; --kl-divergence scores a run against it. The
+// same model and settings give a divergence of ~0 and the same top tokens; a 4-bit KV cache gives a
+// divergence above 0, and its mean equals the mean of the per-position divergences computed here
+// from full logits of both runs.
+TEST_F(EngineCli, KlDivergenceAgainstASavedBase) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 8 * 32; ++i) tokens.push_back((i * 37 + 11) % 96);
+  const std::string ids_file = scratch("kld_ids.txt"), base = scratch("base.kld");
+  {
+    std::ofstream f(ids_file);
+    for (int32_t t : tokens) f << t << " ";
+  }
+  const std::string m = "perplexity -m '" + *path_ + "' -t 1 ";
+  const CliResult b = moeserve(m + "--ids-file '" + ids_file + "' -c 32 --kl-divergence-base '" + base + "'");
+  ASSERT_EQ(b.status, 0) << b.err;
+  // Header, 256 tokens, then per chunk 15 rows of (2 floats + 96 steps) 16-bit words.
+  EXPECT_EQ(std::filesystem::file_size(base), 8u + 12u + 256u * 4u + 8u * 15u * (4u + 96u) * 2u);
+
+  auto mean_kld = [](const std::string& out) {
+    const size_t at = out.find("Mean    KLD:");
+    return at == std::string::npos ? -1.0 : std::stod(out.substr(at + 12));
+  };
+  const CliResult same = moeserve(m + "--kl-divergence-base '" + base + "' --kl-divergence");
+  ASSERT_EQ(same.status, 0) << same.err;
+  EXPECT_LT(std::fabs(mean_kld(same.out)), 1e-4) << same.out;
+  EXPECT_NE(same.out.find("Same top p: 100.000 ±"), std::string::npos) << same.out;
+  EXPECT_NE(same.out.find("chunk             PPL"), std::string::npos);
+  EXPECT_NE(same.out.find("\n   8    "), std::string::npos) << same.out;  // a row per chunk
+
+  const CliResult q4 = moeserve(m + "--kl-divergence-base '" + base + "' --kl-divergence -ctk q4_0 -ctv q4_0 -fa on");
+  ASSERT_EQ(q4.status, 0) << q4.err;
+  InProcess p(*path_);
+  auto chunk_logits = [&](GgmlType kv, FlashMode fa) {
+    EngineOptions o;
+    o.n_ctx = 32;
+    o.type_k = o.type_v = kv;
+    o.flash = fa;
+    Engine e(*p.model, *p.backend, o);
+    std::vector<std::vector<double>> rows;  // log-softmax of each scored position
+    for (int c = 0; c < 8; ++c) {
+      e.seq_clear(0);
+      std::vector<BatchToken> batch;
+      for (int i = 0; i < 32; ++i) batch.push_back({tokens[size_t(32 * c + i)], i, 0, i >= 16 && i < 31});
+      e.decode(batch);
+      for (int i = 0; i < 15; ++i) {
+        const float* l = e.logits(i);
+        double mx = l[0], sum = 0;
+        for (int64_t v = 0; v < e.n_vocab(); ++v) mx = std::max(mx, double(l[v]));
+        for (int64_t v = 0; v < e.n_vocab(); ++v) sum += std::exp(double(l[v]) - mx);
+        std::vector<double> row;
+        for (int64_t v = 0; v < e.n_vocab(); ++v) row.push_back(double(l[v]) - mx - std::log(sum));
+        rows.push_back(std::move(row));
+      }
+    }
+    return rows;
+  };
+  const auto lp = chunk_logits(GgmlType::F16, FlashMode::automatic), lq = chunk_logits(GgmlType::Q4_0, FlashMode::on);
+  double want = 0;
+  for (size_t r = 0; r < lp.size(); ++r) {
+    for (size_t v = 0; v < lp[r].size(); ++v) want += std::exp(lp[r][v]) * (lp[r][v] - lq[r][v]);
+  }
+  want /= double(lp.size());
+  EXPECT_GT(want, 1e-6);
+  EXPECT_NEAR(mean_kld(q4.out), want, 2e-4 + 0.05 * want) << q4.out;
+
+  for (const auto& [args, needle] :
+       {std::pair{m + "--kl-divergence", "--kl-divergence needs --kl-divergence-base FILE"},
+        std::pair{m + "--kl-divergence --kl-divergence-base '" + ids_file + "'", "does not start with \"_logits_\""}}) {
+    const CliResult r = moeserve(args);
+    EXPECT_EQ(r.status, 1) << args;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  }
+}
+
 TEST_F(EngineCli, BenchFormats) {
   const CliResult j = moeserve("bench -m '" + *path_ + "' -p 8 -n 4 -r 2 -t 1 -o json");
   ASSERT_EQ(j.status, 0) << j.err;
