@@ -25,6 +25,16 @@ namespace {
 
 int32_t argmax(const float* logits, int64_t n) { return int32_t(std::max_element(logits, logits + n) - logits); }
 
+// log softmax of n logits, in double.
+std::vector<double> log_softmax(const float* l, int64_t n) {
+  double mx = l[0], sum = 0;
+  for (int64_t v = 0; v < n; ++v) mx = std::max(mx, double(l[v]));
+  for (int64_t v = 0; v < n; ++v) sum += std::exp(double(l[v]) - mx);
+  std::vector<double> out;
+  for (int64_t v = 0; v < n; ++v) out.push_back(double(l[v]) - mx - std::log(sum));
+  return out;
+}
+
 struct CliResult {
   int status = -1;
   std::string out, err;
@@ -124,11 +134,7 @@ TEST_F(EngineCli, PerplexityFollowsLlamaPerplexity) {
     for (int i = 0; i < 16; ++i) batch.push_back({tokens[size_t(16 * c + i)], i, 0, i >= 8 && i < 15});
     e.decode(batch);
     for (int i = 8; i < 15; ++i) {
-      const float* l = e.logits(i - 8);
-      double mx = l[0], sum = 0;
-      for (int64_t v = 0; v < e.n_vocab(); ++v) mx = std::max(mx, double(l[v]));
-      for (int64_t v = 0; v < e.n_vocab(); ++v) sum += std::exp(double(l[v]) - mx);
-      nll.push_back(std::log(sum) + mx - l[tokens[size_t(16 * c + i + 1)]]);
+      nll.push_back(-log_softmax(e.logits(i - 8), e.n_vocab())[size_t(tokens[size_t(16 * c + i + 1)])]);
     }
   }
   double mean = 0, mean2 = 0;
@@ -181,15 +187,7 @@ TEST_F(EngineCli, KlDivergenceAgainstASavedBase) {
       std::vector<BatchToken> batch;
       for (int i = 0; i < 32; ++i) batch.push_back({tokens[size_t(32 * c + i)], i, 0, i >= 16 && i < 31});
       e.decode(batch);
-      for (int i = 0; i < 15; ++i) {
-        const float* l = e.logits(i);
-        double mx = l[0], sum = 0;
-        for (int64_t v = 0; v < e.n_vocab(); ++v) mx = std::max(mx, double(l[v]));
-        for (int64_t v = 0; v < e.n_vocab(); ++v) sum += std::exp(double(l[v]) - mx);
-        std::vector<double> row;
-        for (int64_t v = 0; v < e.n_vocab(); ++v) row.push_back(double(l[v]) - mx - std::log(sum));
-        rows.push_back(std::move(row));
-      }
+      for (int i = 0; i < 15; ++i) rows.push_back(log_softmax(e.logits(i), e.n_vocab()));
     }
     return rows;
   };
