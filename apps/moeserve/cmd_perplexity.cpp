@@ -12,6 +12,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "commands.h"
@@ -51,14 +52,31 @@ std::optional<int32_t> chunk_bos(const gguf::GgufFile& file) {
   return int32_t(*bos);
 }
 
-// Runs chunk c of `tokens` (n_ctx tokens each) from an empty sequence and calls
-// score(i, logits, next token) for its scored positions, i = 0 .. n_ctx - 2 - n_ctx / 2 in order.
+// f(i) for i in [0, n) on up to `threads` threads, each a contiguous range (f must not throw).
+template <typename F>
+void parallel_for(int64_t n, int threads, F f) {
+  const int64_t nt = std::min<int64_t>(n, std::max(1, threads));
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < nt; ++t) {
+    pool.emplace_back([=] {
+      for (int64_t i = n * t / nt; i < n * (t + 1) / nt; ++i) f(i);
+    });
+  }
+  for (int64_t i = 0; i < (nt > 0 ? n / nt : 0); ++i) f(i);
+  for (std::thread& t : pool) t.join();
+}
+
+// Runs chunk c of `tokens` (n_ctx tokens each) from an empty sequence; after each engine step,
+// score(i0, logits, next) gets that step's scored positions i0, i0 + 1, ... (of 0 .. n_ctx - 2 -
+// n_ctx / 2): their logits (valid until the next step) and the tokens that followed them.
 template <typename Score>
 void run_chunk(Engine& engine, const std::vector<int32_t>& tokens, int64_t n_ctx, int64_t c, std::optional<int32_t> bos,
                Score score) {
   engine.seq_clear(0);
   const int64_t start = c * n_ctx, first = n_ctx / 2;
   std::vector<BatchToken> batch;
+  std::vector<const float*> logits;
+  std::vector<int32_t> next;
   int64_t scored = 0;
   for (int64_t at = 0; at < n_ctx;) {
     batch.clear();
@@ -67,11 +85,21 @@ void run_chunk(Engine& engine, const std::vector<int32_t>& tokens, int64_t n_ctx
       batch.push_back({token, int32_t(at), 0, at >= first && at < n_ctx - 1});
     }
     engine.decode(batch);
+    logits.clear();
+    next.clear();
     int64_t out = 0;
     for (const BatchToken& t : batch) {
-      if (t.logits) score(scored++, engine.logits(out++), tokens[size_t(start + t.pos + 1)]);
+      if (!t.logits) continue;
+      logits.push_back(engine.logits(out++));
+      next.push_back(tokens[size_t(start + t.pos + 1)]);
     }
+    score(scored, logits, next);
+    scored += int64_t(logits.size());
   }
+}
+
+int scoring_threads(const EngineArgs& args) {
+  return args.threads > 0 ? args.threads : int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // --kl-divergence: the model against the base file's saved log-probabilities, chunk by chunk.
@@ -96,14 +124,22 @@ int kl_divergence_run(EngineArgs args, const std::string& base_file, int64_t max
   std::vector<uint16_t> rows(size_t(n_scored * words));
   const std::optional<int32_t> bos = chunk_bos(*m.file);
   kld::Stats stats;
+  std::vector<kld::Stats::Position> positions;
   std::printf("%s", kld::Stats::table_header().c_str());
   for (int64_t c = 0; c < n_chunk; ++c) {
     if (!in.read(reinterpret_cast<char*>(rows.data()), std::streamsize(rows.size() * sizeof(uint16_t)))) {
       fail(base_file, ": cut short in the log-probabilities of chunk ", c + 1);
     }
-    run_chunk(engine, h.tokens, n_ctx, c, bos, [&](int64_t i, const float* logits, int32_t next) {
-      stats.add(logits, n_vocab, rows.data() + i * words, next);
-    });
+    // Positions measured in parallel, added in order: the same sums for any thread count.
+    run_chunk(engine, h.tokens, n_ctx, c, bos,
+              [&](int64_t i0, const std::vector<const float*>& logits, const std::vector<int32_t>& next) {
+                positions.resize(logits.size());
+                parallel_for(int64_t(logits.size()), scoring_threads(args), [&](int64_t j) {
+                  positions[size_t(j)] =
+                      kld::Stats::measure(logits[size_t(j)], n_vocab, rows.data() + (i0 + j) * words, next[size_t(j)]);
+                });
+                for (const kld::Stats::Position& p : positions) stats.add(p);
+              });
     std::printf("%s", stats.chunk_row(c + 1).c_str());
     std::fflush(stdout);
   }
@@ -206,14 +242,22 @@ int cmd_perplexity(int argc, char** argv) {
   double nll = 0, nll2 = 0;
   int64_t count = 0;
   const double t0 = now_seconds();
+  std::vector<double> nlls;
   for (int64_t c = 0; c < n_chunk; ++c) {
-    run_chunk(engine, tokens, n_ctx, c, bos, [&](int64_t i, const float* logits, int32_t next) {
-      const double v = rows.empty() ? nll_of(logits, n_vocab, next)
-                                    : kld::encode_row(logits, n_vocab, next, rows.data() + i * words);
-      nll += v;
-      nll2 += v * v;
-      ++count;
-    });
+    run_chunk(engine, tokens, n_ctx, c, bos,
+              [&](int64_t i0, const std::vector<const float*>& logits, const std::vector<int32_t>& next) {
+                nlls.resize(logits.size());
+                parallel_for(int64_t(logits.size()), scoring_threads(args), [&](int64_t j) {
+                  const size_t s = size_t(j);
+                  nlls[s] = rows.empty() ? nll_of(logits[s], n_vocab, next[s])
+                                         : kld::encode_row(logits[s], n_vocab, next[s], rows.data() + (i0 + j) * words);
+                });
+                for (double v : nlls) {  // in order: the same sums for any thread count
+                  nll += v;
+                  nll2 += v * v;
+                  ++count;
+                }
+              });
     if (base.is_open() && !base.write(reinterpret_cast<const char*>(rows.data()), std::streamsize(rows.size() * 2))) {
       fail("cannot write ", base_file, " (disk full?)");
     }

@@ -120,7 +120,7 @@ BaseHeader read_header(std::istream& in, const std::string& path) {
   return h;
 }
 
-double Stats::add(const float* logits, int64_t n_vocab, const uint16_t* base_row, int32_t target) {
+Stats::Position Stats::measure(const float* logits, int64_t n_vocab, const uint16_t* base_row, int32_t target) {
   float max_logit = logits[0];
   int64_t imax = 0;
   for (int64_t i = 1; i < n_vocab; ++i) {
@@ -137,16 +137,11 @@ double Stats::add(const float* logits, int64_t n_vocab, const uint16_t* base_row
   std::memcpy(&min_log_prob, base_row + 2, sizeof min_log_prob);
   const uint16_t* steps = base_row + 4;
 
-  const float nll = max_logit + log_sum_exp - logits[target];
-  sum_nll_ += nll;
-  sum_nll2_ += nll * nll;
-  const float nll_base = -(scale * float(steps[target]) + min_log_prob);
-  sum_nll_base_ += nll_base;
-  sum_nll_base2_ += nll_base * nll_base;
-  sum_nll_nll_base_ += nll * nll_base;
-
+  Position p;
+  p.nll = max_logit + log_sum_exp - logits[target];
+  p.nll_base = -(scale * float(steps[target]) + min_log_prob);
   max_logit += log_sum_exp;  // log-softmax of i: logits[i] - max_logit
-  double kld = 0;
+  p.kld = 0;
   int64_t imax_base = -1;
   float p_log_base_max = 0;
   for (int64_t i = 0; i < n_vocab; ++i) {
@@ -157,22 +152,30 @@ double Stats::add(const float* logits, int64_t n_vocab, const uint16_t* base_row
     }
     if (p_log_base > -16.f) {
       const float p_base = std::exp(p_log_base);
-      kld += p_base * (p_log_base - logits[i] + max_logit);
+      p.kld += p_base * (p_log_base - logits[i] + max_logit);
     }
   }
-  sum_kld_ += kld;
-  sum_kld2_ += kld * kld;
-  ++count_;
-  if (imax == imax_base) ++n_same_top_;
+  p.same_top = imax == imax_base;
+  p.p_diff = std::exp(-p.nll) - std::exp(-p.nll_base);
+  return p;
+}
 
-  const float p_diff = std::exp(-nll) - std::exp(-nll_base);
-  sum_p_diff_ += p_diff;
-  const double p_diff2 = p_diff * p_diff;
+void Stats::add(const Position& p) {
+  sum_nll_ += p.nll;
+  sum_nll2_ += p.nll * p.nll;
+  sum_nll_base_ += p.nll_base;
+  sum_nll_base2_ += p.nll_base * p.nll_base;
+  sum_nll_nll_base_ += p.nll * p.nll_base;
+  sum_kld_ += p.kld;
+  sum_kld2_ += p.kld * p.kld;
+  ++count_;
+  if (p.same_top) ++n_same_top_;
+  sum_p_diff_ += p.p_diff;
+  const double p_diff2 = p.p_diff * p.p_diff;
   sum_p_diff2_ += p_diff2;
   sum_p_diff4_ += p_diff2 * p_diff2;
-  kld_values_.push_back(float(kld));
-  p_diff_values_.push_back(p_diff);
-  return kld;
+  kld_values_.push_back(float(p.kld));
+  p_diff_values_.push_back(p.p_diff);
 }
 
 std::string Stats::table_header() {

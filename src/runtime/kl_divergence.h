@@ -33,10 +33,21 @@ BaseHeader read_header(std::istream& in, const std::string& path);
 // Sums over scored positions of the model (Q) against the base.
 class Stats {
  public:
-  // One position: the model's logits, the base's saved row, the token that followed. Returns the
-  // position's KL divergence and appends it and the target's probability difference (Q - base) to
-  // the value lists of the summary.
-  double add(const float* logits, int64_t n_vocab, const uint16_t* base_row, int32_t target);
+  // What one position contributes: from the model's logits, the base's saved row and the token
+  // that followed (independent of other positions: measured in parallel, added in order).
+  struct Position {
+    float nll, nll_base, p_diff;  // p_diff: the target's probability, Q - base
+    double kld;
+    bool same_top;
+  };
+  static Position measure(const float* logits, int64_t n_vocab, const uint16_t* base_row, int32_t target);
+  void add(const Position& p);
+  // measure + add; returns the position's KL divergence.
+  double add(const float* logits, int64_t n_vocab, const uint16_t* base_row, int32_t target) {
+    const Position p = measure(logits, n_vocab, base_row, target);
+    add(p);
+    return p.kld;
+  }
 
   int64_t count() const { return count_; }
   // One line of the per-chunk table (running values), and the table's header.

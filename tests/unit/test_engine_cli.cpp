@@ -172,8 +172,10 @@ TEST_F(EngineCli, KlDivergenceAgainstASavedBase) {
   EXPECT_NE(same.out.find("chunk             PPL"), std::string::npos);
   EXPECT_NE(same.out.find("\n   8    "), std::string::npos) << same.out;  // a row per chunk
 
-  const CliResult q4 = moeserve(m + "--kl-divergence-base '" + base + "' --kl-divergence -ctk q4_0 -ctv q4_0 -fa on");
+  const std::string q4_args = m + "--kl-divergence-base '" + base + "' --kl-divergence -ctk q4_0 -ctv q4_0 -fa on";
+  const CliResult q4 = moeserve(q4_args);
   ASSERT_EQ(q4.status, 0) << q4.err;
+  EXPECT_EQ(moeserve(q4_args + " -t 3").out, q4.out);  // positions scored in parallel, summed in order
   InProcess p(*path_);
   auto chunk_logits = [&](GgmlType kv, FlashMode fa) {
     EngineOptions o;
