@@ -285,6 +285,7 @@ RenderedPrompt render_chat_prompt(const ServedModel& model, const ServeOptions& 
   if (!model.eos_text().empty()) in.eos_token = model.eos_text();
   in.extra = ordered_json::parse(options.chat_template_kwargs, nullptr, false);
   if (!in.extra.is_object()) in.extra = ordered_json::object();
+  if (options.thinking_off && !in.extra.contains("enable_thinking")) in.extra["enable_thinking"] = false;
   for (const auto& [key, value] : request.chat_template_kwargs.items()) in.extra[key] = value;
   if (request.enable_thinking) in.extra["enable_thinking"] = *request.enable_thinking;
 

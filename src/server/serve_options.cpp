@@ -106,6 +106,8 @@ Without -m it serves the bundled demo model. Flags follow llama-server's names.
   -dev, --device CUDA0|none   none: every layer on the CPU
   --reasoning-format F        auto (default) or deepseek: <think> text in reasoning_content;
                               none: left in the content
+  --reasoning-budget N        -1 (default): no limit; 0: no thinking (enable_thinking false for
+                              templates that read it, unless a request sets it)
   -v, --verbose | --log-disable
 
 Other llama-server flags: those that change nothing here (--no-context-shift, --fit, --cache-reuse,
@@ -257,10 +259,10 @@ std::optional<ServeOptions> parse_serve_options(int argc, char** argv) {
       }
       o.split_reasoning = v != "none";
     } else if (flag == "--reasoning-budget") {
-      if (val() != "-1") {
-        fail("flag ", flag, ": only -1 (no budget) is supported; to turn thinking off pass ",
-             "--chat-template-kwargs '{\"enable_thinking\": false}'");
-      }
+      // llama-server's two budgets: -1 unrestricted, 0 no thinking (enable_thinking false).
+      const std::string v = val();
+      if (v != "-1" && v != "0") fail("flag ", flag, ": '", v, "' must be -1 (no limit) or 0 (no thinking)");
+      o.thinking_off = v == "0";
     } else if (flag == "-v" || flag == "--verbose") {
       o.log_level = "debug";
     } else if (flag == "--log-disable") {

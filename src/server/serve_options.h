@@ -56,6 +56,7 @@ struct ServeOptions {
   int64_t checkpoint_every = 4096;  // tokens between recurrent-state checkpoints during prefill
   std::string log_level = "info";
   bool split_reasoning = true;  // --reasoning-format none: false (reasoning stays in the content)
+  bool thinking_off = false;    // --reasoning-budget 0: enable_thinking false unless a request sets it
   // One line per llama-server flag given that has no effect here (serve_compat.h), printed at start.
   std::vector<std::string> notices;
 };

@@ -6,6 +6,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { startServer } from './server_harness.mjs';
 
 const require = createRequire(path.join(process.env.MOESERVE_CLIENTS_DIR, 'package.json'));
@@ -187,6 +188,38 @@ describe('constrained output', () => {
     const use = final.content.find((b) => b.type === 'tool_use');
     assert.equal(use.name, 'get_humidity');
     assert.deepEqual(validate(atools[1].input_schema, use.input), []);
+  });
+});
+
+describe('--reasoning-budget 0', () => {
+  // The Qwen3 template writes an empty <think></think> block into the prompt when thinking is off.
+  const template = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'templates',
+    'Qwen-Qwen3-0.6B.jinja');
+  const countTokens = async (url, extra = {}) => {
+    const body = { model: 'demo', messages: [{ role: 'user', content: 'def fibonacci(n):' }], ...extra };
+    const r = await fetch(`${url}/v1/messages/count_tokens`, { method: 'POST', body: JSON.stringify(body) });
+    assert.equal(r.status, 200);
+    return (await r.json()).input_tokens;
+  };
+  test('turns thinking off unless the request turns it on', async () => {
+    const args = ['-np', '1', '-c', '2048', '-t', '2', '--alias', 'demo', '--chat-template-file', template];
+    const plain = await startServer(binary, args);
+    let thinking, thinkingOnRequest;
+    try {
+      thinking = await countTokens(plain.url);
+    } finally {
+      assert.equal(await plain.stop(), 0, plain.log());
+    }
+    const off = await startServer(binary, [...args, '--reasoning-budget', '0']);
+    let noThinking;
+    try {
+      noThinking = await countTokens(off.url);
+      thinkingOnRequest = await countTokens(off.url, { thinking: { type: 'enabled', budget_tokens: 1024 } });
+    } finally {
+      assert.equal(await off.stop(), 0, off.log());
+    }
+    assert.ok(noThinking > thinking, `${noThinking} vs ${thinking}`);  // the empty think block
+    assert.equal(thinkingOnRequest, thinking);
   });
 });
 
