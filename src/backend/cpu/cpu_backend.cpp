@@ -10,6 +10,7 @@
 
 #include <sys/mman.h>
 
+#include "core/env_switch.h"
 #include "core/error.h"
 
 namespace moeserve::cpu {
@@ -24,10 +25,7 @@ int default_threads() {
 
 }  // namespace
 
-bool CpuOptions::fused_layer_ops_default() {
-  const char* env = std::getenv("MOESERVE_CPU_FUSE");
-  return !env || std::strcmp(env, "0") != 0;
-}
+bool CpuOptions::fused_layer_ops_default() { return env_switch_on("MOESERVE_CPU_FUSE"); }
 
 CpuBackend::CpuBackend(const CpuOptions& options)
     : Backend(DeviceId{}),

@@ -6,13 +6,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
 #include "backend/cuda/cuda_matvec.h"
+#include "core/env_switch.h"
 #include "core/error.h"
 
 namespace moeserve {
@@ -22,10 +22,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique
 namespace cuda {
 
 bool pdl_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("MOESERVE_CUDA_PDL");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool enabled = env_switch_on("MOESERVE_CUDA_PDL");
   return enabled;
 }
 

@@ -17,13 +17,13 @@
 // kernel reads the ids and its first rows before it waits (the ids are older than gate/up's input),
 // and gate/up asks for those rows in L2 ahead of it.
 #include <algorithm>
-#include <cstdlib>
 #include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matvec.h"
 #include "backend/cuda/mmvq.cuh"
 #include "backend/cuda/moe_shared_sum.cuh"
+#include "core/env_switch.h"
 #include "core/error.h"
 
 namespace moeserve::cuda {
@@ -245,10 +245,7 @@ bool q8_moe_usable(const Tensor& x, const ExpertWeights& experts) {
 namespace {
 
 bool down_prefetch() {
-  static const bool on = [] {
-    const char* v = std::getenv("MOESERVE_DOWN_PREFETCH");
-    return !(v && *v == '0');
-  }();
+  static const bool on = env_switch_on("MOESERVE_DOWN_PREFETCH");
   return on;
 }
 

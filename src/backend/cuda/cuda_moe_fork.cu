@@ -17,7 +17,6 @@
 // MOESERVE_CUDA_MOE_FORK=0 keeps the chain, for measurements.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <span>
 #include <string>
 
@@ -25,6 +24,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_matmul.h"
 #include "backend/cuda/cuda_matvec.h"
+#include "core/env_switch.h"
 #include "core/error.h"
 
 namespace moeserve::cuda {
@@ -37,10 +37,7 @@ constexpr int64_t kMaxForkTokens = 8;
 constexpr size_t kRegionAlign = 256;
 
 bool moe_fork_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("MOESERVE_CUDA_MOE_FORK");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool enabled = env_switch_on("MOESERVE_CUDA_MOE_FORK");
   return enabled;
 }
 
