@@ -118,6 +118,16 @@ inline double rel_error(const std::vector<float>& a, const std::vector<float>& b
   return den > 0 ? num / den : num;
 }
 
+// log softmax of n logits, in double (the exact reference for probabilities from logits).
+inline std::vector<double> log_softmax(const float* l, int64_t n) {
+  double mx = l[0], sum = 0;
+  for (int64_t v = 0; v < n; ++v) mx = std::max(mx, double(l[v]));
+  for (int64_t v = 0; v < n; ++v) sum += std::exp(double(l[v]) - mx);
+  std::vector<double> out;
+  for (int64_t v = 0; v < n; ++v) out.push_back(double(l[v]) - mx - std::log(sum));
+  return out;
+}
+
 inline std::unique_ptr<cpu::CpuBackend> cpu_backend(int threads = 3, cpu::Isa isa = cpu::Isa::avx512,
                                                     int chunk_min = 8) {
   cpu::CpuOptions o;

@@ -15,6 +15,7 @@
 #include "backend/gpu_devices.h"
 #include "convert_test_util.h"
 #include "model/model.h"
+#include "ops_test_util.h"
 #include "runtime/engine.h"
 #include "tiny_models.h"
 #include "tokenizer/tokenizer.h"
@@ -24,16 +25,6 @@ namespace moeserve::test {
 namespace {
 
 int32_t argmax(const float* logits, int64_t n) { return int32_t(std::max_element(logits, logits + n) - logits); }
-
-// log softmax of n logits, in double.
-std::vector<double> log_softmax(const float* l, int64_t n) {
-  double mx = l[0], sum = 0;
-  for (int64_t v = 0; v < n; ++v) mx = std::max(mx, double(l[v]));
-  for (int64_t v = 0; v < n; ++v) sum += std::exp(double(l[v]) - mx);
-  std::vector<double> out;
-  for (int64_t v = 0; v < n; ++v) out.push_back(double(l[v]) - mx - std::log(sum));
-  return out;
-}
 
 struct CliResult {
   int status = -1;

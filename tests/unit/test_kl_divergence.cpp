@@ -13,19 +13,14 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops_test_util.h"
 #include "runtime/kl_divergence.h"
 
 namespace moeserve::kld {
 namespace {
 
 std::vector<double> log_softmax(const std::vector<float>& logits) {
-  double mx = logits[0];
-  for (float v : logits) mx = std::max(mx, double(v));
-  double sum = 0;
-  for (float v : logits) sum += std::exp(double(v) - mx);
-  std::vector<double> out;
-  for (float v : logits) out.push_back(double(v) - mx - std::log(sum));
-  return out;
+  return test::log_softmax(logits.data(), int64_t(logits.size()));
 }
 
 std::vector<float> random_logits(std::mt19937& gen, int64_t n, float spread) {
