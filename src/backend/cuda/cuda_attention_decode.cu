@@ -9,6 +9,7 @@
 // warp with a reduce-scatter (each shuffle halves the values in flight: 31 shuffles for 32 sums
 // instead of 160), then runs the online softmax and p * V with its own running state; the warps'
 // states merge at the end.
+#include "backend/cuda/cp_async.cuh"
 #include "backend/cuda/cuda_attention.cuh"
 
 namespace moeserve::cuda::attn {
@@ -69,8 +70,6 @@ __device__ __forceinline__ float reduce_scatter(float (&v)[N], int lane) {
   return x;
 }
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-
 // Copies `rows` rows of `row_bytes` (global rows `stride` apart, row r taken from row
 // min(first + r, last) so a tile past the range repeats a valid row) into consecutive shared
 // rows, in pieces of W = 16, 8 or 4 bytes (cp.async).
@@ -83,11 +82,7 @@ __device__ __forceinline__ void copy_rows(char* dst, const char* base, int64_t s
     const int r = i / per_row, c = i % per_row;
     const char* src = base + int64_t(min(first + r, last)) * stride + c * w;
     char* d = dst + r * row_bytes + c * w;
-    if constexpr (W == 16) {
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(d)), "l"(src) : "memory");
-    } else {
-      asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(smem_addr(d)), "l"(src), "n"(W) : "memory");
-    }
+    cp_async<W>(d, src);
   }
 }
 
@@ -118,7 +113,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_kernel(AttnArgs 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < n_tiles) issue_tile<W>(a, stages + s * stage_bytes, k_base, v_base, c_begin + s * kStageCells, c_end - 1);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
   }
 
   float qr[GT][EP];
@@ -140,14 +135,14 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_kernel(AttnArgs 
   const int my = lane >> kShift, my_g = my / CB, my_c = my % CB;
 
   for (int it = 0; it < n_tiles; ++it) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2) : "memory");
+    cp_async_wait<kStages - 2>();
     __syncthreads();  // tile `it` is visible to all; the buffer of tile it - 1 is free
     const int next = it + kStages - 1;
     if (next < n_tiles) {
       issue_tile<W>(a, stages + (next % kStages) * stage_bytes, k_base, v_base, c_begin + next * kStageCells,
                     c_end - 1);
     }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
     const char* ks = stages + (it % kStages) * stage_bytes;
     const char* vs = ks + kStageCells * a.k_head_bytes;
     const int tile0 = c_begin + it * kStageCells;
@@ -201,7 +196,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_decode_kernel(AttnArgs 
       }
     }
   }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  cp_async_wait<0>();
   __syncthreads();  // the stages are reused below for the warps' accumulators
 
   // The warps' states meet in shared memory.

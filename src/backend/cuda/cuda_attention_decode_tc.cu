@@ -15,6 +15,7 @@
 // integers: the block scale goes with P); the weight (P times V's block scale) is split into two
 // tf32 parts, hi + lo, so it carries 2^-22 of relative error; F32 V is split the same way (three
 // products: hi·hi, hi·lo, lo·hi). The result stays within a few f32 ulps of the CUDA-core sums.
+#include "backend/cuda/cp_async.cuh"
 #include "backend/cuda/cuda_attention.cuh"
 
 namespace moeserve::cuda::attn {
@@ -27,8 +28,6 @@ constexpr int kHeads = kDecodeTcHeads;  // the mma's n: query heads of the block
 
 static_assert(kCells == 16 * kWarps, "a warp takes 16 cells of a tile");
 static_assert(kStages == 2, "the prologue fills the first stage only (the second holds the quantized query)");
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
 // Shared row pitch of K: rows a multiple of 128 bytes apart would put the 8 rows an A fragment
 // reads in the same banks.
@@ -237,7 +236,7 @@ __global__ void __launch_bounds__(32 * kWarps, 3) attention_decode_tc_kernel(Att
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < n_tiles) issue(s);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
   }
 
   // The B fragments (Q^T, dims x heads): this lane holds head g of the tile (zeros past ng).
@@ -308,10 +307,10 @@ __global__ void __launch_bounds__(32 * kWarps, 3) attention_decode_tc_kernel(Att
     }
   }
   for (int it = 0; it < n_tiles; ++it) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2) : "memory");
+    cp_async_wait<kStages - 2>();
     __syncthreads();  // tile `it` is visible to all; the buffer of tile it - 1 is free
     if (it + kStages - 1 < n_tiles) issue(it + kStages - 1);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    cp_async_commit();
     const int c0 = r.c_begin + it * kCells + warp * 16;  // this warp's first cell
     if (c0 >= r.c_end) continue;                          // warp-uniform
     const char* kw = stages + (it % kStages) * stage_bytes + warp * 16 * kp;
@@ -439,7 +438,7 @@ __global__ void __launch_bounds__(32 * kWarps, 3) attention_decode_tc_kernel(Att
       }
     }
   }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  cp_async_wait<0>();
   __syncthreads();  // the stages are reused below for the warps' accumulators
 
   // The warps' states meet in shared memory.

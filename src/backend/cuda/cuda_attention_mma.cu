@@ -13,6 +13,7 @@
 // 16-bit type's rounding in the output (see test_cuda_attention.cpp).
 // The tokens of a block may belong to several sequences: the block walks each one's cells in turn
 // with the rows of the other sequences masked.
+#include "backend/cuda/cp_async.cuh"
 #include "backend/cuda/cuda_attention.cuh"
 
 namespace moeserve::cuda::attn {
@@ -21,8 +22,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kBM = 16 * kWarps;  // query rows per block
 constexpr int kBN = 64;           // cells per K/V tile
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -109,14 +108,9 @@ __device__ __forceinline__ void stage_rows(char* dst, const char* base, int64_t 
   for (int i = threadIdx.x; i < kBN * per_row; i += 32 * kWarps) {
     const int r = i / per_row, c = i % per_row;
     const char* src = base + int64_t(min(c0 + r, last)) * stride + c * W;
-    const uint32_t d = smem_u32(dst + r * row_bytes + c * W);
-    if constexpr (W == 16) {
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
-    } else {
-      asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(d), "l"(src), "n"(W) : "memory");
-    }
+    cp_async<W>(dst + r * row_bytes + c * W, src);
   }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  cp_async_commit();
 }
 
 // The staged rows of a tile, dequantized into a tile of pitch P 16-bit elements.
@@ -222,7 +216,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_mma_kernel(AttnArgs a) 
   int li = 0, c0 = 0;
   if (n_seqs > 0) stage(0, 0);
   while (li < n_seqs) {
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    cp_async_wait<0>();
     __syncthreads();  // the staged bytes are visible; the previous tile's 16-bit tiles are consumed
     fill_tile<D, P>(a.kf, ks, raw_k, kb);
     fill_tile<D, P>(a.vf, vs, raw_v, vb);
