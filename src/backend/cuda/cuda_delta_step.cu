@@ -82,13 +82,12 @@ __global__ void __launch_bounds__(kThreads) delta_step_kernel(const __grid_const
     dt = reinterpret_cast<const float*>(row_ptr(p.dt_bias, kh))[r];
     a_coef = reinterpret_cast<const float*>(row_ptr(p.a_coef, kh))[r];
   }
-  pdl_wait();
-  pdl_trigger();
+  // The states load before the wait too: the kernel before this one (the input products) does
+  // not write them (pdl.cuh), and the batch's runs were copied in before the step's first kernel.
+  // Everything up to the delta rule runs while the states are in flight.
+  // s[j] holds S[warp + kWarps*j][4*lane .. 4*lane+3].
   const SeqRun run = p.batch.runs[blockIdx.y];
   const int32_t t = run.first;
-
-  // The state loads go out first; everything up to the delta rule runs while they are in flight.
-  // s[j] holds S[warp + kWarps*j][4*lane .. 4*lane+3].
   float* s_head = p.ssm_state + int64_t(run.seq) * p.ssm_row + int64_t(h) * dk * dv;
   const bool col = 4 * lane < dv;
   float4 s[kRows];
@@ -98,18 +97,23 @@ __global__ void __launch_bounds__(kThreads) delta_step_kernel(const __grid_const
     s[j] = col && i < dk ? *reinterpret_cast<const float4*>(s_head + int64_t(i) * dv + 4 * lane)
                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   }
-  const float zv = tid < dv ? reinterpret_cast<const float*>(row_ptr(p.z, h, t))[tid] : 0.0f;
-
-  // Conv + SiLU of this thread's channel; hist keeps the old history for the new one.
+  // hist keeps the old conv history for the new one.
   float* conv_hist = p.conv_state + int64_t(run.seq) * p.conv_row;  // [taps-1][channels], oldest first
   float hist[kTaps];
-  float xt = 0.0f;
   if (c >= 0) {
-    xt = reinterpret_cast<const float*>(row_ptr(p.qkv, t))[c];
 #pragma unroll
     for (int i = 0; i < kTaps; ++i) {
       if (i < taps - 1) hist[i] = conv_hist[i * channels + c];
     }
+  }
+  pdl_wait();
+  pdl_trigger();
+  const float zv = tid < dv ? reinterpret_cast<const float*>(row_ptr(p.z, h, t))[tid] : 0.0f;
+
+  // Conv + SiLU of this thread's channel.
+  float xt = 0.0f;
+  if (c >= 0) {
+    xt = reinterpret_cast<const float*>(row_ptr(p.qkv, t))[c];
     double acc = 0;
 #pragma unroll
     for (int i = 0; i < kTaps; ++i) {

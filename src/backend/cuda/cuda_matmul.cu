@@ -32,17 +32,20 @@ constexpr int rows_per_block() {
   return NC <= 2 ? 2 : 1;
 }
 
+// Chunks per thread that the decode kernel loads before it waits for the kernel before.
+constexpr int kChunksAhead = 4;
+
 // The rows of up to kMaxMatmuls weights of type T (row_segments.cuh) times NC columns of x. The
 // block's threads share out the 8-element chunks of its R rows, four chunks in flight each: a
 // product with few rows (the router: 512 rows of 2048 F32 values) then needs one or two memory
-// round trips per block instead of k / 1024 per warp.
+// round trips per block instead of k / 1024 per warp. Rows of at most kChunksAhead chunks per
+// thread (the router's) are loaded whole before the wait: they are no kernel's output, so what
+// the kernel does once its input is ready is the input's loads and the arithmetic.
 template <GgmlType T, int NC>
 __global__ void __launch_bounds__(32 * kWarpsPerBlock)
     matvec_kernel(RowSegments segs, int64_t k, const float* x, int64_t x_stride, bool x_aligned) {
   constexpr int R = rows_per_block<NC>(), kThreads = 32 * kWarpsPerBlock;
   __shared__ float part[kWarpsPerBlock][R][NC];
-  pdl_wait();
-  pdl_trigger();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int seg = segment_of(segs, blockIdx.x);
   const int64_t m = segs.m[seg];
@@ -56,12 +59,34 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock)
 #pragma unroll
     for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
   const int64_t n_chunks = (k + 7) / 8;
-  int64_t c = threadIdx.x;
-  for (; c + 3 * kThreads < n_chunks; c += 4 * kThreads) {
+  if (n_chunks <= kChunksAhead * kThreads) {
+    // The same chunks in the same order as the loops below.
+    float v[kChunksAhead][R][8];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) dot_chunk<T, NC, R>(rows, c + kThreads * u, k, x, x_stride, x_aligned, acc);
+    for (int u = 0; u < kChunksAhead; ++u) {
+      const int64_t c = threadIdx.x + kThreads * u;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (c < n_chunks) row_chunk<T>(rows[r], c, k, v[u][r]);
+      }
+    }
+    pdl_wait();
+    pdl_trigger();
+#pragma unroll
+    for (int u = 0; u < kChunksAhead; ++u) {
+      const int64_t c = threadIdx.x + kThreads * u;
+      if (c < n_chunks) chunk_dot<T, NC, R>(v[u], c, k, x, x_stride, x_aligned, acc);
+    }
+  } else {
+    pdl_wait();
+    pdl_trigger();
+    int64_t c = threadIdx.x;
+    for (; c + 3 * kThreads < n_chunks; c += 4 * kThreads) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) dot_chunk<T, NC, R>(rows, c + kThreads * u, k, x, x_stride, x_aligned, acc);
+    }
+    for (; c < n_chunks; c += kThreads) dot_chunk<T, NC, R>(rows, c, k, x, x_stride, x_aligned, acc);
   }
-  for (; c < n_chunks; c += kThreads) dot_chunk<T, NC, R>(rows, c, k, x, x_stride, x_aligned, acc);
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll

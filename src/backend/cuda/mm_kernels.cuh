@@ -27,15 +27,12 @@ __device__ __forceinline__ void load_x8(const float* p, bool aligned, float* out
   }
 }
 
-// One chunk step of lane_dot: chunk c of each of the R rows against the NC columns.
+// Chunk c of each of the R rows, decoded (v), against the NC columns.
 template <GgmlType T, int NC, int R>
-__device__ __forceinline__ void dot_chunk(const uint8_t* const (&rows)[R], int64_t c, int64_t k, const float* x,
+__device__ __forceinline__ void chunk_dot(const float (&v)[R][8], int64_t c, int64_t k, const float* x,
                                           int64_t x_stride, bool aligned, float (&acc)[R][NC]) {
   const int64_t e0 = 8 * c;
   const bool tail = Dq<T>::kPlain && e0 + 8 > k;
-  float v[R][8];
-#pragma unroll
-  for (int r = 0; r < R; ++r) row_chunk<T>(rows[r], c, k, v[r]);
 #pragma unroll
   for (int col = 0; col < NC; ++col) {
     float xv[8];
@@ -52,6 +49,16 @@ __device__ __forceinline__ void dot_chunk(const uint8_t* const (&rows)[R], int64
       acc[r][col] += s;
     }
   }
+}
+
+// One chunk step of lane_dot: chunk c of each of the R rows against the NC columns.
+template <GgmlType T, int NC, int R>
+__device__ __forceinline__ void dot_chunk(const uint8_t* const (&rows)[R], int64_t c, int64_t k, const float* x,
+                                          int64_t x_stride, bool aligned, float (&acc)[R][NC]) {
+  float v[R][8];
+#pragma unroll
+  for (int r = 0; r < R; ++r) row_chunk<T>(rows[r], c, k, v[r]);
+  chunk_dot<T, NC, R>(v, c, k, x, x_stride, aligned, acc);
 }
 
 // acc[r][c] += rows[r] . x_c over this lane's chunks (lane, lane + 32, ...); the caller sums over

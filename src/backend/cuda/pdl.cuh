@@ -18,10 +18,12 @@ namespace moeserve::cuda {
 // before any early exit (a block that exits without waiting could let the kernel complete before
 // its predecessor, and the next kernel's wait only covers this one). pdl_wait() returns once the
 // previous kernel has completed and its memory is visible; it is a no-op for a normal launch.
-// pdl_trigger() lets the next kernel start launching early; it is safe anywhere after the wait.
+// pdl_trigger() lets the next kernel start launching early; every kernel calls it after its wait.
 // Kernels launched with <<<>>> need no change: they wait for their predecessor as always.
-// Memory no kernel writes (weights, constant tables) may be read before the wait: a weight product
-// starts streaming its first weight tiles while its predecessor finishes.
+// Before its wait a kernel may read memory no kernel writes (weights, constant tables: a weight
+// product starts streaming its first weight tiles while its predecessor finishes), and memory
+// that the previous kernel does not write: whatever wrote it came before that kernel, which
+// passed its own wait (so those writers had completed) before it let this one launch.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
