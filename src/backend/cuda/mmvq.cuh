@@ -75,12 +75,24 @@ template <>
 struct Mv<GgmlType::Q8_0> {
   static constexpr int kNB = 64, kTable = 0;
   static constexpr bool kMin = false;
+  // A 34-byte block's quants start 2-byte aligned: eight 4-byte words are read from the aligned
+  // word at or below them (nine where they straddle, then one funnel shift each) instead of
+  // sixteen 2-byte loads. The ninth word is read only when needed: past the last block of a tile
+  // it may lie past the end of shared memory.
   __device__ static W32 decode(const uint8_t* b, int, const void*) {
     W32 w;
     w.d0 = w.d1 = h2f(ld16(b));
     w.m = 0.0f;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(b + 2);
+    const uint32_t* u = reinterpret_cast<const uint32_t*>(at & ~uintptr_t(3));
+    const uint32_t shift = uint32_t(at & 3) * 8;  // 0 or 16
+    uint32_t lo = u[0];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) w.q[i] = int(ld32_2(b + 2 + 4 * i));
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t hi = i < 7 || shift ? u[i + 1] : 0u;
+      w.q[i] = int(__funnelshift_r(lo, hi, shift));
+      lo = hi;
+    }
     return w;
   }
 };
