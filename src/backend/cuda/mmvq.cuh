@@ -75,11 +75,20 @@ template <>
 struct Mv<GgmlType::Q8_0> {
   static constexpr int kNB = 64, kTable = 0;
   static constexpr bool kMin = false;
-  // A 34-byte block's quants start 2-byte aligned: eight 4-byte words are read from the aligned
-  // word at or below them (nine where they straddle, then one funnel shift each) instead of
-  // sixteen 2-byte loads. The ninth word is read only when needed: past the last block of a tile
-  // it may lie past the end of shared memory.
   __device__ static W32 decode(const uint8_t* b, int, const void*) {
+    W32 w;
+    w.d0 = w.d1 = h2f(ld16(b));
+    w.m = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w.q[i] = int(ld32_2(b + 2 + 4 * i));
+    return w;
+  }
+  // The same from fewer loads: a 34-byte block's quants start 2-byte aligned, so eight 4-byte
+  // words are read from the aligned word at or below them (nine where they straddle, then one
+  // funnel shift each) instead of sixteen 2-byte loads. The ninth word is read only when needed:
+  // past the last block of a tile it may lie past the end of shared memory. The words take more
+  // registers while in flight (decode_group).
+  __device__ static W32 decode_words(const uint8_t* b) {
     W32 w;
     w.d0 = w.d1 = h2f(ld16(b));
     w.m = 0.0f;
@@ -402,6 +411,19 @@ __device__ __forceinline__ void group_dot(const W32& w, const int (&a)[NC][8], c
   }
 }
 
+// Group g of the block at b as decoded for a tile_dot of R rows and NC columns: the one-column
+// products (two rows, one column) read Q8_0 quants as words; kernels that hold more rows or
+// columns at once keep the two-byte loads, whose registers they need (with the words the routed
+// experts' Q8_0 gate/up kernel spilled and the many-column products lost occupancy).
+template <GgmlType T, int R, int NC>
+__device__ __forceinline__ W32 decode_group(const uint8_t* b, int g, const void* tab) {
+  if constexpr (T == GgmlType::Q8_0 && R * NC <= 2) {
+    return Mv<T>::decode_words(b);
+  } else {
+    return Mv<T>::decode(b, g, tab);
+  }
+}
+
 template <GgmlType T, int R, int NC>
 __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int n_blocks, int64_t g0, const int8_t* aq,
                                          const float2* ads, int64_t a_stride, const void* tab, float (&acc)[R][NC],
@@ -427,7 +449,7 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
         group_act<NC>(aq, ads, a_stride, g0 + gi, a, ds);
 #pragma unroll
         for (int i = 0; i < R / 2; ++i) {
-          const W32 w = Mv<T>::decode(sm + (2 * i + half) * tile_bytes + blk * Dq<T>::kBytes, g, tab);
+          const W32 w = decode_group<T, R, NC>(sm + (2 * i + half) * tile_bytes + blk * Dq<T>::kBytes, g, tab);
           group_dot<NC, Mv<T>::kMin>(w, a, ds, part[i]);
         }
       }
@@ -449,7 +471,7 @@ __device__ __forceinline__ void tile_dot(const uint8_t* sm, int tile_bytes, int 
     group_act<NC>(aq, ads, a_stride, g0 + gi, a, ds);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const W32 w = Mv<T>::decode(sm + r * tile_bytes + blk * Dq<T>::kBytes, g, tab);
+      const W32 w = decode_group<T, R, NC>(sm + r * tile_bytes + blk * Dq<T>::kBytes, g, tab);
       group_dot<NC, Mv<T>::kMin>(w, a, ds, acc[r]);
     }
   }
