@@ -15,8 +15,9 @@ if [[ $# -ne 1 || ! -d "$1" ]]; then
   exit 2
 fi
 build=$(cd "$1" && pwd)
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The GPU tests read the repository's fixtures wherever this checkout is.
-export MOESERVE_TEST_FIXTURES=${MOESERVE_TEST_FIXTURES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/fixtures}
+export MOESERVE_TEST_FIXTURES=${MOESERVE_TEST_FIXTURES:-$repo/tests/fixtures}
 logs="$build/gpu_test_logs"
 mkdir -p "$logs"
 
@@ -93,6 +94,14 @@ if [[ "${GPU_TEST_MODEL_BENCH:-1}" == 1 ]] && moeserve=$(find_binary moeserve); 
   run_step "bench (c) --cpu-moe" "$logs/bench_c.log" "$moeserve" bench "${common[@]}" -p 512 -n 128 --cpu-moe
   run_step "bench (d) depth 32768" "$logs/bench_d.log" "$moeserve" bench "${common[@]}" -p 0 -n 128 -d 32768 -c 33280
   run_step "bench CPU only" "$logs/bench_cpu.log" "$moeserve" bench "${common[@]}" -p 512 -n 32 -r 1 -ngl 0
+  # Where (a)'s decode step goes, kernel by kernel (tools/kernel_trace), where the build has the
+  # tracing library.
+  if trace_lib=$(find_binary libmoeserve_kernel_trace.so) && command -v python3 > /dev/null; then
+    run_step "kernel trace (a)" "$logs/kernel_trace_bench.log" env CUDA_INJECTION64_PATH="$trace_lib" \
+      KERNEL_TRACE_OUT="$logs/kernel_trace.txt" "$moeserve" bench "${common[@]}" -p 0 -n 32 -r 2
+    run_step "critical path (a)" "$logs/critical_path.log" python3 "$repo/tools/kernel_trace/critical_path.py" \
+      "$logs/kernel_trace.txt"
+  fi
 fi
 
 echo
@@ -103,6 +112,10 @@ for i in "${!names[@]}"; do
   printf '%-32s %-28s %8s\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
   [[ "${results[$i]}" == ok || "${results[$i]}" == skipped* ]] || status=1
 done
+if [[ -f "$logs/critical_path.log" ]]; then
+  echo "  critical path of (a)'s decode step (tracing slows it by ~12%):"
+  sed -n '1,14p' "$logs/critical_path.log" | sed 's/^/    /'
+fi
 if [[ -f "$logs/gpu_tests.log" ]]; then
   grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$logs/gpu_tests.log" | sed 's/^/  /'
 fi
