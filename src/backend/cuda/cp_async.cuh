@@ -21,7 +21,6 @@ __device__ __forceinline__ void cp_async(void* dst, const void* src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(smem_u32(dst)), "l"(src), "n"(W) : "memory");
   }
 }
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) { cp_async<16>(dst, src); }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // Waits until at most N of this thread's committed groups are still in flight.
 template <int N>

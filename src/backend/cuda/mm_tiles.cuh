@@ -243,7 +243,7 @@ __device__ __forceinline__ void tile_gemm(unsigned char* smem, const uint8_t* co
       if (left <= 0) continue;
       unsigned char* dst = st + r * R::kRowBytes + 16 * g;
       if (src + 16 <= ((P == 1 || r < BM) ? end[0] : end[P - 1])) {
-        cp_async16(dst, src);
+        cp_async<16>(dst, src);
       } else {  // the tensor's last bytes
         for (int i = 0; i < left; ++i) dst[i] = src[i];
       }
@@ -253,7 +253,7 @@ __device__ __forceinline__ void tile_gemm(unsigned char* smem, const uint8_t* co
     for (int idx = tid; idx < BN * (kStepK / 8); idx += NT) {
       const int j = idx / (kStepK / 8), g = idx % (kStepK / 8);
       const __half* col = cols[j];
-      if (col) cp_async16(bt + j * kLdH + 8 * g, col + kt * kStepK + 8 * g);
+      if (col) cp_async<16>(bt + j * kLdH + 8 * g, col + kt * kStepK + 8 * g);
     }
   };
   // k-step kt of macro step ms (sub-step sub) from its raw stage into the f16 weight tile.

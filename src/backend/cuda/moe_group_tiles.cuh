@@ -172,7 +172,7 @@ __device__ __forceinline__ void group_rows_product(unsigned char* raw, const uns
       if (left <= 0) continue;
       unsigned char* dst = st + r * PITCH + 16 * gr;
       if (src + 16 <= (P == 1 || r < RM ? end0 : end1)) {
-        cp_async16(dst, src);
+        cp_async<16>(dst, src);
       } else {  // the tensor's last bytes
         for (int i = 0; i < left; ++i) dst[i] = src[i];
       }
